@@ -1,0 +1,96 @@
+"""EmotionClassifier on the LiteRT interpreter, running the full-integer int8 model.
+
+Reads input/output scale and zero-point from the model itself and labels and preprocessing from
+its card, after checking that the card matches the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from moodspeaker.model_card import ModelCard, ModelError, card_path_for, load_card, verify_model_file
+
+_INTERP = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR}
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max())
+    return e / e.sum()
+
+
+class LiteRTClassifier:
+    """Face crop (uint8 grayscale, any size) -> probabilities per label, in `labels` order."""
+
+    def __init__(self, model: Path, card: Path | None = None, num_threads: int = 1) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.model_path = Path(model)
+        self.card: ModelCard = load_card(Path(card) if card else card_path_for(self.model_path))
+        verify_model_file(self.model_path, self.card)
+        try:
+            self._interp = Interpreter(model_path=str(self.model_path), num_threads=num_threads)
+            self._interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"{self.model_path}: LiteRT cannot load this model ({exc})") from None
+        self._check_tensors()
+        inp, out = self._interp.get_input_details()[0], self._interp.get_output_details()[0]
+        self._in_index, self._out_index = inp["index"], out["index"]
+        self._in_scale, self._in_zero = inp["quantization"]
+        self._out_scale, self._out_zero = out["quantization"]
+        size = self.card.input_size
+        self._buffer = np.empty((1, size, size, 1), np.int8)
+        # uint8 pixel -> int8 input as a 256-entry lookup table: exact, and one numpy take per face.
+        levels = np.round(np.arange(256) / self._in_scale + self._in_zero)
+        self._lut = np.clip(levels, -128, 127).astype(np.int8)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.card.labels
+
+    @property
+    def input_size(self) -> int:
+        return self.card.input_size
+
+    def _check_tensors(self) -> None:
+        inputs, outputs = self._interp.get_input_details(), self._interp.get_output_details()
+        size, n = self.card.input_size, len(self.card.labels)
+        where = f"{self.model_path}"
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelError(f"{where}: expected one input and one output tensor")
+        inp, out = inputs[0], outputs[0]
+        if list(inp["shape"]) != [1, size, size, 1]:
+            raise ModelError(f"{where}: input shape {list(inp['shape'])} does not match the card's [1, {size}, {size}, 1]")
+        if inp["dtype"] != np.int8 or out["dtype"] != np.int8:
+            raise ModelError(f"{where}: not a full-integer int8 model (input {inp['dtype'].__name__}, "
+                             f"output {out['dtype'].__name__}); export with `moodspeaker-train export`")
+        if list(out["shape"]) != [1, n]:
+            raise ModelError(f"{where}: output shape {list(out['shape'])} does not match the card's {n} labels")
+        if inp["quantization"][0] == 0 or out["quantization"][0] == 0:
+            raise ModelError(f"{where}: input/output tensors carry no quantisation parameters")
+
+    def prepare(self, face: np.ndarray) -> np.ndarray:
+        """Resize a grayscale crop to the model's input and quantise it (int8, model layout)."""
+        size = self.card.input_size
+        if face.shape != (size, size):
+            face = cv2.resize(face, (size, size), interpolation=_INTERP[self.card.preprocessing.resize])
+        return self._lut[face]
+
+    def logits(self, prepared: np.ndarray) -> np.ndarray:
+        self._buffer[0, :, :, 0] = prepared
+        self._interp.set_tensor(self._in_index, self._buffer)
+        self._interp.invoke()
+        q = self._interp.get_tensor(self._out_index)[0].astype(np.float32)
+        return (q - self._out_zero) * self._out_scale
+
+    def classify(self, face: np.ndarray) -> np.ndarray:
+        """Probabilities per label for one uint8 grayscale face crop."""
+        if face.ndim != 2 or face.dtype != np.uint8:
+            raise ValueError(f"expected a 2-D uint8 grayscale crop, got {face.dtype} {face.shape}")
+        prepared = self.prepare(face)
+        logits = self.logits(prepared)
+        if self.card.preprocessing.flip_tta:
+            logits = (logits + self.logits(prepared[:, ::-1])) / 2
+        return _softmax(logits)

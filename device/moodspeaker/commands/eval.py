@@ -1,0 +1,65 @@
+"""`moodspeaker eval`: accuracy and speed of a model on labelled faces, through the device's own code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from moodspeaker.paths import default_model
+
+
+class DataFileError(ValueError):
+    pass
+
+
+def load_eval_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """`images` uint8 (N,H,W) and `labels` (N,) FER2013 order, as in shared/data/fer2013/*.npz."""
+    if not path.is_file():
+        raise DataFileError(f"{path}: no such file")
+    try:
+        with np.load(path) as d:
+            images, labels = d["images"], d["labels"]
+    except KeyError as exc:
+        raise DataFileError(f"{path}: missing array {exc}; need images (N,H,W) uint8 and labels (N,)") from None
+    except Exception as exc:
+        raise DataFileError(f"{path}: not a readable npz file ({exc})") from None
+    if images.ndim != 3 or images.dtype != np.uint8 or labels.shape != (len(images),):
+        raise DataFileError(f"{path}: need images (N,H,W) uint8 and labels (N,), got {images.dtype} "
+                            f"{images.shape} and {labels.shape}")
+    if len(labels) and (labels.min() < 0 or labels.max() > 6):
+        raise DataFileError(f"{path}: labels must be 0..6 (FER2013 order)")
+    return images, labels.astype(np.int64)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from moodspeaker.adapters.litert_classifier import LiteRTClassifier
+    from moodspeaker.evaluation import evaluate_crops
+
+    try:
+        images, labels = load_eval_npz(args.data)
+    except DataFileError as exc:
+        print(f"moodspeaker eval: {exc}")
+        return 2
+    classifier = LiteRTClassifier(args.model, num_threads=args.threads)
+    result = evaluate_crops(classifier.classify, classifier.labels, images, labels)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{args.model.name} on {args.data.name}: n={result['n']} accuracy={result['accuracy']:.4f} "
+              f"macro_f1={result['macro_f1']:.4f} {result['ms_per_face']:.3f} ms/face")
+        for label, recall in result["per_class_recall"].items():
+            print(f"  {label:9s} recall {recall:.3f}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate the emotion model on labelled faces (npz)")
+    p.add_argument("--model", type=Path, default=default_model(), help="int8 .tflite with its .json card "
+                   "(default: the model the device runs)")
+    p.add_argument("--data", type=Path, required=True, help="npz with images (N,H,W) uint8 and labels (N,)")
+    p.add_argument("--threads", type=int, default=1, help="LiteRT threads (default 1)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_run)

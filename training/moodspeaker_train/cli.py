@@ -1,0 +1,89 @@
+"""`moodspeaker-train fit|export|report`: train a model, export it to int8 TFLite, report on val."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from moodspeaker_train.data import DEFAULT_DATA, DataError, load_split
+from moodspeaker_train.recipe import RecipeError, load_recipe
+
+REPO = Path(__file__).resolve().parents[2]
+DATA_HELP = (
+    "data set: a directory with train.npz/val.npz (shared/data/fer2013 layout), Kaggle's fer2013.csv, "
+    f"or a directory with train/<class>/*.jpg and val/<class>/*.jpg (default {DEFAULT_DATA})"
+)
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from moodspeaker_train.fit import fit
+
+    overrides = {"epochs": args.epochs} if args.epochs else {}
+    recipe = load_recipe(args.config, overrides)
+    train, val = load_split(args.data, "train"), load_split(args.data, "val")
+    state = fit(recipe, train, val, args.out, resume=args.resume)
+    print(f"best val accuracy (float) {state['best_val_accuracy']:.4f} at epoch {state['best_epoch']}; "
+          f"checkpoints in {args.out}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from moodspeaker_train.export import export_int8
+
+    train = load_split(args.data, "train")
+    size = export_int8(args.run / "best.keras", train, args.out, n_calibration=args.calibration)
+    print(f"wrote {args.out} ({size / 1024:.0f} KiB, full-integer int8)")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from moodspeaker_train.report import report
+
+    val = load_split(args.data, "val")
+    card = report(args.run, args.model, val, data_name=str(args.data), peer=args.peer, out_dir=args.out)
+    print(f"int8 val accuracy {card['metrics']['val']['accuracy']:.4f}, macro-F1 {card['metrics']['val']['macro_f1']:.4f}; "
+          f"card {args.model.with_suffix('.json')}, figures in {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="moodspeaker-train", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("fit", help="train a model from scratch (resumable)")
+    p.add_argument("--config", type=Path, default=REPO / "training/configs/vgg48.toml", help="recipe TOML")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help=DATA_HELP)
+    p.add_argument("--out", type=Path, default=REPO / "runs/vgg48", help="run directory (checkpoints, logs)")
+    p.add_argument("--epochs", type=int, help="override the recipe's epoch count")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    p.set_defaults(func=_cmd_fit)
+
+    p = sub.add_parser("export", help="full-integer int8 TFLite from a run's best checkpoint")
+    p.add_argument("--run", type=Path, default=REPO / "runs/vgg48")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help=DATA_HELP + "; train faces calibrate")
+    p.add_argument("--out", type=Path, default=REPO / "models/emotion.tflite")
+    p.add_argument("--calibration", type=int, default=1000, help="representative train faces")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("report", help="float vs int8 on val, figures, and the model card")
+    p.add_argument("--run", type=Path, default=REPO / "runs/vgg48")
+    p.add_argument("--model", type=Path, default=REPO / "models/emotion.tflite")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help=DATA_HELP)
+    p.add_argument("--peer", type=Path, help="peer int8 model to compare (fer package's emotion_model_quantized.tflite)")
+    p.add_argument("--out", type=Path, default=REPO / "training/report", help="where figures and report.json go")
+    p.set_defaults(func=_cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (DataError, RecipeError, FileExistsError, FileNotFoundError, ValueError) as exc:
+        print(f"moodspeaker-train: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""A training recipe: one TOML file (training/configs/*.toml) parsed into a frozen dataclass."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from moodspeaker_train.augment import AugmentConfig
+
+
+@dataclass(frozen=True)
+class Recipe:
+    arch: str = "vgg"
+    arch_args: dict[str, Any] = field(default_factory=dict)
+    size: int = 48  # input side in pixels; 48 or 64
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 0.05  # AdamW, decoupled
+    warmup_epochs: int = 2
+    label_smoothing: float = 0.1
+    ferplus_weight: float = 0.0  # 0 = FER2013 hard labels; 1 = FER+ vote shares as soft targets
+    class_weighting: str = "sqrt"  # none | sqrt | balanced (inverse frequency), applied in the loss only
+    patience: int = 8  # early stopping on val accuracy
+    seed: int = 1234
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class RecipeError(ValueError):
+    pass
+
+
+def _build(cls: type, values: dict[str, Any], where: str):
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise RecipeError(f"{where}: unknown keys {unknown}; known: {sorted(names)}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def load_recipe(path: Path, overrides: dict[str, Any] | None = None) -> Recipe:
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise RecipeError(f"{path}: no such recipe; see training/configs/") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError(f"{path}: not valid TOML ({exc})") from None
+    raw.update(overrides or {})
+    augment = _build(AugmentConfig, raw.pop("augment", {}), f"{path} [augment]")
+    arch_args = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.pop("arch_args", {}).items()}
+    recipe = _build(Recipe, {**raw, "augment": augment, "arch_args": arch_args}, str(path))
+    if recipe.class_weighting not in {"none", "sqrt", "balanced"}:
+        raise RecipeError(f"{path}: class_weighting must be none, sqrt or balanced")
+    if not 0.0 <= recipe.ferplus_weight <= 1.0:
+        raise RecipeError(f"{path}: ferplus_weight must be within 0..1")
+    return recipe
+
+
+def recipe_from_dict(values: dict[str, Any]) -> Recipe:
+    values = dict(values)
+    augment = _build(AugmentConfig, values.pop("augment", {}), "recipe [augment]")
+    return _build(Recipe, {**values, "augment": augment}, "recipe")

