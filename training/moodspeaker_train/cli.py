@@ -41,7 +41,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from moodspeaker_train.report import report
 
     val = load_split(args.data, "val")
-    card = report(args.run, args.model, val, data_name=str(args.data), peer=args.peer, out_dir=args.out)
+    card = report(args.run, args.model, val, data_name=str(args.data), peer=args.peer, out_dir=args.out,
+                  face_margin=args.face_margin)
     print(f"int8 val accuracy {card['metrics']['val']['accuracy']:.4f}, macro-F1 {card['metrics']['val']['macro_f1']:.4f}; "
           f"card {args.model.with_suffix('.json')}, figures in {args.out}")
     return 0
@@ -72,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help=DATA_HELP)
     p.add_argument("--peer", type=Path, help="peer int8 model to compare (fer package's emotion_model_quantized.tflite)")
     p.add_argument("--out", type=Path, default=REPO / "training/report", help="where figures and report.json go")
+    p.add_argument("--face-margin", type=float, default=0.0,
+                   help="fraction of the detector's face box added per side before cropping (tuned on val frames)")
     p.set_defaults(func=_cmd_report)
     return parser
 

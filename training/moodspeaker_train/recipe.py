@@ -36,12 +36,17 @@ class RecipeError(ValueError):
     pass
 
 
+def _tuples(values: dict[str, Any]) -> dict[str, Any]:
+    """TOML and JSON give lists; recipes hold tuples so that two equal recipes compare equal."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
 def _build(cls: type, values: dict[str, Any], where: str):
     names = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(names))
     if unknown:
         raise RecipeError(f"{where}: unknown keys {unknown}; known: {sorted(names)}")
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    return cls(**_tuples(values))
 
 
 def load_recipe(path: Path, overrides: dict[str, Any] | None = None) -> Recipe:
@@ -53,8 +58,7 @@ def load_recipe(path: Path, overrides: dict[str, Any] | None = None) -> Recipe:
         raise RecipeError(f"{path}: not valid TOML ({exc})") from None
     raw.update(overrides or {})
     augment = _build(AugmentConfig, raw.pop("augment", {}), f"{path} [augment]")
-    arch_args = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.pop("arch_args", {}).items()}
-    recipe = _build(Recipe, {**raw, "augment": augment, "arch_args": arch_args}, str(path))
+    recipe = _build(Recipe, {**raw, "augment": augment, "arch_args": _tuples(raw.pop("arch_args", {}))}, str(path))
     if recipe.class_weighting not in {"none", "sqrt", "balanced"}:
         raise RecipeError(f"{path}: class_weighting must be none, sqrt or balanced")
     if not 0.0 <= recipe.ferplus_weight <= 1.0:
@@ -65,4 +69,4 @@ def load_recipe(path: Path, overrides: dict[str, Any] | None = None) -> Recipe:
 def recipe_from_dict(values: dict[str, Any]) -> Recipe:
     values = dict(values)
     augment = _build(AugmentConfig, values.pop("augment", {}), "recipe [augment]")
-    return _build(Recipe, {**values, "augment": augment}, "recipe")
+    return _build(Recipe, {**values, "augment": augment, "arch_args": _tuples(values.pop("arch_args", {}))}, "recipe")

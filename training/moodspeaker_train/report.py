@@ -76,7 +76,30 @@ def _training_summary(run: Path) -> dict:
     }
 
 
-def report(run: Path, model_path: Path, val: FaceSet, data_name: str, peer: Path | None, out_dir: Path) -> dict:
+def _choose_flip_tta(card: dict, card_path: Path, model_path: Path, val: FaceSet,
+                     peer: dict | None) -> tuple[dict, LiteRTClassifier]:
+    """Evaluate the int8 model through the device classifier without and with flip averaging.
+
+    Flip averaging is kept only if it pays on val (>= 0.3 points) and the face still costs no more
+    than the peer's (when a peer was measured). Leaves the chosen setting in the card on disk.
+    """
+    results = {}
+    for flip in (False, True):
+        card["preprocessing"]["device"]["flip_tta"] = flip
+        card_path.write_text(json.dumps(card, indent=1))
+        classifier = LiteRTClassifier(model_path, card_path, num_threads=1)
+        results[flip] = (evaluate_crops(classifier.classify, classifier.labels, val.images, val.labels), classifier)
+    gain = results[True][0]["accuracy"] - results[False][0]["accuracy"]
+    fast_enough = peer is None or results[True][0]["ms_per_face"] <= peer["ms_per_face"]
+    flip = gain >= 0.003 and fast_enough
+    card["preprocessing"]["device"]["flip_tta"] = flip
+    card["preprocessing"]["flip_tta_val_gain"] = round(gain, 4)
+    card_path.write_text(json.dumps(card, indent=1))
+    return results[flip]
+
+
+def report(run: Path, model_path: Path, val: FaceSet, data_name: str, peer: Path | None, out_dir: Path,
+           face_margin: float = 0.0) -> dict:
     """Evaluate the run's float checkpoint and the exported int8 model on val; write the card."""
     out_dir.mkdir(parents=True, exist_ok=True)
     keras_model = keras.models.load_model(run / "best.keras")
@@ -95,7 +118,7 @@ def report(run: Path, model_path: Path, val: FaceSet, data_name: str, peer: Path
             "description": "grayscale face crop, square box from the detector (+ face_margin per side), "
                            "resized to the input size; raw pixels 0..255 quantised with the input "
                            "tensor's scale/zero-point (scaling to -1..1 is inside the model)",
-            "device": {"face_margin": 0.0, "resize": "area", "flip_tta": False},
+            "device": {"face_margin": face_margin, "resize": "area", "flip_tta": False},
         },
         "quantization": {"type": "full-integer int8 (TFLite builtins int8)",
                          "calibration": "random train faces (seeded)"},
@@ -104,11 +127,12 @@ def report(run: Path, model_path: Path, val: FaceSet, data_name: str, peer: Path
         "training": {**_training_summary(run), "data": data_name,
                      "data_splits": {"train": "FER2013 Training (28,709)", "val": "FER2013 PublicTest (3,589)"}},
     }
-    card_path.write_text(json.dumps(card, indent=1))  # provisional: lets the device classifier load it
-
-    classifier = LiteRTClassifier(model_path, card_path, num_threads=1)
-    int8 = evaluate_crops(classifier.classify, classifier.labels, val.images, val.labels)
     flt = _float_metrics(keras_model, val)
+    peer_result = None
+    if peer is not None:
+        peer_result = evaluate_crops(PeerClassifier(peer).classify, EMOTIONS, val.images, val.labels)
+        peer_result["file_kib"] = round(peer.stat().st_size / 1024, 1)
+    int8, classifier = _choose_flip_tta(card, card_path, model_path, val, peer_result)
     golden_images, golden_labels = _golden_set(val, model_path.parent / GOLDEN_FILE)
     golden = evaluate_crops(classifier.classify, classifier.labels, golden_images, golden_labels)
     card["metrics"] = {
@@ -123,10 +147,8 @@ def report(run: Path, model_path: Path, val: FaceSet, data_name: str, peer: Path
                    out_dir / "confusion_int8.png")
     result = {"float": flt, "int8": int8, "file_kib": round(card["size_bytes"] / 1024, 1),
               "parameters": card["parameters"], "macs": card["macs"]}
-    if peer is not None:
-        peer_clf = PeerClassifier(peer)
-        result["peer"] = evaluate_crops(peer_clf.classify, EMOTIONS, val.images, val.labels)
-        result["peer"]["file_kib"] = round(peer.stat().st_size / 1024, 1)
+    if peer_result is not None:
+        result["peer"] = peer_result
         card["metrics"]["peer_val"] = {k: result["peer"][k] for k in ("accuracy", "macro_f1", "ms_per_face")}
         plot_confusion(np.array(result["peer"]["confusion"]), EMOTIONS,
                        f"peer (fer) on val: acc {result['peer']['accuracy']:.3f}", out_dir / "confusion_peer.png")

@@ -62,12 +62,12 @@ class LiteRTClassifier:
             raise ModelError(f"{where}: expected one input and one output tensor")
         inp, out = inputs[0], outputs[0]
         if list(inp["shape"]) != [1, size, size, 1]:
-            raise ModelError(f"{where}: input shape {list(inp['shape'])} does not match the card's [1, {size}, {size}, 1]")
+            raise ModelError(f"{where}: input shape {inp['shape'].tolist()} does not match the card's [1, {size}, {size}, 1]")
         if inp["dtype"] != np.int8 or out["dtype"] != np.int8:
             raise ModelError(f"{where}: not a full-integer int8 model (input {inp['dtype'].__name__}, "
                              f"output {out['dtype'].__name__}); export with `moodspeaker-train export`")
         if list(out["shape"]) != [1, n]:
-            raise ModelError(f"{where}: output shape {list(out['shape'])} does not match the card's {n} labels")
+            raise ModelError(f"{where}: output shape {out['shape'].tolist()} does not match the card's {n} labels")
         if inp["quantization"][0] == 0 or out["quantization"][0] == 0:
             raise ModelError(f"{where}: input/output tensors carry no quantisation parameters")
 
@@ -89,7 +89,10 @@ class LiteRTClassifier:
         """Probabilities per label for one uint8 grayscale face crop."""
         if face.ndim != 2 or face.dtype != np.uint8:
             raise ValueError(f"expected a 2-D uint8 grayscale crop, got {face.dtype} {face.shape}")
-        prepared = self.prepare(face)
+        return self.classify_prepared(self.prepare(face))
+
+    def classify_prepared(self, prepared: np.ndarray) -> np.ndarray:
+        """Probabilities per label for a crop already through `prepare` (for timing the two stages apart)."""
         logits = self.logits(prepared)
         if self.card.preprocessing.flip_tta:
             logits = (logits + self.logits(prepared[:, ::-1])) / 2

@@ -1,0 +1,47 @@
+"""Shared fixtures: paths to the committed fixtures and the shipped model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures"
+MODELS = REPO / "models"
+
+
+@pytest.fixture(scope="session")
+def fer_tiny() -> Path:
+    return FIXTURES / "fer_tiny"
+
+
+@pytest.fixture(scope="session")
+def shipped_model() -> Path:
+    model = MODELS / "emotion.tflite"
+    if not model.exists():
+        pytest.fail("models/emotion.tflite is missing: the shipped model is part of the repo")
+    return model
+
+
+@pytest.fixture(scope="session")
+def music_library(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, list[str]]]:
+    """A synthesised library: music dir, playlist dir, and stored playlist name -> file URIs (3 s tracks)."""
+    from moodspeaker.demo_music import write_library
+
+    root = tmp_path_factory.mktemp("music")
+    playlists = write_library(root / "music", root / "playlists",
+                              {"happy": 3, "sad": 3, "neutral": 2, "calm": 2, "uplifting": 2}, seconds=3.0)
+    return root / "music", root / "playlists", playlists
+
+
+@pytest.fixture
+def mpd_server(tmp_path: Path, music_library: tuple[Path, Path, dict[str, list[str]]]):
+    """A private MPD on 127.0.0.1 (free port, null output) over the synthesised library; stopped after the test."""
+    from moodspeaker.mpd_server import MpdServer
+
+    music, playlists, _ = music_library
+    server = MpdServer(tmp_path / "mpd", music, playlists)
+    server.start()
+    yield server
+    server.stop()
