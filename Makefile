@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-APT_PACKAGES := mpd python3-venv
+# systemd: systemd-analyze and systemd-sysusers check the shipped units and the install script
+APT_PACKAGES := mpd python3-venv systemd
 
 .PHONY: demo test lint setup clean
 

@@ -12,6 +12,15 @@ from moodspeaker.model_card import ModelError
 # One module per command group; each has `register(subparsers)` that adds its parsers and sets `func`.
 COMMAND_MODULES = (
     "moodspeaker.commands.eval",
+    "moodspeaker.commands.vision",
+    "moodspeaker.commands.bench",
+    "moodspeaker.commands.player",
+    "moodspeaker.commands.run",
+    "moodspeaker.commands.feedback",
+    "moodspeaker.commands.spotify_login",
+    "moodspeaker.commands.model",
+    "moodspeaker.commands.status",
+    "moodspeaker.commands.config",
 )
 
 

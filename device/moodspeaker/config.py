@@ -14,7 +14,11 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from moodspeaker.core.emotions import EMOTIONS
+from moodspeaker.core.policy import check_settings
+from moodspeaker.core.smoother import SmootherParams
 
 DEFAULT_CONFIG_PATH = Path("/etc/moodspeaker/config.toml")
 
@@ -35,9 +39,160 @@ class MoodSocketConfig:
 
 
 @dataclass(frozen=True)
+class ServiceConfig:
+    runtime_dir: str = "/run/moodspeaker"  # where each daemon writes its state file for `moodspeaker status`
+    status_interval: float = 1.0  # seconds between state-file writes and systemd STATUS= updates
+
+    def __post_init__(self) -> None:
+        if not 0.1 <= self.status_interval <= 60:
+            raise ValueError("status_interval must be between 0.1 and 60 seconds")
+
+
+def _default_playlists() -> dict[str, str]:
+    return {key: f"mood-{key}" for key in (*EMOTIONS, "calm", "uplifting")}
+
+
+@dataclass(frozen=True)
+class PlayerConfig:
+    backend: Literal["mpd", "spotify"] = "mpd"  # which [mpd] or [spotify] section drives the music
+    strategy: Literal["match", "lift"] = "match"  # match: sad -> sad songs; lift: sad -> calm, then uplifting
+    playlists: dict[str, str] = field(default_factory=_default_playlists)  # key (emotion, calm, ...) -> MPD name or Spotify URI
+    lift: dict[str, tuple[str, ...]] = field(default_factory=dict)  # emotion -> playlist keys in order; overrides built-ins
+    cooldown_s: float = 30.0  # at most one playlist change per this many seconds, so a flickering mood never restarts the music
+    switch: Literal["track_end", "at_once"] = "track_end"  # a mood change waits for the track to end, or switches at once
+    early_skip_s: float = 30.0  # a skip within this many seconds of a track's start counts as an early skip
+
+    def __post_init__(self) -> None:
+        check_settings(self.strategy, self.playlists, self.lift)
+        if self.cooldown_s < 0 or self.early_skip_s < 0:
+            raise ValueError("cooldown_s and early_skip_s must be >= 0 seconds")
+
+
+@dataclass(frozen=True)
+class MpdConfig:
+    host: str = "localhost"  # host name or IP, or the path of MPD's unix socket (starts with /)
+    port: int = 6600  # TCP port; ignored for a unix socket
+    password: str = ""  # MPD's password, if it has one
+    liked_playlist: str = "liked"  # stored playlist that the like button adds to
+    reconnect_max_s: float = 30.0  # longest wait between reconnect attempts
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.port <= 65535:
+            raise ValueError(f"port must be 1..65535, got {self.port}")
+        if not self.liked_playlist:
+            raise ValueError("liked_playlist must name a stored playlist")
+        if self.reconnect_max_s <= 0:
+            raise ValueError("reconnect_max_s must be > 0")
+
+
+@dataclass(frozen=True)
+class ButtonsConfig:
+    enabled: bool = True  # false on a speaker without buttons
+    skip_pin: int = 17  # BCM number; press = next track, hold = pause/resume
+    like_pin: int = 27  # BCM number; press = like, hold = privacy mode (camera and LED off)
+    led_pin: int = 22  # BCM number of the status LED, lit while the camera captures; -1 = no LED
+    hold_s: float = 1.0  # a press at least this long is a hold
+    debounce_s: float = 0.05  # a pulse shorter than this is contact bounce, not a press
+
+    def __post_init__(self) -> None:
+        pins = [self.skip_pin, self.like_pin] + ([self.led_pin] if self.led_pin != -1 else [])
+        if any(not 0 <= pin <= 27 for pin in pins):
+            raise ValueError(f"pins must be BCM GPIO numbers 0..27 (led_pin may be -1), got {pins}")
+        if len(set(pins)) != len(pins):
+            raise ValueError(f"skip_pin, like_pin and led_pin must differ, got {pins}")
+        if not 0 <= self.debounce_s < self.hold_s:
+            raise ValueError("need 0 <= debounce_s < hold_s")
+
+
+@dataclass(frozen=True)
+class FeedbackConfig:
+    path: str = "/var/lib/moodspeaker/feedback.db"  # SQLite database of likes/skips/full plays per (emotion, track)
+
+
+@dataclass(frozen=True)
+class SpotifyConfig:
+    client_id: str = ""  # from your app at developer.spotify.com (needed for the spotify backend)
+    client_secret: str = ""  # the app's secret; empty = PKCE login, which needs no secret on the device
+    redirect_uri: str = "http://127.0.0.1:8888/callback"  # must be listed in the app's settings; nothing listens there
+    device_name: str = "moodspeaker"  # the Spotify Connect device to play on (raspotify/spotifyd name), case-insensitive
+    token_cache: str = "/var/lib/moodspeaker/spotify-token.json"  # written 0600 by `moodspeaker spotify-login`
+    poll_s: float = 2.0  # how often to ask Spotify what is playing (it has no push for track changes)
+    max_attempts: int = 5  # tries per call on 429 / 5xx / network loss before giving up
+
+    def __post_init__(self) -> None:
+        if not self.device_name:
+            raise ValueError("device_name must name the Spotify Connect device to play on")
+        if not self.redirect_uri.startswith(("http://", "https://")):
+            raise ValueError(f"redirect_uri must be an http(s) URL registered with the app, got {self.redirect_uri!r}")
+        if not 0.2 <= self.poll_s <= 60:
+            raise ValueError("poll_s must be between 0.2 and 60 seconds")
+        if not 1 <= self.max_attempts <= 20:
+            raise ValueError("max_attempts must be 1..20")
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    kind: Literal["picamera2", "opencv"] = "picamera2"  # Pi camera (libcamera), or OpenCV: a USB camera or a video file
+    device: str = "0"  # picamera2: camera number; opencv: camera index or the path of a video file
+    width: int = 320  # frame width the pipeline analyses (the Pi camera's ISP scales to it for free)
+    height: int = 240  # frame height
+    fps: float = 5.0  # frames per second captured and analysed; 5 keeps the vision process near 10% of a core
+    capture_timeout: float = 2.0  # seconds without a frame before the camera counts as hung and is reopened
+
+    def __post_init__(self) -> None:
+        if not (32 <= self.width <= 1920 and 32 <= self.height <= 1080) or self.width % 2 or self.height % 2:
+            raise ValueError(f"width and height must be even, 32..1920 x 32..1080, got {self.width}x{self.height}")
+        if not 0.5 <= self.fps <= 60:
+            raise ValueError(f"fps must be between 0.5 and 60, got {self.fps}")
+        if self.kind == "picamera2" and not self.device.isdigit():
+            raise ValueError(f"device must be a camera number for kind = \"picamera2\", got {self.device!r}")
+        if self.capture_timeout <= 0:
+            raise ValueError("capture_timeout must be > 0 seconds")
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    scale_factor: float = 1.1  # Haar image-pyramid step; larger is faster but misses more faces
+    min_neighbors: int = 4  # overlapping hits needed to accept a face; larger = fewer false faces, more misses
+    min_size: float = 0.12  # smallest face side, fraction of the frame height (~2 m from a wide-angle camera)
+    max_size: float = 0.9  # largest face side, fraction of the frame height
+    track: bool = True  # search around the last face first (much cheaper than a full scan)
+    track_margin: float = 0.3  # how far around the last face to search, in face sizes
+    full_every: int = 10  # scan the whole frame at least every this many frames while tracking
+
+    def __post_init__(self) -> None:
+        if self.scale_factor <= 1.0:
+            raise ValueError(f"scale_factor must be greater than 1, got {self.scale_factor}")
+        if not 0 < self.min_size < self.max_size <= 1:
+            raise ValueError(f"need 0 < min_size < max_size <= 1, got {self.min_size} and {self.max_size}")
+        if self.min_neighbors < 0 or self.track_margin < 0 or self.full_every < 1:
+            raise ValueError("min_neighbors and track_margin must be >= 0 and full_every >= 1")
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    reopen_initial_s: float = 0.5  # first wait before reopening a failed camera; doubles on each failure in a row
+    reopen_max_s: float = 30.0  # longest wait between reopen attempts
+
+    def __post_init__(self) -> None:
+        if not 0 < self.reopen_initial_s <= self.reopen_max_s:
+            raise ValueError("need 0 < reopen_initial_s <= reopen_max_s")
+
+
+@dataclass(frozen=True)
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     mood_socket: MoodSocketConfig = field(default_factory=MoodSocketConfig)
+    service: ServiceConfig = field(default_factory=ServiceConfig)
+    player: PlayerConfig = field(default_factory=PlayerConfig)
+    mpd: MpdConfig = field(default_factory=MpdConfig)
+    buttons: ButtonsConfig = field(default_factory=ButtonsConfig)
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
+    spotify: SpotifyConfig = field(default_factory=SpotifyConfig)
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    smoother: SmootherParams = field(default_factory=SmootherParams)  # core's parameters: the [smoother] section
     source: Path | None = field(default=None, compare=False)
 
 

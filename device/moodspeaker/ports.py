@@ -58,6 +58,14 @@ class EmotionClassifier(Protocol):
         """Probabilities per label for one uint8 grayscale face crop."""
         ...
 
+    def prepare(self, face: np.ndarray) -> np.ndarray:
+        """The crop resized and converted to the model's input: `classify`'s first half, timed apart as 'preprocess'."""
+        ...
+
+    def classify_prepared(self, prepared: np.ndarray) -> np.ndarray:
+        """Probabilities per label for a `prepare`d crop: `classify`'s second half."""
+        ...
+
 
 class MoodSink(Protocol):
     def send(self, event: MoodEvent) -> None:
@@ -82,10 +90,15 @@ class PlayerError(RuntimeError):
     """The backend failed in a way the user must fix (auth, config); the message says how."""
 
 
+class PlayerUnavailable(RuntimeError):
+    """The backend cannot be reached right now (restart, network); it keeps retrying by itself."""
+
+
 class Player(Protocol):
     """A music backend (MPD or Spotify Connect). Async because MPD's client is; Spotify runs in a thread.
 
-    Backends reconnect/retry by themselves where that can succeed; they raise PlayerError otherwise.
+    Backends reconnect/retry by themselves where that can succeed (a command meanwhile raises
+    PlayerUnavailable); they raise PlayerError for what the user must fix.
     """
 
     async def playlist_tracks(self, playlist: str) -> list[Track]:
@@ -94,6 +107,13 @@ class Player(Protocol):
 
     async def play(self, tracks: list[Track]) -> None:
         """Replace the queue with `tracks` in this order and start playing the first."""
+        ...
+
+    async def play_next(self, tracks: list[Track]) -> None:
+        """Let the current track finish, then play `tracks` in this order (replacing the rest of the queue).
+
+        How a mood change waits for the track to end without a gap; with nothing playing, the same as play().
+        """
         ...
 
     async def next(self) -> None: ...

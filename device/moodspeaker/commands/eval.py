@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from moodspeaker.paths import default_model
+
+if TYPE_CHECKING:
+    from moodspeaker.adapters.litert_classifier import LiteRTClassifier
 
 
 class DataFileError(ValueError):
@@ -44,22 +48,43 @@ def _run(args: argparse.Namespace) -> int:
         print(f"moodspeaker eval: {exc}")
         return 2
     classifier = LiteRTClassifier(args.model, num_threads=args.threads)
-    result = evaluate_crops(classifier.classify, classifier.labels, images, labels)
+    if args.fullframe:
+        result = _evaluate_fullframe(classifier, images, labels)
+    else:
+        result = evaluate_crops(classifier.classify, classifier.labels, images, labels)
     if args.json:
         print(json.dumps(result))
     else:
         print(f"{args.model.name} on {args.data.name}: n={result['n']} accuracy={result['accuracy']:.4f} "
               f"macro_f1={result['macro_f1']:.4f} {result['ms_per_face']:.3f} ms/face")
+        if args.fullframe:
+            print(f"  faces found in {result['detected']}/{result['n']} frames, {result['ms_detect']:.2f} ms/frame to detect")
         for label, recall in result["per_class_recall"].items():
             print(f"  {label:9s} recall {recall:.3f}")
     return 0
+
+
+def _evaluate_fullframe(classifier: LiteRTClassifier, frames: np.ndarray, labels: np.ndarray) -> dict:
+    """Frames through the device's detector (no tracking: the frames are unrelated) and its face crop."""
+    from moodspeaker.adapters.haar_detector import HaarFaceDetector
+    from moodspeaker.config import DetectorConfig
+    from moodspeaker.core.face_crop import crop_face
+    from moodspeaker.evaluation import evaluate_frames
+
+    detector = HaarFaceDetector(DetectorConfig(track=False))
+    margin = classifier.card.preprocessing.face_margin
+    return evaluate_frames(detector.detect, lambda frame, box: crop_face(frame, box, margin), classifier.classify,
+                           classifier.labels, frames, labels)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate the emotion model on labelled faces (npz)")
     p.add_argument("--model", type=Path, default=default_model(), help="int8 .tflite with its .json card "
                    "(default: the model the device runs)")
-    p.add_argument("--data", type=Path, required=True, help="npz with images (N,H,W) uint8 and labels (N,)")
+    p.add_argument("--data", type=Path, required=True, help="npz with images (N,H,W) uint8 and labels (N,): "
+                   "48x48 face crops, or whole frames with --fullframe")
     p.add_argument("--threads", type=int, default=1, help="LiteRT threads (default 1)")
+    p.add_argument("--fullframe", action="store_true", help="the images are whole frames: find the face first "
+                   "(a frame with no face found counts as wrong)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_run)

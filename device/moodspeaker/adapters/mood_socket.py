@@ -1,0 +1,162 @@
+"""Mood events over a unix datagram socket: the vision process sends, the player process listens.
+
+The listener owns the socket path. The sender addresses every datagram to that path (no connection to lose),
+so it picks the listener up whenever it appears, and it never blocks: with nobody listening, or the
+listener's queue full, the event is dropped. A heartbeat follows within seconds, so nothing is lost for long.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import select
+import socket
+import stat
+import time
+from pathlib import Path
+from types import TracebackType
+
+from moodspeaker.core.mood import MAX_DATAGRAM, MalformedEvent, MoodEvent
+
+log = logging.getLogger(__name__)
+
+class MoodSocketError(RuntimeError):
+    """The socket path cannot be used; the message says why and what to do."""
+
+
+class MoodSocketSender:
+    """MoodSink: sends each event as one datagram to `path`; drops it when it cannot be delivered.
+
+    Nobody bound at the path (ENOENT), a stale socket file (ECONNREFUSED), a listener too busy to take it (EAGAIN)
+    or a path it may not use (EACCES, ...): the vision loop goes on either way, and the log says so once.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.setblocking(False)
+        self._listening: bool | None = None  # unknown until the first send
+
+    def send(self, event: MoodEvent) -> None:
+        try:
+            self._sock.sendto(event.to_bytes(), self.path)
+        except OSError as exc:
+            if self._listening is not False:
+                log.info("no mood listener at %s (%s); dropping events until one appears", self.path,
+                         os.strerror(exc.errno or 0))
+            self._listening = False
+            return
+        if self._listening is False:
+            log.info("mood listener at %s is back", self.path)
+        self._listening = True
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> MoodSocketSender:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+
+class MoodSocketReceiver:
+    """MoodSource: binds `path` (creating its directory, replacing a stale socket) and yields valid events.
+
+    Every datagram is validated; a malformed, oversized or unknown-version one is dropped with one log line.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.dropped = 0  # datagrams rejected since start
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise MoodSocketError(f"{self.path.parent}: cannot create the mood socket directory ({exc.strerror}); "
+                                  "set [mood_socket] path to a writable place") from None
+        _remove_stale_socket(self.path)
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            self._sock.bind(str(self.path))
+        except OSError as exc:
+            self._sock.close()
+            raise MoodSocketError(f"{self.path}: cannot bind the mood socket ({exc.strerror})") from None
+        self._sock.setblocking(False)
+
+    def fileno(self) -> int:
+        """For an event loop that wants to wait on the socket itself (asyncio `add_reader`)."""
+        return self._sock.fileno()
+
+    def receive(self, timeout: float | None) -> MoodEvent | None:
+        """The next valid event, or None when `timeout` seconds pass without one (None = wait forever)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if (event := self.receive_nowait()) is not None:
+                return event
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return None
+            select.select([self._sock], [], [], left)
+
+    def receive_nowait(self) -> MoodEvent | None:
+        """A valid event if one is queued; drops (and logs) malformed ones in front of it."""
+        while True:
+            try:
+                # One byte more than allowed: a datagram that fills it is oversized (the rest is discarded).
+                data = self._sock.recv(MAX_DATAGRAM + 1)
+            except BlockingIOError:
+                return None
+            try:
+                return MoodEvent.from_bytes(data)
+            except MalformedEvent as exc:
+                self.dropped += 1
+                log.warning("dropped a mood datagram on %s: %s", self.path, exc)
+
+    def close(self) -> None:
+        self._sock.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    def __enter__(self) -> MoodSocketReceiver:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+
+def _remove_stale_socket(path: Path) -> None:
+    """Remove a socket left by a listener that died; refuse to touch a live one or anything else."""
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise MoodSocketError(f"{path}: exists and is not a socket; remove it or set [mood_socket] path elsewhere")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        probe.connect(str(path))
+    except OSError as exc:
+        if exc.errno != errno.ECONNREFUSED:
+            raise MoodSocketError(f"{path}: cannot check the existing socket ({exc.strerror})") from None
+        path.unlink()
+        log.info("removed stale mood socket %s", path)
+        return
+    finally:
+        probe.close()
+    raise MoodSocketError(f"{path}: another process is already listening for mood events there "
+                          "(is `moodspeaker player` or `run` already running?)")
+
+
+class LoggingMoodSink:
+    """MoodSink that logs each mood change (heartbeats at debug level): `run` uses it until a player exists."""
+
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        self._log = logger or logging.getLogger("moodspeaker.mood")
+
+    def send(self, event: MoodEvent) -> None:
+        if event.kind == "mood":
+            self._log.info("mood: %s (confidence %.2f, %.1f fps)", event.mood, event.confidence, event.fps)
+        else:
+            self._log.debug("heartbeat: %s (confidence %.2f, %.1f fps)", event.mood, event.confidence, event.fps)

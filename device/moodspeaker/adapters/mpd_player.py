@@ -1,0 +1,316 @@
+"""ports.Player on MPD through python-mpd2's asyncio client (the sync client cannot leave `idle`).
+
+One connection carries commands and a background `idle player` listener. When MPD restarts or drops
+the connection, `wait_track_change` reconnects with exponential backoff and restores what should be
+playing: our queue, the song and the position (extrapolated from the last status seen), paused or not.
+A command issued while MPD is away makes one connection attempt and otherwise raises PlayerUnavailable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from moodspeaker.config import MpdConfig
+from moodspeaker.ports import PlayerError, PlayerUnavailable, Track
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 5.0
+COMMAND_TIMEOUT_S = 10.0
+FIRST_BACKOFF_S = 0.1
+
+
+@dataclass
+class _Playback:
+    """What should be playing, as last seen: restored after a reconnect."""
+
+    queue: list[str]  # file URIs in our order
+    pos: int = 0
+    elapsed: float = 0.0
+    duration: float = 0.0
+    state: str = "stop"  # play | pause | stop
+    seen_at: float = 0.0
+
+    def position(self, now: float) -> tuple[int, float]:
+        """Song and seconds into it now, assuming it kept playing since it was seen."""
+        if self.state != "play":
+            return self.pos, self.elapsed
+        elapsed = self.elapsed + (now - self.seen_at)
+        if self.duration and elapsed >= self.duration:
+            return self.pos + 1, 0.0
+        return self.pos, elapsed
+
+
+async def _awaited(command: Callable[..., Any], *args: Any) -> Any:
+    """Await an mpd.asyncio result in a coroutine: wait_for() would take a listing's result future as is
+    and never start the task that fills it."""
+    return await command(*args)
+
+
+def _tag(song: dict[str, Any], key: str) -> str:
+    value = song.get(key, "")
+    return value[0] if isinstance(value, list) else value
+
+
+def _track(song: dict[str, Any]) -> Track:
+    return Track(uri=song["file"], title=_tag(song, "title"), artist=_tag(song, "artist"))
+
+
+class MpdPlayer:
+    def __init__(self, host: str = "localhost", port: int = 6600, password: str = "", liked_playlist: str = "liked",
+                 reconnect_max_s: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.host, self.port, self.password = host, port, password
+        self.liked_playlist = liked_playlist
+        self.reconnect_max_s = reconnect_max_s
+        self._clock = clock
+        self._client: Any = None
+        self._lock = asyncio.Lock()
+        self._changed = asyncio.Event()
+        self._listener: asyncio.Task[None] | None = None
+        self._playback = _Playback(queue=[])
+        self._known: tuple[str, int] | None = None  # (file, pos) last reported by wait_track_change
+        self.reconnects = 0  # connections after the first
+        self._connected_before = False
+
+    @classmethod
+    def from_config(cls, config: MpdConfig) -> MpdPlayer:
+        return cls(config.host, config.port, config.password, config.liked_playlist, config.reconnect_max_s)
+
+    @property
+    def where(self) -> str:
+        return self.host if self.host.startswith("/") else f"{self.host}:{self.port}"
+
+    # --- connection ---------------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and self._client.connected
+
+    async def connect(self) -> None:
+        """Connect once (at start-up); raises PlayerUnavailable or PlayerError (bad password)."""
+        async with self._lock:
+            if not self.connected:
+                await self._connect_once()
+
+    async def _connect_once(self) -> None:
+        from mpd import CommandError
+        from mpd.asyncio import MPDClient
+
+        client = MPDClient()
+        try:
+            await asyncio.wait_for(client.connect(self.host, self.port), CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError, ConnectionError) as exc:
+            raise PlayerUnavailable(f"MPD at {self.where} is not reachable ({exc or type(exc).__name__})") from None
+        try:
+            if self.password:
+                await client.password(self.password)
+        except CommandError as exc:
+            client.disconnect()
+            raise PlayerError(f"MPD at {self.where} rejected the password ({exc}); fix [mpd] password") from None
+        self._client = client
+        self._listener = asyncio.get_running_loop().create_task(self._listen(client))
+        if self._connected_before:
+            self.reconnects += 1
+            log.info("reconnected to MPD at %s", self.where)
+        self._connected_before = True
+        if self._playback.queue:
+            await self._restore()
+        await self._observe()
+
+    async def _listen(self, client: Any) -> None:
+        """Wake `wait_track_change` on every player change, and once more when the connection drops."""
+        try:
+            async for _ in client.idle(["player", "playlist"]):
+                self._changed.set()
+        except Exception as exc:  # ConnectionError, OSError, whatever the dying client raises
+            log.debug("MPD idle ended: %r", exc)
+        finally:
+            self._changed.set()
+
+    async def _reconnect_with_backoff(self) -> None:
+        delay = FIRST_BACKOFF_S
+        while True:
+            async with self._lock:
+                if self.connected:
+                    return
+                try:
+                    await self._connect_once()
+                    return
+                except PlayerUnavailable as exc:
+                    log.warning("%s; retrying in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.reconnect_max_s)
+
+    async def _restore(self) -> None:
+        """Put back what should be playing, after MPD restarted or lost our queue."""
+        from mpd import CommandError
+
+        pb = self._playback
+        pos, elapsed = pb.position(self._clock())
+        files = [song["file"] for song in await self._client.playlistinfo()]
+        try:
+            if files != pb.queue:
+                await self._load(pb.queue)
+            status = await self._client.status()
+            if pos >= len(pb.queue) or pb.state == "stop":
+                return
+            if status.get("state") != pb.state or int(status.get("song", -1)) != pos:
+                await self._client.seek(pos, f"{elapsed:.1f}")
+                if pb.state == "pause":
+                    await self._client.pause(1)
+            log.info("restored MPD queue of %d tracks at #%d %.1fs (%s)", len(pb.queue), pos, elapsed, pb.state)
+        except CommandError as exc:
+            log.warning("could not restore MPD playback: %s", exc)
+
+    async def _command(self, name: str, *args: Any) -> Any:
+        """One MPD command; a lost connection is retried once after one reconnect attempt."""
+        from mpd import CommandError
+
+        for attempt in (1, 2):
+            if not self.connected:
+                async with self._lock:
+                    if not self.connected:
+                        await self._connect_once()
+            try:
+                return await asyncio.wait_for(_awaited(getattr(self._client, name), *args), COMMAND_TIMEOUT_S)
+            except CommandError:
+                raise
+            except (OSError, TimeoutError, ConnectionError) as exc:
+                self._drop()
+                if attempt == 2:
+                    raise PlayerUnavailable(f"MPD at {self.where} dropped the connection during {name} ({exc!r})") from None
+        raise AssertionError("unreachable")
+
+    def _drop(self) -> None:
+        if self._client is not None:
+            self._client.disconnect()
+
+    async def _observe(self) -> dict[str, Any]:
+        """Read MPD's status into what should be playing; returns the status."""
+        status = await self._client.status()
+        pb = self._playback
+        pb.state = status.get("state", "stop")
+        pb.pos = int(status.get("song", 0))
+        pb.elapsed = float(status.get("elapsed", 0.0))
+        pb.duration = float(status.get("duration", 0.0))
+        pb.seen_at = self._clock()
+        return status
+
+    # --- ports.Player -------------------------------------------------------------------------------
+
+    async def playlist_tracks(self, playlist: str) -> list[Track]:
+        from mpd import CommandError
+
+        try:
+            songs = await self._command("listplaylistinfo", playlist)
+        except CommandError as exc:
+            raise PlayerError(f"MPD has no stored playlist {playlist!r} ({exc}); create it (e.g. `mpc save {playlist}`) "
+                              "or fix [player] playlists") from None
+        return [_track(song) for song in songs]
+
+    async def _load(self, uris: list[str]) -> list[str]:
+        """Replace MPD's queue with `uris` (files MPD does not know are left out); returns what was added."""
+        from mpd import CommandError
+
+        await self._client.clear()
+        for option in ("random", "repeat", "single", "consume"):  # our order, played once
+            await getattr(self._client, option)(0)
+        added = []
+        for uri in uris:
+            try:
+                await self._client.add(uri)
+                added.append(uri)
+            except CommandError as exc:
+                log.warning("MPD cannot add %s: %s", uri, exc)
+        return added
+
+    async def play(self, tracks: list[Track]) -> None:
+        if not self.connected:
+            await self.connect()
+        try:
+            added = await self._load([t.uri for t in tracks])
+            if not added:
+                raise PlayerError(f"none of the {len(tracks)} tracks is in MPD's database; run `mpc update` "
+                                  "or fix the stored playlist")
+            self._playback.queue = added
+            await self._client.play(0)
+            await self._observe()
+        except (OSError, ConnectionError) as exc:
+            self._drop()
+            raise PlayerUnavailable(f"MPD at {self.where} dropped the connection while loading ({exc!r})") from None
+
+    async def play_next(self, tracks: list[Track]) -> None:
+        status = await self._command("status")
+        if status.get("state", "stop") == "stop" or "song" not in status:
+            await self.play(tracks)
+            return
+        pos, length = int(status["song"]), int(status.get("playlistlength", 0))
+        if length > pos + 1:
+            await self._command("delete", (pos + 1, length))
+        added = []
+        for t in tracks:
+            await self._command("add", t.uri)
+            added.append(t.uri)
+        self._playback.queue = self._playback.queue[:pos + 1] + added
+
+    async def next(self) -> None:
+        await self._command("next")
+        await self._observe()
+
+    async def toggle_pause(self) -> None:
+        status = await self._command("status")
+        state = status.get("state", "stop")
+        if state == "play":
+            await self._command("pause", 1)
+        elif state == "pause":
+            await self._command("pause", 0)
+        elif self._playback.queue:
+            await self._command("play", self._playback.pos)
+        await self._observe()
+
+    async def current(self) -> Track | None:
+        song = await self._command("currentsong")
+        return _track(song) if song else None
+
+    async def like(self, track: Track) -> None:
+        from mpd import CommandError
+
+        try:
+            liked = await self._command("listplaylist", self.liked_playlist)
+        except CommandError:  # no such playlist yet: playlistadd creates it
+            liked = []
+        if track.uri not in liked:
+            await self._command("playlistadd", self.liked_playlist, track.uri)
+
+    async def wait_track_change(self) -> Track | None:
+        """Block until another song plays (or playback stops); survives MPD restarts, restoring playback."""
+        while True:
+            if not self.connected:
+                await self._reconnect_with_backoff()
+            self._changed.clear()
+            try:
+                status = await self._observe()
+                song = await self._client.currentsong() if status.get("state") != "stop" else {}
+            except (OSError, ConnectionError) as exc:
+                log.debug("MPD connection lost while watching: %r", exc)
+                self._drop()
+                continue
+            key = (song["file"], int(song.get("pos", 0))) if song else None
+            if key != self._known:
+                self._known = key
+                return _track(song) if song else None
+            await self._changed.wait()
+
+    async def close(self) -> None:
+        self._drop()
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None

@@ -1,0 +1,73 @@
+"""FrameSource over OpenCV capture: a USB camera (by index) or a video file, as grayscale frames.
+
+A camera that stops delivering raises SourceError (the vision loop backs off and reopens); a file
+simply ends. File frames are stamped with their position in the file, so a replay is deterministic
+and its timing matches the file's ground truth; camera frames with the monotonic clock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from moodspeaker.ports import Frame, SourceError
+
+
+class OpenCVFrameSource:
+    def __init__(self, device: int | str | Path, size: tuple[int, int] | None = None, fps: float | None = None) -> None:
+        """`device`: a camera index (int or digits) or a video file. `size` (width, height): asked of a
+        camera, resized to for a file. `fps`: asked of a camera; for a file, only the fallback frame rate for timestamps."""
+        self.is_camera = isinstance(device, int) or (isinstance(device, str) and device.isdigit())
+        self.device = int(device) if self.is_camera else Path(device)
+        if not self.is_camera and not Path(self.device).is_file():
+            raise SourceError(f"{self.device}: no such video file")
+        self.size = size
+        self.fps = fps
+        self._cap: cv2.VideoCapture | None = None
+
+    def _open(self) -> cv2.VideoCapture:
+        cap = cv2.VideoCapture(self.device if self.is_camera else str(self.device))
+        if not cap.isOpened():
+            cap.release()
+            what = f"camera {self.device}" if self.is_camera else f"{self.device}"
+            raise SourceError(f"{what}: cannot open (unplugged, busy, or not a video OpenCV can read)")
+        if self.is_camera:
+            if self.size:
+                cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.size[0])
+                cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.size[1])
+            if self.fps:
+                cap.set(cv2.CAP_PROP_FPS, self.fps)
+        return cap
+
+    def frames(self) -> Iterator[Frame]:
+        if self._cap is None:
+            self._cap = self._open()
+        cap = self._cap
+        # A file's frames are stamped index / its frame rate (or the asked-for fps if it declares none).
+        file_fps = 0.0 if self.is_camera else (cap.get(cv2.CAP_PROP_FPS) or self.fps or 10.0)
+        index = 0
+        while True:
+            ok, image = cap.read()
+            if not ok:
+                if self.is_camera:
+                    self.close()
+                    raise SourceError(f"camera {self.device}: stopped delivering frames (unplugged or hung)")
+                return
+            t = time.monotonic() if self.is_camera else index / file_fps
+            yield Frame(gray=self._gray(image), t=t)
+            index += 1
+
+    def _gray(self, image: np.ndarray) -> np.ndarray:
+        gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        if not self.is_camera and self.size and (gray.shape[1], gray.shape[0]) != self.size:
+            gray = cv2.resize(gray, self.size, interpolation=cv2.INTER_AREA)
+        return gray
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None

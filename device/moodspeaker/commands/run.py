@@ -1,0 +1,42 @@
+"""`moodspeaker run`: vision and player in one process, for development and the demo (the appliance runs them
+as two daemons). `--source` analyses a video file instead of the camera and ends with it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from moodspeaker.config import ConfigError, load_config
+
+
+def _run(args: argparse.Namespace) -> int:
+    from moodspeaker.adapters.haar_detector import DetectorError
+    from moodspeaker.adapters.sqlite_feedback import FeedbackStoreError
+    from moodspeaker.run_app import run_together
+    from moodspeaker.service import ControlSignals
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"moodspeaker run: {exc}", file=sys.stderr)
+        return 2
+    if args.source is not None and not args.source.exists():
+        print(f"moodspeaker run: {args.source}: no such video file, npz or folder of images", file=sys.stderr)
+        return 2
+    with ControlSignals() as signals:
+        try:
+            status = run_together(config, args.source, signals.stop)
+        except (ConfigError, DetectorError, FeedbackStoreError) as exc:
+            print(f"moodspeaker run: {exc}", file=sys.stderr)
+            return 2
+    print(f"run: {status['mood_changes']} mood changes, {status['tracks_started']} tracks started, {status['errors']} errors")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="vision and player in one process (development, demo)")
+    p.add_argument("--config", type=Path, default=None, help="config file (default /etc/moodspeaker/config.toml)")
+    p.add_argument("--source", type=Path, default=None,
+                   help="analyse this video file, npz of frames or image folder instead of the camera")
+    p.set_defaults(func=_run)

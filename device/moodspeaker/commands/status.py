@@ -1,0 +1,150 @@
+"""`moodspeaker status [--json]`: what the two daemons are doing, read from the state files they write.
+
+Each daemon's `ServiceRuntime` rewrites <runtime_dir>/<service>.json about once a second; a file whose process is
+gone, or that has not been rewritten for a while, means that daemon is not running or is stuck.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from moodspeaker.adapters.state_file import StateFileError, read_state, state_path
+from moodspeaker.config import Config, ConfigError, load_config
+from moodspeaker.model_card import ModelError, card_path_for, load_card
+from moodspeaker.paths import default_model
+
+SERVICES = ("vision", "player")
+STALE_INTERVALS = 10  # no state update for this many status intervals (at least 10 s): the daemon is stuck
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    return True
+
+
+def service_state(runtime_dir: Path, name: str, stale_after: float, now: float) -> dict[str, Any]:
+    """One daemon: `state` is running | stuck | stopped | crashed, plus what its state file says."""
+    try:
+        raw = read_state(state_path(runtime_dir, name))
+    except StateFileError as exc:
+        return {"state": "unreadable", "error": str(exc)}
+    if raw is None:
+        return {"state": "stopped"}
+    status = raw.get("status") if isinstance(raw.get("status"), dict) else {}
+    started, updated = raw.get("started_at"), raw.get("updated_at")
+    if not _alive(raw.get("pid")):
+        state = "crashed"  # a clean stop removes the file; the process is gone without doing so
+    elif isinstance(updated, int | float) and now - updated > stale_after:
+        state = "stuck"
+    else:
+        state = "running"
+    return {"state": state, "phase": raw.get("phase"), "pid": raw.get("pid"),
+            "uptime_s": round(now - started) if isinstance(started, int | float) else None,
+            "updated_at": updated, "updated_s_ago": round(now - updated, 1) if isinstance(updated, int | float) else None,
+            "status": status, "last_error": raw.get("last_error"), "last_error_at": raw.get("last_error_at"),
+            "reload_error": raw.get("reload_error")}
+
+
+def model_info(config: Config, vision_status: dict[str, Any]) -> dict[str, Any]:
+    """The model vision reports it runs, else the one it would load; SHA-256 and val accuracy from its card."""
+    path = Path(vision_status.get("model_path") or config.model.path or default_model())
+    try:
+        card = load_card(card_path_for(path))
+    except ModelError as exc:
+        return {"path": str(path), "error": str(exc)}
+    return {"path": str(path), "name": card.raw.get("name"), "sha256": card.sha256, "val_accuracy": card.val_accuracy}
+
+
+def gather(config: Config, runtime_dir: Path, now: float | None = None) -> dict[str, Any]:
+    now = time.time() if now is None else now
+    stale_after = max(10.0, STALE_INTERVALS * config.service.status_interval)
+    services = {name: service_state(runtime_dir, name, stale_after, now) for name in SERVICES}
+    vision, player = (services[name].get("status", {}) for name in SERVICES)
+    errors = [(s.get("last_error_at") or 0, f"{name}: {s['last_error']}") for name, s in services.items()
+              if s.get("last_error")]
+    errors += [(s.get("updated_at") or 0, f"{name}: {s['status']['last_error']}") for name, s in services.items()
+               if s.get("status", {}).get("last_error")]
+    return {
+        "mood": vision.get("mood", player.get("mood")),
+        "confidence": vision.get("confidence", player.get("confidence")),
+        "fps": vision.get("fps"),
+        "model": model_info(config, vision),
+        "backend": player.get("backend"),
+        "track": player.get("track"),
+        "privacy": bool(vision.get("privacy") or player.get("privacy")),
+        "last_error": max(errors)[1] if errors else None,
+        "uptime_s": {name: s.get("uptime_s") for name, s in services.items()},
+        "services": services,
+    }
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    minutes, s = divmod(int(seconds), 60)
+    hours, m = divmod(minutes, 60)
+    days, h = divmod(hours, 24)
+    return f"{days}d {h}h" if days else f"{h}h {m:02d}m" if h else f"{m}m {s:02d}s"
+
+
+def render(report: dict[str, Any]) -> str:
+    lines = []
+    for name, s in report["services"].items():
+        state = s["state"]
+        detail = f" for {_duration(s.get('uptime_s'))} (pid {s.get('pid')})" if state == "running" else ""
+        if state == "stuck":
+            detail = f": no update for {s.get('updated_s_ago')} s (pid {s.get('pid')}); the watchdog will restart it"
+        if s.get("reload_error"):
+            detail += f"; last reload failed, still on the previous config: {s['reload_error']}"
+        lines.append(f"{name:8s}{state}{detail}")
+    if report["mood"] is not None:
+        conf, fps = report["confidence"], report["fps"]
+        lines.append(f"mood    {report['mood']}" + (f" ({conf:.2f})" if isinstance(conf, int | float) else "")
+                     + (f", {fps:.1f} fps" if isinstance(fps, int | float) else ""))
+    model = report["model"]
+    if "error" in model:
+        lines.append(f"model   {model['error']}")
+    else:
+        acc = model["val_accuracy"]
+        lines.append(f"model   {model['sha256'][:12]} {model['name'] or ''} val accuracy "
+                     f"{'?' if acc is None else f'{acc:.4f}'} ({model['path']})")
+    if report["backend"] is not None:
+        lines.append(f"player  {report['backend']}: {report['track'] or 'nothing playing'}")
+    lines.append(f"privacy {'on: camera off' if report['privacy'] else 'off'}")
+    lines.append(f"error   {report['last_error'] or 'none'}")
+    return "\n".join(lines)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"moodspeaker status: {exc}", file=sys.stderr)
+        return 2
+    report = gather(config, args.runtime_dir or Path(config.service.runtime_dir))
+    print(json.dumps(report) if args.json else render(report))
+    running = all(s["state"] == "running" for s in report["services"].values())
+    return 0 if running else 1
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("status", help="mood, fps, model, player and errors of the running daemons "
+                       "(exit status 1 unless both run)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--config", type=Path, default=None, help="config file (default /etc/moodspeaker/config.toml)")
+    p.add_argument("--runtime-dir", type=Path, default=None, help="where the daemons write their state "
+                   "(default: [service] runtime_dir)")
+    p.set_defaults(func=_run)

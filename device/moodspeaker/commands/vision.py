@@ -1,0 +1,72 @@
+"""`moodspeaker vision`: the vision daemon — camera in, mood events out on the unix socket. No network.
+
+SIGTERM/SIGINT stop it cleanly; SIGHUP rebuilds camera, detector, model, smoother and socket from a freshly
+read config (a bad new config or model keeps the old setup running, and says why in `moodspeaker status`).
+`--source` replaces the camera with a video file, an npz of frames or a folder of images; the daemon then
+ends with the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from moodspeaker.config import ConfigError, load_config
+
+
+def _run(args: argparse.Namespace) -> int:
+    from moodspeaker.adapters.haar_detector import DetectorError
+    from moodspeaker.adapters.mood_socket import MoodSocketSender
+    from moodspeaker.adapters.privacy_flag import PrivacyFlag
+    from moodspeaker.service import ControlSignals, ServiceRuntime
+    from moodspeaker.vision_app import VisionService, VisionSetup, build_vision
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"moodspeaker vision: {exc}", file=sys.stderr)
+        return 2
+    if args.source is not None and not args.source.exists():
+        print(f"moodspeaker vision: {args.source}: no such video file, npz or folder of images", file=sys.stderr)
+        return 2
+
+    def build() -> VisionSetup:
+        """The whole setup from the config file as it is now (at start and on each SIGHUP)."""
+        fresh = load_config(args.config)
+        sender = MoodSocketSender(fresh.mood_socket.path)
+        try:
+            return build_vision(fresh, sender, source=args.source, close=sender.close)
+        except BaseException:
+            sender.close()
+            raise
+
+    runtime = ServiceRuntime("vision", config.service)
+    privacy = PrivacyFlag(config.service.runtime_dir)
+
+    def on_iteration(status: dict) -> None:
+        runtime.iteration(status)
+        if (on := privacy.changed()) is not None:  # the player's like-button hold: camera off / on
+            service.set_paused(on)
+
+    service = VisionService(build, on_iteration=on_iteration, on_error=runtime.error,
+                            on_reloading=runtime.reloading, on_reloaded=runtime.reloaded)
+    try:
+        with ControlSignals(on_reload=service.request_reload) as signals:
+            try:
+                service.run(signals.stop)
+            except (ConfigError, DetectorError) as exc:
+                print(f"moodspeaker vision: {exc}", file=sys.stderr)
+                return 2
+        runtime.stopping()
+    finally:
+        runtime.close()
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("vision", help="the vision daemon: camera -> face -> emotion -> mood events (no network)")
+    p.add_argument("--config", type=Path, default=None, help="config file (default /etc/moodspeaker/config.toml)")
+    p.add_argument("--source", type=Path, default=None,
+                   help="analyse this video file, npz of frames (images (N,H,W) uint8) or image folder instead of the camera")
+    p.set_defaults(func=_run)

@@ -1,0 +1,141 @@
+"""Frame-by-frame emotion probabilities -> a stable mood, with time passed in.
+
+A single frame's prediction flickers; a speaker that changes playlist on every flicker is unusable. So:
+
+- an EMA over the class probabilities, weighted by elapsed time (a time constant, not a per-frame factor, so
+  the result does not depend on the analysis frame rate);
+- a challenger emotion replaces the current mood only when its smoothed probability reaches the confidence
+  threshold, beats the current mood's by a margin (hysteresis), and has done both without a break for the
+  dwell time;
+- after `no_face_after_s` without a face the mood becomes NO_FACE and the average starts afresh;
+- a heartbeat carrying the current mood every `heartbeat_s`, so a listener knows the sender is alive.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from moodspeaker.core.emotions import EMOTIONS
+from moodspeaker.core.mood import NO_FACE, MoodEvent
+
+
+@dataclass(frozen=True)
+class SmootherParams:
+    ema_tau_s: float = 0.5  # EMA time constant: a frame dt seconds after the last one gets weight 1 - exp(-dt/tau)
+    min_confidence: float = 0.4  # a challenger's smoothed probability must reach this to become the mood
+    margin: float = 0.1  # ... and beat the current mood's smoothed probability by this much (hysteresis)
+    dwell_s: float = 1.0  # ... and keep doing both for this long before the mood changes
+    no_face_after_s: float = 5.0  # seconds without a face before the mood decays to no_face
+    heartbeat_s: float = 5.0  # a heartbeat event after this long without any event
+
+    def __post_init__(self) -> None:
+        if self.ema_tau_s < 0:
+            raise ValueError("ema_tau_s must be >= 0 (0 = no averaging)")
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise ValueError("min_confidence must be between 0 and 1")
+        if not 0.0 <= self.margin < 1.0:
+            raise ValueError("margin must be between 0 and 1")
+        if self.dwell_s < 0 or self.no_face_after_s < 0:
+            raise ValueError("dwell_s and no_face_after_s must be >= 0 seconds")
+        if self.heartbeat_s <= 0:
+            raise ValueError("heartbeat_s must be > 0 seconds")
+
+
+class Smoother:
+    """Feed `update(t, probs)` once per analysed frame (probs None when no face was found); it returns the
+    event to send, if any: kind "mood" on a change, "heartbeat" when one is due.
+
+    `labels` is the classifier's output order (names from EMOTIONS); events report probabilities by name.
+    """
+
+    def __init__(self, labels: tuple[str, ...], params: SmootherParams | None = None) -> None:
+        unknown = [lab for lab in labels if lab not in EMOTIONS]
+        if unknown or not labels:
+            raise ValueError(f"labels must be names from {list(EMOTIONS)}, got {list(labels)}")
+        self.labels = labels
+        self.params = params or SmootherParams()
+        self._avg: np.ndarray | None = None
+        self._avg_t = 0.0
+        self._mood = NO_FACE
+        self._last_face_t: float | None = None
+        self._challenger: str | None = None
+        self._challenger_since = 0.0
+        self._last_event_t: float | None = None
+        self._seq = 0
+
+    @property
+    def mood(self) -> str:
+        return self._mood
+
+    @property
+    def confidence(self) -> float:
+        """The smoothed probability of the current mood (0 for no_face)."""
+        if self._mood == NO_FACE or self._avg is None:
+            return 0.0
+        return float(self._avg[self.labels.index(self._mood)])
+
+    def probabilities(self) -> dict[str, float]:
+        """The smoothed probability of each label (empty when the average was reset)."""
+        if self._avg is None:
+            return {}
+        return {lab: float(p) for lab, p in zip(self.labels, self._avg, strict=True)}
+
+    def update(self, t: float, probs: np.ndarray | None, fps: float = 0.0) -> MoodEvent | None:
+        """One analysed frame captured at `t` seconds (monotonic): class probabilities, or None for no face."""
+        if probs is None:
+            changed = self._no_face(t)
+        else:
+            self._average(t, np.asarray(probs, np.float64))
+            changed = self._contest(t)
+        if changed:
+            return self._event("mood", t, fps)
+        if self._last_event_t is None or t - self._last_event_t >= self.params.heartbeat_s:
+            return self._event("heartbeat", t, fps)
+        return None
+
+    def _average(self, t: float, probs: np.ndarray) -> None:
+        if probs.shape != (len(self.labels),):
+            raise ValueError(f"expected {len(self.labels)} probabilities, got shape {probs.shape}")
+        if self._avg is None:
+            self._avg = probs.copy()
+        else:
+            dt = max(t - self._avg_t, 0.0)
+            weight = 1.0 if self.params.ema_tau_s == 0 else 1.0 - math.exp(-dt / self.params.ema_tau_s)
+            self._avg += weight * (probs - self._avg)
+        self._avg_t = t
+        self._last_face_t = t
+
+    def _contest(self, t: float) -> bool:
+        """Does the leading emotion take over? True when the mood changed."""
+        assert self._avg is not None
+        best = int(np.argmax(self._avg))
+        leader, p = self.labels[best], float(self._avg[best])
+        current = 0.0 if self._mood == NO_FACE else float(self._avg[self.labels.index(self._mood)])
+        if leader == self._mood or p < self.params.min_confidence or p < current + self.params.margin:
+            self._challenger = None
+            return False
+        if leader != self._challenger:
+            self._challenger, self._challenger_since = leader, t
+        if t - self._challenger_since < self.params.dwell_s:
+            return False
+        self._mood, self._challenger = leader, None
+        return True
+
+    def _no_face(self, t: float) -> bool:
+        """A frame without a face; True when this makes the mood decay to no_face."""
+        if self._last_face_t is None or t - self._last_face_t < self.params.no_face_after_s:
+            return False
+        self._avg, self._challenger, self._last_face_t = None, None, None
+        if self._mood == NO_FACE:
+            return False
+        self._mood = NO_FACE
+        return True
+
+    def _event(self, kind: str, t: float, fps: float) -> MoodEvent:
+        self._seq += 1
+        self._last_event_t = t
+        return MoodEvent(kind=kind, mood=self._mood, confidence=min(max(self.confidence, 0.0), 1.0), t=t,
+                         seq=self._seq, probs=self.probabilities(), fps=fps)

@@ -1,0 +1,96 @@
+"""The bundled demo clip (scripts/demo/clip.mp4) and its ground truth (clip.json), and scoring against it.
+
+The ground truth lists segments (start, end, mood: an emotion or no_face) and, per frame, the pasted
+face's [x, y, side] or null. Scores: `face_accuracy` (per frame, the largest face's top label; a face
+segment frame with no face found is wrong, a no-face frame is right only when nothing was found),
+`mood_accuracy` (per frame, the smoothed mood) and `segments_right` (segments whose smoothed mood over
+their second half is mostly the true one: the smoother needs a moment to settle after each change).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from moodspeaker.core.mood import MOODS, NO_FACE
+from moodspeaker.paths import CHECKOUT
+
+DEMO_DIR = CHECKOUT / "scripts" / "demo"
+DEFAULT_TRUTH = DEMO_DIR / "clip.json"
+
+
+class ClipError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Segment:
+    start: float
+    end: float
+    mood: str
+
+
+@dataclass(frozen=True)
+class ClipTruth:
+    video: Path
+    fps: float
+    width: int
+    height: int
+    frames: int
+    segments: tuple[Segment, ...]
+
+    def mood_at(self, t: float) -> str:
+        for seg in self.segments:
+            if seg.start <= t < seg.end:
+                return seg.mood
+        return NO_FACE
+
+
+def load_clip_truth(path: Path = DEFAULT_TRUTH) -> ClipTruth:
+    """Read clip.json; the video it names lies beside it."""
+    if not path.is_file():
+        raise ClipError(f"{path}: demo clip ground truth not found (regenerate with scripts/make_demo_clip.py)")
+    try:
+        raw = json.loads(path.read_text())
+        segments = tuple(Segment(float(s["start"]), float(s["end"]), str(s["mood"])) for s in raw["segments"])
+        truth = ClipTruth(video=path.parent / raw["video"], fps=float(raw["fps"]), width=int(raw["width"]),
+                          height=int(raw["height"]), frames=int(raw["frames"]), segments=segments)
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise ClipError(f"{path}: not a demo clip ground truth file ({exc!r})") from None
+    if unknown := [s.mood for s in segments if s.mood not in MOODS]:
+        raise ClipError(f"{path}: unknown moods {unknown}")
+    if not truth.video.is_file():
+        raise ClipError(f"{truth.video}: the demo clip named by {path.name} is missing")
+    return truth
+
+
+def score(truth: ClipTruth, times: list[float], face_labels: list[str], moods: list[str]) -> dict:
+    """Per-frame `face_labels` (top label of the largest face, or no_face) and smoothed `moods` vs the truth."""
+    if not times:
+        raise ClipError("no frames to score")
+    expected = [truth.mood_at(t) for t in times]
+    settled: dict[Segment, Counter[str]] = {seg: Counter() for seg in truth.segments}
+    for t, mood in zip(times, moods, strict=True):
+        for seg in truth.segments:
+            if (seg.start + seg.end) / 2 <= t < seg.end:
+                settled[seg][mood] += 1
+    right = [seg for seg, counts in settled.items() if counts and counts.most_common(1)[0][0] == seg.mood]
+    return {
+        "face_accuracy": round(sum(a == b for a, b in zip(face_labels, expected, strict=True)) / len(times), 4),
+        "mood_accuracy": round(sum(a == b for a, b in zip(moods, expected, strict=True)) / len(times), 4),
+        "segments_right": len(right),
+        "segments": len(truth.segments),
+        "mood_changes": _changes(times, moods),
+    }
+
+
+def _changes(times: list[float], moods: list[str]) -> list[list]:
+    """[[t, mood], ...] at each change of the smoothed mood (starting from no_face)."""
+    out, last = [], NO_FACE
+    for t, mood in zip(times, moods, strict=True):
+        if mood != last:
+            out.append([round(t, 2), mood])
+            last = mood
+    return out

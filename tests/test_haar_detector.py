@@ -1,0 +1,85 @@
+"""The Haar detector on composited frames: finds the faces, largest first, nothing in an empty room; tracking."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from moodspeaker.adapters.haar_detector import DetectorError, HaarFaceDetector
+from moodspeaker.config import DetectorConfig
+from moodspeaker.ports import Box
+
+FULLFRAME = Path(__file__).parent / "fixtures" / "fullframe_tiny.npz"
+
+
+@pytest.fixture(scope="module")
+def fixture() -> tuple[np.ndarray, np.ndarray]:
+    with np.load(FULLFRAME) as data:
+        return data["images"], data["boxes"]
+
+
+def _on_face(found: Box, x: int, y: int, side: int) -> bool:
+    """The detection is centred on the pasted face and of a similar size."""
+    off = max(abs(found.x + found.w / 2 - x - side / 2), abs(found.y + found.h / 2 - y - side / 2))
+    return off < side / 4 and 0.5 * side < found.w < 1.5 * side
+
+
+def test_finds_every_composited_face_and_nothing_in_empty_rooms(fixture: tuple[np.ndarray, np.ndarray]) -> None:
+    images, boxes = fixture
+    detector = HaarFaceDetector(DetectorConfig(track=False))
+    for image, (x, y, side, _) in zip(images, boxes, strict=True):
+        found = detector.detect(image)
+        if side < 0:
+            assert found == []
+        else:
+            assert found and _on_face(found[0], x, y, side)
+
+
+def test_largest_face_comes_first(fixture: tuple[np.ndarray, np.ndarray]) -> None:
+    images, boxes = fixture
+    x, y, side, _ = boxes[0]
+    face = images[0][y:y + side, x:x + side]
+    scene = np.full((480, 640), 128, np.uint8)
+    scene[20:20 + 200, 380:580] = cv2.resize(face, (200, 200))
+    scene[300:400, 40:140] = cv2.resize(face, (100, 100))
+    found = HaarFaceDetector(DetectorConfig(track=False)).detect(scene)
+    assert len(found) >= 2
+    assert _on_face(found[0], 380, 20, 200) and found[0].area >= found[1].area
+    assert any(_on_face(b, 40, 300, 100) for b in found[1:])
+
+
+def test_blank_frame_has_no_face() -> None:
+    assert HaarFaceDetector().detect(np.full((240, 320), 90, np.uint8)) == []
+
+
+def test_tracking_follows_a_moving_face_and_rescans_on_a_miss(fixture: tuple[np.ndarray, np.ndarray]) -> None:
+    images, boxes = fixture
+    x, y, side, _ = boxes[1]
+    face = images[1][y:y + side, x:x + side]
+    detector = HaarFaceDetector(DetectorConfig(track=True, full_every=100))
+    background = np.full((240, 320), 110, np.uint8)
+    for step in range(6):  # the face drifts right a few pixels per frame
+        frame = background.copy()
+        frame[40:40 + side, 20 + 6 * step:20 + 6 * step + side] = face
+        found = detector.detect(frame)
+        assert found and _on_face(found[0], 20 + 6 * step, 40, side)
+    frame = background.copy()
+    frame[100:100 + side, 320 - side:] = face  # jumps far away: the tracked search misses, the full scan finds it
+    found = detector.detect(frame)
+    assert found and _on_face(found[0], 320 - side, 100, side)
+
+
+def test_missing_cascade_says_where_it_looked(tmp_path: Path) -> None:
+    with pytest.raises(DetectorError, match="not found"):
+        HaarFaceDetector(cascade=tmp_path / "none.xml")
+    (tmp_path / "bad.xml").write_text("<opencv_storage></opencv_storage>")
+    with pytest.raises(DetectorError, match="not a readable"):
+        HaarFaceDetector(cascade=tmp_path / "bad.xml")
+
+
+def test_needs_a_grey_frame() -> None:
+    with pytest.raises(ValueError, match="grayscale"):
+        HaarFaceDetector().detect(np.zeros((10, 10, 3), np.uint8))

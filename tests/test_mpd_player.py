@@ -1,0 +1,153 @@
+"""MpdPlayer against a real MPD (private, loopback, null output): load, play, next, like, and surviving kill -9."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import mpd
+import pytest
+
+from moodspeaker.adapters.mpd_player import MpdPlayer
+from moodspeaker.mpd_server import MpdServer
+from moodspeaker.ports import PlayerError, PlayerUnavailable, Track
+
+
+def _player(server: MpdServer, **kwargs: object) -> MpdPlayer:
+    return MpdPlayer(server.host, server.port, reconnect_max_s=0.5, **kwargs)  # type: ignore[arg-type]
+
+
+def _server_status(server: MpdServer) -> tuple[dict, dict, list[str]]:
+    """MPD's own view, through a separate sync client: status, current song, queue files."""
+    client = mpd.MPDClient()
+    client.connect(server.host, server.port)
+    try:
+        return client.status(), client.currentsong(), [s["file"] for s in client.playlistinfo()]
+    finally:
+        client.disconnect()
+
+
+def test_loads_a_stored_playlist_in_our_order_and_plays_next(mpd_server: MpdServer, music_library) -> None:
+    stored = music_library[2]["mood-happy"]
+
+    async def scenario() -> tuple[list[Track], Track | None, Track | None]:
+        player = _player(mpd_server)
+        await player.connect()
+        tracks = await player.playlist_tracks("mood-happy")
+        await player.play(list(reversed(tracks)))
+        first = await player.current()
+        await player.next()
+        second = await player.current()
+        await player.close()
+        return tracks, first, second
+
+    tracks, first, second = asyncio.run(scenario())
+    assert [t.uri for t in tracks] == stored
+    assert tracks[0].title == "Happy song 1" and tracks[0].artist == "moodspeaker demo"
+    assert (first.uri, second.uri) == (stored[-1], stored[-2])
+    status, song, queue = _server_status(mpd_server)
+    assert status["state"] == "play" and song["file"] == stored[-2]
+    assert queue == list(reversed(stored))
+
+
+def test_wait_track_change_follows_next_and_the_end_of_the_queue(mpd_server: MpdServer) -> None:
+    async def scenario() -> list[str | None]:
+        player = _player(mpd_server)
+        tracks = await player.playlist_tracks("mood-calm")  # two 3 s tracks
+        await player.play(tracks)
+        seen = [(await player.wait_track_change()).uri]
+        await player.next()
+        seen.append((await player.wait_track_change()).uri)
+        end = await asyncio.wait_for(player.wait_track_change(), timeout=6)  # the last track plays out
+        seen.append(end)
+        await player.close()
+        return seen
+
+    calm = ["calm/calm-1.wav", "calm/calm-2.wav"]
+    assert asyncio.run(scenario()) == [*calm, None]
+
+
+def test_play_next_lets_the_current_track_finish_then_plays_the_new_tracks(mpd_server: MpdServer) -> None:
+    async def scenario() -> tuple[str, str, list[str]]:
+        player = _player(mpd_server)
+        await player.play(await player.playlist_tracks("mood-happy"))
+        playing = (await player.wait_track_change()).uri
+        await player.play_next(await player.playlist_tracks("mood-sad"))
+        still = (await player.current()).uri
+        following = await asyncio.wait_for(player.wait_track_change(), timeout=6)
+        await player.close()
+        return playing, still, [following.uri]
+
+    playing, still, following = asyncio.run(scenario())
+    assert playing == still == "happy/happy-1.wav"
+    assert following == ["sad/sad-1.wav"]
+    assert _server_status(mpd_server)[2] == ["happy/happy-1.wav", "sad/sad-1.wav", "sad/sad-2.wav", "sad/sad-3.wav"]
+
+
+def test_toggle_pause_and_like_into_the_stored_liked_playlist(mpd_server: MpdServer, tmp_path) -> None:
+    liked_name = f"liked-{tmp_path.name}"
+
+    async def scenario() -> list[str]:
+        player = _player(mpd_server, liked_playlist=liked_name)
+        await player.play(await player.playlist_tracks("mood-sad"))
+        await player.toggle_pause()
+        states = [_server_status(mpd_server)[0]["state"]]
+        await player.toggle_pause()
+        states.append(_server_status(mpd_server)[0]["state"])
+        track = await player.current()
+        await player.like(track)
+        await player.like(track)  # twice: stored once
+        await player.close()
+        return states
+
+    assert asyncio.run(scenario()) == ["pause", "play"]
+    client = mpd.MPDClient()
+    client.connect(mpd_server.host, mpd_server.port)
+    assert client.listplaylist(liked_name) == ["sad/sad-1.wav"]
+    client.disconnect()
+
+
+def test_unknown_playlist_and_unreachable_server_give_clear_errors(mpd_server: MpdServer) -> None:
+    async def missing_playlist() -> None:
+        player = _player(mpd_server)
+        try:
+            await player.playlist_tracks("no-such-mood")
+        finally:
+            await player.close()
+
+    with pytest.raises(PlayerError, match="no stored playlist 'no-such-mood'"):
+        asyncio.run(missing_playlist())
+    mpd_server.stop()
+    with pytest.raises(PlayerUnavailable, match=f"127.0.0.1:{mpd_server.port} is not reachable"):
+        asyncio.run(_player(mpd_server).connect())
+
+
+def test_kill_9_mid_play_then_restart_reconnects_and_music_resumes_where_it_was(mpd_server: MpdServer) -> None:
+    async def scenario() -> tuple[MpdPlayer, float]:
+        player = _player(mpd_server)
+        await player.play(await player.playlist_tracks("mood-happy"))
+        await player.next()  # second track, so the restored song position matters
+        await player.wait_track_change()
+        await asyncio.sleep(1.0)
+        mpd_server.kill()
+        watcher = asyncio.ensure_future(player.wait_track_change())
+        await asyncio.sleep(0.5)  # the player notices and keeps retrying while MPD is down
+        restarted = time.monotonic()
+        await asyncio.to_thread(mpd_server.start)
+        deadline = time.monotonic() + 5
+        while not (player.connected and _server_status(mpd_server)[0]["state"] == "play"):
+            assert time.monotonic() < deadline, "music did not resume within 5 s of the restart"
+            await asyncio.sleep(0.05)
+        resumed_after = time.monotonic() - restarted
+        assert not watcher.done()  # same song as before the crash: not a track change
+        watcher.cancel()
+        await player.close()
+        return player, resumed_after
+
+    player, resumed_after = asyncio.run(scenario())
+    status, song, queue = _server_status(mpd_server)
+    assert player.reconnects == 1
+    assert queue == ["happy/happy-1.wav", "happy/happy-2.wav", "happy/happy-3.wav"]
+    assert song["file"] == "happy/happy-2.wav"
+    assert 1.0 <= float(status["elapsed"]) <= 3.0  # resumed near where it was killed, not from the start
+    assert resumed_after < 5

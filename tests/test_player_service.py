@@ -1,0 +1,262 @@
+"""PlayerService on a real MPD and a real SQLite feedback store: moods start the right playlist, the cool-down
+holds, no_face keeps the music, buttons skip/like/pause/privacy, and feedback is recorded and used for ranking."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import mpd
+import pytest
+
+from moodspeaker.adapters.gpio_buttons import ButtonAction
+from moodspeaker.adapters.mpd_player import MpdPlayer
+from moodspeaker.adapters.sqlite_feedback import SqliteFeedbackStore
+from moodspeaker.core.mood import MoodEvent
+from moodspeaker.core.policy import MoodPolicy
+from moodspeaker.mpd_server import MpdServer
+from moodspeaker.player_app import PlayerService
+
+PLAYLISTS = {"happy": "mood-happy", "sad": "mood-sad", "neutral": "mood-neutral", "calm": "mood-calm",
+             "uplifting": "mood-uplifting"}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def mood(name: str, confidence: float = 0.9) -> MoodEvent:
+    return MoodEvent(kind="mood", mood=name, confidence=confidence, t=0.0)
+
+
+def mpd_view(server: MpdServer) -> tuple[str, str, list[str]]:
+    """(state, current file, queue files) as MPD itself reports them."""
+    client = mpd.MPDClient()
+    client.connect(server.host, server.port)
+    try:
+        status, song = client.status(), client.currentsong()
+        return status["state"], song.get("file", ""), [s["file"] for s in client.playlistinfo()]
+    finally:
+        client.disconnect()
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+def serve(service: PlayerService, scenario: Callable[[], Awaitable[None]]) -> None:
+    async def main() -> None:
+        task = asyncio.create_task(service.run())
+        try:
+            await scenario()
+        finally:
+            service.stop()
+            await asyncio.wait_for(task, 5)
+
+    asyncio.run(main())
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    with SqliteFeedbackStore(tmp_path / "feedback.db") as s:
+        yield s
+
+
+def make_service(server: MpdServer, store: SqliteFeedbackStore, clock: Clock | None = None, **policy: object) -> PlayerService:
+    player = MpdPlayer(server.host, server.port, liked_playlist=f"liked-{server.port}", reconnect_max_s=0.5)
+    settings = {"cooldown_s": 0.0, **policy}
+    return PlayerService(player, MoodPolicy(PLAYLISTS, **settings), store, backend="mpd",  # type: ignore[arg-type]
+                         rng=random.Random(7), clock=clock or time.monotonic)
+
+
+def folder(path: str) -> str:
+    return path.split("/")[0]
+
+
+def test_a_mood_starts_its_playlist_and_no_face_keeps_the_music(mpd_server: MpdServer, store) -> None:
+    service = make_service(mpd_server, store)
+    statuses: list[dict] = []
+    service._on_iteration = statuses.append
+
+    async def scenario() -> None:
+        service.send(mood("happy"))
+        await until(lambda: mpd_view(mpd_server)[0] == "play" and service.tracks_started == 1)
+        _, playing, queue = mpd_view(mpd_server)
+        assert sorted(queue) == ["happy/happy-1.wav", "happy/happy-2.wav", "happy/happy-3.wav"]
+        service.send(mood("no_face", 0.0))
+        await asyncio.sleep(0.5)
+        assert mpd_view(mpd_server)[:2] == ("play", playing)
+
+    serve(service, scenario)
+    assert service.mood_changes == 2 and service.errors == 0
+    assert any(s["mood"] == "happy" and s["track"].startswith("moodspeaker demo - Happy song") for s in statuses)
+
+
+def test_lift_plays_calm_then_uplifting_for_sad(mpd_server: MpdServer, store) -> None:
+    service = make_service(mpd_server, store, strategy="lift")
+
+    async def scenario() -> None:
+        service.send(mood("sad"))
+        await until(lambda: mpd_view(mpd_server)[0] == "play")
+
+    serve(service, scenario)
+    assert [folder(f) for f in mpd_view(mpd_server)[2]] == ["calm", "calm", "uplifting", "uplifting"]
+
+
+def test_a_flickering_mood_does_not_restart_the_music_within_the_cooldown(mpd_server: MpdServer, store) -> None:
+    clock = Clock()
+    service = make_service(mpd_server, store, clock, cooldown_s=30.0, switch_at_once=True)
+
+    async def scenario() -> None:
+        service.send(mood("happy"))
+        await until(lambda: service.tracks_started == 1)
+        playing = mpd_view(mpd_server)[1]
+        for name in ("sad", "happy", "sad"):
+            clock.t += 2
+            service.send(mood(name))
+        await asyncio.sleep(0.6)
+        assert mpd_view(mpd_server)[1] == playing  # same track, not restarted
+        clock.t += 30  # the cool-down has passed: the pending mood (sad) takes over at once
+        await until(lambda: service.tracks_started == 2)
+        assert folder(mpd_view(mpd_server)[1]) == "sad"
+
+    serve(service, scenario)
+
+
+def test_by_default_a_mood_change_waits_for_the_track_to_end(mpd_server: MpdServer, store) -> None:
+    service = make_service(mpd_server, store)
+
+    async def scenario() -> None:
+        service.send(mood("happy"))
+        await until(lambda: service.tracks_started == 1)
+        service.send(mood("sad"))
+        await until(lambda: [folder(f) for f in mpd_view(mpd_server)[2]] == ["happy", "sad", "sad", "sad"])
+        assert folder(mpd_view(mpd_server)[1]) == "happy"  # still the happy track
+        await until(lambda: service.tracks_started == 2, timeout=6)  # the 3 s track ends, sad follows
+        assert folder(mpd_view(mpd_server)[1]) == "sad"
+
+    serve(service, scenario)
+    counts = store.counts("happy")
+    assert sum(c.get("full_play", 0) for c in counts.values()) == 1  # the happy track played to its end
+
+
+def test_buttons_skip_like_pause_and_privacy(mpd_server: MpdServer, store) -> None:
+    privacy_calls: list[bool] = []
+    service = make_service(mpd_server, store)
+    service._on_privacy = privacy_calls.append
+
+    async def scenario() -> None:
+        service.send(mood("sad"))
+        await until(lambda: service.tracks_started == 1)
+        first = mpd_view(mpd_server)[1]
+        service.submit_action(ButtonAction.LIKE)
+        service.submit_action(ButtonAction.SKIP)
+        await until(lambda: service.tracks_started == 2 and mpd_view(mpd_server)[1] != first)
+        service.submit_action(ButtonAction.PAUSE)
+        await until(lambda: mpd_view(mpd_server)[0] == "pause")
+        service.submit_action(ButtonAction.PAUSE)
+        await until(lambda: mpd_view(mpd_server)[0] == "play")
+        service.submit_action(ButtonAction.PRIVACY)
+        await until(lambda: service.privacy)
+        service.send(mood("happy"))  # the camera is off: moods are ignored, the music goes on
+        await asyncio.sleep(0.5)
+        assert folder(mpd_view(mpd_server)[1]) == "sad"
+        client = mpd.MPDClient()
+        client.connect(mpd_server.host, mpd_server.port)
+        assert client.listplaylist(f"liked-{mpd_server.port}") == [first]
+        client.disconnect()
+        counts = store.counts("sad")[first]
+        assert counts == {"like": 1, "early_skip": 1}
+
+    serve(service, scenario)
+    assert privacy_calls == [True]
+    assert service.status()["privacy"] is True
+
+
+def test_the_queue_is_ranked_by_the_listeners_feedback_for_the_mood(mpd_server: MpdServer, store) -> None:
+    for _ in range(30):
+        store.record("sad", "sad/sad-3.wav", "like", 0.0)
+        store.record("sad", "sad/sad-1.wav", "early_skip", 0.0)
+    service = make_service(mpd_server, store)
+
+    async def scenario() -> None:
+        service.send(mood("sad"))
+        await until(lambda: mpd_view(mpd_server)[0] == "play")
+
+    serve(service, scenario)
+    queue = mpd_view(mpd_server)[2]
+    assert queue[0] == "sad/sad-3.wav" and queue[-1] == "sad/sad-1.wav"
+    assert store.counts("happy") == {}  # feedback is per mood
+
+
+def test_a_missing_playlist_is_an_error_in_status_not_a_crash(mpd_server: MpdServer, store) -> None:
+    player = MpdPlayer(mpd_server.host, mpd_server.port)
+    service = PlayerService(player, MoodPolicy({"happy": "no-such-playlist"}, cooldown_s=0), store, backend="mpd")
+
+    async def scenario() -> None:
+        service.send(mood("happy"))
+        await until(lambda: service.errors == 1)
+
+    serve(service, scenario)
+    assert "no stored playlist 'no-such-playlist'" in service.status()["last_error"]
+
+
+def test_the_player_daemon_plays_moods_from_the_socket_and_stops_cleanly_on_sigterm(mpd_server: MpdServer,
+                                                                                    tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from moodspeaker.adapters.mood_socket import MoodSocketSender
+
+    sock = tmp_path / "mood.sock"
+    (tmp_path / "run").mkdir()
+    config = tmp_path / "config.toml"
+    config.write_text(f'[mpd]\nhost = "{mpd_server.host}"\nport = {mpd_server.port}\n[mood_socket]\npath = "{sock}"\n'
+                      f'[service]\nruntime_dir = "{tmp_path / "run"}"\n[feedback]\npath = "{tmp_path / "fb.db"}"\n'
+                      '[buttons]\nenabled = false\n')
+    daemon = subprocess.Popen([sys.executable, "-m", "moodspeaker.cli", "player", "--config", str(config)])
+    try:
+        deadline = time.monotonic() + 15
+        while not sock.exists():
+            assert daemon.poll() is None and time.monotonic() < deadline, "the daemon did not bind its socket"
+            time.sleep(0.05)
+        with MoodSocketSender(sock) as sender:
+            sender.send(mood("neutral"))
+        while mpd_view(mpd_server)[0] != "play":
+            assert time.monotonic() < deadline, "the mood did not start its playlist"
+            time.sleep(0.05)
+        assert folder(mpd_view(mpd_server)[1]) == "neutral"
+        assert (tmp_path / "run" / "player.json").exists()  # the state file `moodspeaker status` reads
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=5) == 0
+        assert not sock.exists() and not (tmp_path / "run" / "player.json").exists()
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+
+
+def test_a_mood_that_arrives_while_mpd_is_down_plays_once_it_is_back(mpd_server: MpdServer, store) -> None:
+    service = make_service(mpd_server, store)
+    mpd_server.kill()
+
+    async def scenario() -> None:
+        service.send(mood("happy"))
+        await until(lambda: service.errors >= 1)
+        assert "not reachable" in service.status()["last_error"]
+        await asyncio.to_thread(mpd_server.start)
+        await until(lambda: service.tracks_started == 1)
+
+    serve(service, scenario)
+    assert folder(mpd_view(mpd_server)[1]) == "happy"

@@ -1,0 +1,296 @@
+"""The Spotify Connect backend, with spotipy as the client, against a local fake of the Web API and accounts service."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import stat
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from fake_spotify import DROP, FakeSpotify
+from spotipy.oauth2 import SpotifyOAuth, SpotifyPKCE
+
+from moodspeaker.adapters.spotify_auth import TokenFile
+from moodspeaker.adapters.spotify_player import SpotifyPlayer
+from moodspeaker.cli import main
+from moodspeaker.config import SpotifyConfig
+from moodspeaker.ports import PlayerError, PlayerUnavailable, Track
+
+PLAYLIST = "spotify:playlist:moodsad"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeSpotify]:
+    server = FakeSpotify().start()
+    server.add_playlist("moodsad", 5)
+    yield server
+    server.stop()
+
+
+def _config(fake: FakeSpotify, tmp_path: Path, **overrides) -> SpotifyConfig:
+    values = {"client_id": fake.client_id, "client_secret": fake.client_secret, "device_name": "moodspeaker",
+              "token_cache": str(tmp_path / "spotify-token.json"), "poll_s": 0.2, "max_attempts": 4, **overrides}
+    return SpotifyConfig(**values)
+
+
+def _player(fake: FakeSpotify, tmp_path: Path, *, token: dict | None = None, sleep=None, **overrides) -> SpotifyPlayer:
+    cfg = _config(fake, tmp_path, **overrides)
+    if token is not False:
+        TokenFile(Path(cfg.token_cache)).save_token_to_cache(token or fake.issue_token())
+    player = SpotifyPlayer.from_config(cfg, sleep=sleep or (lambda s: None))
+    player.client.prefix = fake.api_prefix  # spotipy's Web API base URL
+    player.token.manager.OAUTH_TOKEN_URL = fake.token_url  # spotipy's accounts token endpoint
+    return player
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_playlist_is_read_across_pages_in_stored_order(fake: FakeSpotify, tmp_path: Path) -> None:
+    tracks = run(_player(fake, tmp_path).playlist_tracks(PLAYLIST))
+    assert [t.uri for t in tracks] == fake.playlists["moodsad"]
+    assert tracks[0] == Track("spotify:track:moodsad000", "Song 0", "Artist 0")
+    assert len(fake.calls("GET", "/v1/playlists/moodsad/items")) == 3  # 5 tracks, pages of 2
+
+
+def test_no_active_device_transfers_playback_then_starts_our_order(fake: FakeSpotify, tmp_path: Path) -> None:
+    player = _player(fake, tmp_path)
+    tracks = list(reversed(run(player.playlist_tracks(PLAYLIST))))  # "ranked": any order but the stored one
+    run(player.play(tracks))
+    plays = fake.calls("PUT", "/v1/me/player/play")
+    transfers = fake.calls("PUT", "/v1/me/player")
+    assert len(plays) == 2 and len(transfers) == 1  # refused (NO_ACTIVE_DEVICE), transfer, repeated
+    assert transfers[0].body == {"device_ids": ["dev-speaker"], "play": False}  # found by name, case-insensitively
+    assert plays[0].time < transfers[0].time < plays[1].time
+    assert plays[1].query["device_id"] == ["dev-speaker"]
+    assert plays[1].body == {"uris": [t.uri for t in tracks]}
+    assert fake.queue == [t.uri for t in tracks] and fake.is_playing
+    assert run(player.current()) == tracks[0]
+
+
+def test_next_pause_resume_and_current(fake: FakeSpotify, tmp_path: Path) -> None:
+    fake.active_device = "dev-speaker"
+    player = _player(fake, tmp_path)
+    tracks = run(player.playlist_tracks(PLAYLIST))
+    run(player.play(tracks))
+    run(player.next())
+    assert run(player.current()) == tracks[1]
+    assert fake.calls("POST", "/v1/me/player/next")[0].query["device_id"] == ["dev-speaker"]
+    run(player.toggle_pause())
+    assert not fake.is_playing and fake.calls("PUT", "/v1/me/player/pause")
+    run(player.toggle_pause())
+    assert fake.is_playing and fake.current == tracks[1].uri
+
+
+def test_like_saves_the_track_with_put_me_library(fake: FakeSpotify, tmp_path: Path) -> None:
+    player = _player(fake, tmp_path)
+    run(player.like(Track("spotify:track:moodsad002")))
+    (call,) = fake.calls("PUT", "/v1/me/library")
+    assert call.query["uris"] == ["spotify:track:moodsad002"]
+    assert fake.library == ["spotify:track:moodsad002"]
+
+
+def test_wait_track_change_reports_the_next_track_then_the_end(fake: FakeSpotify, tmp_path: Path) -> None:
+    fake.active_device = "dev-speaker"
+    player = _player(fake, tmp_path)
+    tracks = run(player.playlist_tracks(PLAYLIST))[:2]
+
+    async def scenario() -> tuple[Track | None, Track | None]:
+        await player.play(tracks)
+        asyncio.get_running_loop().call_later(0.3, lambda: setattr(fake, "position", 1))  # track 1 ends
+        changed = await player.wait_track_change()
+        asyncio.get_running_loop().call_later(0.3, lambda: fake.__setattr__("position", 2))  # the list is over
+        return changed, await player.wait_track_change()
+
+    changed, ended = run(scenario())
+    assert changed == tracks[1]
+    assert ended is None
+
+
+def test_play_next_with_nothing_playing_starts_at_once(fake: FakeSpotify, tmp_path: Path) -> None:
+    player = _player(fake, tmp_path)
+    tracks = run(player.playlist_tracks(PLAYLIST))[:2]
+    run(player.play_next(tracks))
+    assert fake.queue == [t.uri for t in tracks] and fake.is_playing
+
+
+def test_play_next_starts_the_new_list_when_the_current_track_ends(fake: FakeSpotify, tmp_path: Path) -> None:
+    fake.active_device = "dev-speaker"
+    player = _player(fake, tmp_path)
+    old, new = run(player.playlist_tracks(PLAYLIST))[:2], run(player.playlist_tracks(PLAYLIST))[3:]
+
+    async def scenario() -> Track | None:
+        await player.play(old)
+        fake.progress_ms = 180_000 - 150  # 0.15 s left of the first track: less than one poll (0.2 s)
+        await player.play_next(new)
+        assert fake.queue == [t.uri for t in old]  # nothing changes before the track ends
+        return await player.wait_track_change()
+
+    started = time.monotonic()
+    assert run(scenario()) == new[0]
+    plays = fake.calls("PUT", "/v1/me/player/play")
+    assert plays[-1].body == {"uris": [t.uri for t in new]}
+    assert plays[-1].time - started >= 0.2 + 0.15  # one poll, then the 0.15 s left of the track
+    assert fake.queue == [t.uri for t in new]
+
+
+def test_play_next_starts_the_new_list_on_a_skip(fake: FakeSpotify, tmp_path: Path) -> None:
+    fake.active_device = "dev-speaker"
+    player = _player(fake, tmp_path)
+    old, new = run(player.playlist_tracks(PLAYLIST))[:2], run(player.playlist_tracks(PLAYLIST))[3:]
+
+    async def scenario() -> Track | None:
+        await player.play(old)
+        await player.play_next(new)
+        await player.next()  # the listener skips the old mood's track
+        return await player.wait_track_change()
+
+    assert run(scenario()) == new[0]
+    assert fake.queue == [t.uri for t in new]
+
+
+def test_an_expired_cached_token_is_refreshed_before_the_call(fake: FakeSpotify, tmp_path: Path) -> None:
+    old = fake.issue_token()
+    fake.access_tokens.discard(old["access_token"])
+    old["expires_at"] = int(time.time()) - 10
+    player = _player(fake, tmp_path, token=old)
+    assert len(run(player.playlist_tracks(PLAYLIST))) == 5
+    (refresh,) = fake.calls("POST", "/api/token")
+    assert refresh.body["grant_type"] == ["refresh_token"] and refresh.body["refresh_token"] == [old["refresh_token"]]
+    cached = json.loads(Path(player.token.cache.path).read_text())
+    assert cached["access_token"] in fake.access_tokens and cached["access_token"] != old["access_token"]
+    assert cached["refresh_token"] == old["refresh_token"]
+    assert all(r.token == cached["access_token"] for r in fake.requests if r.path.startswith("/v1/"))
+    assert stat.S_IMODE(Path(player.token.cache.path).stat().st_mode) == 0o600
+
+
+def test_a_token_the_server_rejects_early_is_refreshed_and_the_call_repeated(fake: FakeSpotify, tmp_path: Path) -> None:
+    player = _player(fake, tmp_path)
+    fake.access_tokens.clear()  # revoked on the server, still valid by the clock
+    run(player.like(Track("spotify:track:x1")))
+    assert [r.path for r in fake.requests] == ["/v1/me/library", "/api/token", "/v1/me/library"]
+    assert fake.library == ["spotify:track:x1"] and player.last_error is None
+
+
+def test_429_waits_the_retry_after_seconds_then_succeeds(fake: FakeSpotify, tmp_path: Path) -> None:
+    fake.active_device = "dev-speaker"
+    player = _player(fake, tmp_path, sleep=time.sleep)  # real time: the wait is measured between the two requests
+    fake.fail("PUT", "/v1/me/player/play", 429, retry_after=1)
+    run(player.play([Track("spotify:track:moodsad001")]))
+    first, second = fake.calls("PUT", "/v1/me/player/play")
+    assert second.time - first.time >= 1.0
+    assert fake.queue == ["spotify:track:moodsad001"]
+
+
+def test_a_rate_limit_longer_than_the_cap_is_reported_not_slept_through(fake: FakeSpotify, tmp_path: Path) -> None:
+    waits: list[float] = []
+    player = _player(fake, tmp_path, sleep=waits.append)
+    fake.fail("GET", "/v1/me/player", 429, retry_after=3600)
+    with pytest.raises(PlayerUnavailable, match="rate-limits this app for 3600 s"):
+        run(player.current())
+    assert waits == [] and "3600" in (player.last_error or "")
+
+
+def test_5xx_and_a_dropped_connection_back_off_and_retry(fake: FakeSpotify, tmp_path: Path) -> None:
+    fake.active_device = "dev-speaker"
+    waits: list[float] = []
+    player = _player(fake, tmp_path, sleep=waits.append)
+    fake.fail("POST", "/v1/me/player/next", 503, times=2)
+    fake.fail("POST", "/v1/me/player/next", DROP)
+    fake.queue = ["a", "b"]
+    run(player.next())
+    assert len(fake.calls("POST", "/v1/me/player/next")) == 4
+    assert waits == [0.5, 1.0, 2.0]  # exponential back-off
+    assert fake.position == 1
+
+
+def test_persistent_5xx_gives_up_after_max_attempts_as_unavailable(fake: FakeSpotify, tmp_path: Path) -> None:
+    waits: list[float] = []
+    player = _player(fake, tmp_path, sleep=waits.append, max_attempts=3)
+    fake.fail("GET", "/v1/me/player/devices", 502, times=10)
+    with pytest.raises(PlayerUnavailable, match="after 3 tries: server error 502"):
+        run(player.next())
+    assert len(waits) == 2 and "502" in (player.last_error or "")
+
+
+def test_401_even_after_refreshing_is_a_clear_player_error(fake: FakeSpotify, tmp_path: Path) -> None:
+    player = _player(fake, tmp_path)
+    fake.fail("GET", "/v1/me/player", 401, times=2)
+    with pytest.raises(PlayerError, match=r"rejected the login.*moodspeaker spotify-login"):
+        run(player.current())
+    assert "spotify-login" in (player.last_error or "")
+    assert len(fake.calls("POST", "/api/token")) == 1  # one refresh attempt, no loop
+
+
+def test_a_revoked_refresh_token_is_a_clear_player_error(fake: FakeSpotify, tmp_path: Path) -> None:
+    old = fake.issue_token()
+    old["expires_at"] = int(time.time()) - 10
+    fake.refresh_tokens.clear()
+    with pytest.raises(PlayerError, match=r"refused to refresh the login \(invalid_grant\).*spotify-login"):
+        run(_player(fake, tmp_path, token=old).current())
+
+
+def test_403_says_premium_and_no_login_says_to_log_in(fake: FakeSpotify, tmp_path: Path) -> None:
+    fake.active_device = "dev-speaker"
+    player = _player(fake, tmp_path)
+    fake.fail("POST", "/v1/me/player/next", 403)
+    with pytest.raises(PlayerError, match=r"403.*Premium"):
+        run(player.next())
+    with pytest.raises(PlayerError, match=r"not logged in to Spotify.*spotify-login"):
+        run(_player(fake, tmp_path / "other", token=False).current())
+
+
+def test_an_offline_device_is_named_with_the_devices_seen(fake: FakeSpotify, tmp_path: Path) -> None:
+    player = _player(fake, tmp_path, device_name="kitchen")
+    with pytest.raises(PlayerError, match=r"'kitchen' is not online \(seen: 'Pixel', 'Moodspeaker'\)"):
+        run(player.play([Track("spotify:track:a")]))
+
+
+@pytest.mark.parametrize("secret", ["test-secret", ""], ids=["client-secret", "pkce"])
+def test_spotify_login_exchanges_the_pasted_redirect_and_writes_a_0600_cache(
+        fake: FakeSpotify, tmp_path: Path, monkeypatch, capsys, secret: str) -> None:
+    cache = tmp_path / "state" / "spotify-token.json"
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[spotify]\nclient_id = "{fake.client_id}"\nclient_secret = "{secret}"\ntoken_cache = "{cache}"\n'
+                   'redirect_uri = "http://127.0.0.1:8888/callback"\n')
+    for manager in (SpotifyOAuth, SpotifyPKCE):
+        monkeypatch.setattr(manager, "OAUTH_TOKEN_URL", fake.token_url)
+        monkeypatch.setattr(manager, "OAUTH_AUTHORIZE_URL", fake.authorize_url)
+
+    def listener_pastes_redirect() -> str:
+        """The person at the SSH prompt: opens the printed URL, allows access, pastes where the browser went."""
+        printed = capsys.readouterr().out
+        url = next(word for word in printed.split() if word.startswith(fake.authorize_url))
+        query = parse_qs(urlsplit(url).query)
+        assert query["client_id"] == [fake.client_id] and "user-library-modify" in query["scope"][0]
+        code = fake.new_code(query.get("code_challenge", [None])[0])
+        return f"{query['redirect_uri'][0]}?code={code}&state={query['state'][0]}\n"
+
+    monkeypatch.setattr("sys.stdin", type("Paste", (), {"readline": staticmethod(listener_pastes_redirect)})())
+    assert main(["spotify-login", "--config", str(cfg)]) == 0
+    assert "Logged in" in capsys.readouterr().out
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o600
+    token = json.loads(cache.read_text())
+    assert token["access_token"] in fake.access_tokens and token["refresh_token"] in fake.refresh_tokens
+
+
+def test_spotify_login_refuses_a_url_without_a_code_or_from_another_attempt(fake: FakeSpotify, tmp_path: Path,
+                                                                            monkeypatch, capsys) -> None:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[spotify]\nclient_id = "id"\ntoken_cache = "{tmp_path / "t.json"}"\n')
+    monkeypatch.setattr("sys.stdin", io.StringIO("http://127.0.0.1:8888/callback?error=access_denied\n"))
+    assert main(["spotify-login", "--config", str(cfg)]) == 2
+    assert "did not grant access" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO("http://127.0.0.1:8888/callback?code=abc&state=stale\n"))
+    assert main(["spotify-login", "--config", str(cfg)]) == 2
+    assert "another login attempt" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO("http://127.0.0.1:8888/callback\n"))
+    assert main(["spotify-login", "--config", str(cfg)]) == 2
+    assert "has no ?code=" in capsys.readouterr().err
+    assert not (tmp_path / "t.json").exists()

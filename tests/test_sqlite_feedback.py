@@ -1,0 +1,145 @@
+"""The SQLite feedback store (real SQLite files) and `moodspeaker feedback show|export|reset`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from moodspeaker.adapters.sqlite_feedback import SCHEMA_VERSION, FeedbackStoreError, SqliteFeedbackStore
+from moodspeaker.cli import main
+from moodspeaker.core.feedback import EARLY_SKIP, FULL_PLAY, LIKE, SKIP, posterior
+
+
+def _fill(store: SqliteFeedbackStore) -> None:
+    for i in range(3):
+        store.record("sad", "good.mp3", FULL_PLAY, 100.0 + i)
+    store.record("sad", "good.mp3", LIKE, 103.0)
+    store.record("sad", "bad.mp3", EARLY_SKIP, 104.0)
+    store.record("sad", "bad.mp3", EARLY_SKIP, 105.0)
+    store.record("happy", "bad.mp3", SKIP, 106.0)
+
+
+def test_events_survive_closing_and_reopening(tmp_path: Path) -> None:
+    db = tmp_path / "sub" / "feedback.db"
+    with SqliteFeedbackStore(db) as store:
+        _fill(store)
+    with SqliteFeedbackStore(db) as store:
+        assert store.counts("sad") == {"good.mp3": {FULL_PLAY: 3, LIKE: 1}, "bad.mp3": {EARLY_SKIP: 2}}
+        assert store.counts("happy") == {"bad.mp3": {SKIP: 1}}
+        assert store.counts("angry") == {}
+        assert store.state().emotions() == ["happy", "sad"]
+
+
+def test_wal_mode_full_sync_and_schema_version_are_on_disk(tmp_path: Path) -> None:
+    db = tmp_path / "feedback.db"
+    with SqliteFeedbackStore(db) as store:
+        store.record("sad", "a", LIKE, 1.0)
+        assert store.settings() == {"journal_mode": "wal", "synchronous": 2, "user_version": SCHEMA_VERSION}  # 2 = FULL
+    raw = sqlite3.connect(db)  # a second, independent connection sees what was committed
+    assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert raw.execute("SELECT emotion, track, event, t FROM events").fetchall() == [("sad", "a", "like", 1.0)]
+    raw.close()
+
+
+def test_every_recorded_event_survives_the_writer_being_killed(tmp_path: Path) -> None:
+    """SIGKILL right after the last record(): no close, no checkpoint; each commit must already be in the WAL."""
+    db = tmp_path / "f.db"
+    writer = (
+        "import os, signal, sys\n"
+        "from moodspeaker.adapters.sqlite_feedback import SqliteFeedbackStore\n"
+        "store = SqliteFeedbackStore(sys.argv[1])\n"
+        "for i in range(50):\n"
+        "    store.record('sad', f'track-{i}', 'like', float(i))\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", writer, str(db)], capture_output=True, timeout=60)
+    assert proc.returncode == -9, proc.stderr.decode()
+    with SqliteFeedbackStore(db) as store:
+        assert store.counts("sad") == {f"track-{i}": {LIKE: 1} for i in range(50)}
+
+
+def test_a_newer_schema_and_a_non_database_are_refused_clearly(tmp_path: Path) -> None:
+    newer = tmp_path / "newer.db"
+    conn = sqlite3.connect(newer)
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(FeedbackStoreError, match="newer"):
+        SqliteFeedbackStore(newer)
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(FeedbackStoreError, match="not a usable feedback database"):
+        SqliteFeedbackStore(junk)
+
+
+def test_unknown_events_are_rejected_before_they_reach_the_disk(tmp_path: Path) -> None:
+    with SqliteFeedbackStore(tmp_path / "f.db") as store:
+        with pytest.raises(ValueError, match="unknown feedback event"):
+            store.record("sad", "a", "love", 1.0)
+        assert store.counts("sad") == {}
+
+
+def test_cli_show_lists_top_and_bottom_tracks_with_posterior_means(tmp_path: Path, capsys) -> None:
+    db = tmp_path / "f.db"
+    with SqliteFeedbackStore(db) as store:
+        _fill(store)
+    assert main(["feedback", "show", "--db", str(db), "--top", "1"]) == 0
+    out = capsys.readouterr().out
+    good = posterior({FULL_PLAY: 3, LIKE: 1}).mean
+    bad = posterior({EARLY_SKIP: 2}).mean
+    sad = out[out.index("sad:"):]
+    assert "sad: 2 tracks, 6 events" in out
+    assert sad.index(f"{good:.2f}  good.mp3") < sad.index("bottom:") < sad.index(f"{bad:.2f}  bad.mp3")
+
+
+def test_cli_export_json_and_csv(tmp_path: Path, capsys) -> None:
+    db = tmp_path / "f.db"
+    with SqliteFeedbackStore(db) as store:
+        _fill(store)
+    assert main(["feedback", "export", "--db", str(db)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["emotions"]["sad"]["good.mp3"]["full_play"] == 3
+    assert data["emotions"]["happy"]["bad.mp3"]["skip"] == 1
+    out_csv = tmp_path / "f.csv"
+    assert main(["feedback", "export", "--db", str(db), "--format", "csv", "--out", str(out_csv)]) == 0
+    rows = list(csv.DictReader(io.StringIO(out_csv.read_text())))
+    assert {(r["emotion"], r["track"]) for r in rows} == {("sad", "good.mp3"), ("sad", "bad.mp3"), ("happy", "bad.mp3")}
+    bad = next(r for r in rows if r["emotion"] == "sad" and r["track"] == "bad.mp3")
+    assert int(bad["early_skip"]) == 2
+    assert float(bad["mean"]) == pytest.approx(posterior({EARLY_SKIP: 2}).mean, abs=1e-6)
+
+
+def test_cli_reset_needs_yes_and_can_be_limited_to_one_emotion(tmp_path: Path, capsys) -> None:
+    db = tmp_path / "f.db"
+    with SqliteFeedbackStore(db) as store:
+        _fill(store)
+    assert main(["feedback", "reset", "--db", str(db)]) == 2
+    assert "--yes" in capsys.readouterr().err
+    with SqliteFeedbackStore(db) as store:
+        assert store.counts("sad")
+    assert main(["feedback", "reset", "--db", str(db), "--emotion", "happy", "--yes"]) == 0
+    assert "deleted 1 " in capsys.readouterr().out
+    with SqliteFeedbackStore(db) as store:
+        assert store.counts("happy") == {} and store.counts("sad")
+    assert main(["feedback", "reset", "--db", str(db), "--yes"]) == 0
+    with SqliteFeedbackStore(db) as store:
+        assert store.state().emotions() == []
+
+
+def test_cli_reads_the_path_from_the_config_and_does_not_create_a_missing_db(tmp_path: Path, capsys) -> None:
+    db = tmp_path / "none" / "f.db"
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[feedback]\npath = "{db}"\n')
+    assert main(["feedback", "show", "--config", str(cfg)]) == 0
+    assert "no feedback recorded yet" in capsys.readouterr().out
+    assert not db.exists()
+    cfg.write_text('[feedback]\npaht = "x"\n')
+    assert main(["feedback", "show", "--config", str(cfg)]) == 2
+    assert "did you mean 'path'" in capsys.readouterr().err

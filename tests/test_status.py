@@ -1,0 +1,80 @@
+"""`moodspeaker status` reading the state files that the daemons' ServiceRuntime writes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from moodspeaker.adapters.sd_notify import SystemdNotifier
+from moodspeaker.adapters.state_file import write_state
+from moodspeaker.cli import main
+from moodspeaker.commands.status import gather
+from moodspeaker.config import Config, ServiceConfig
+from moodspeaker.model_card import card_path_for, load_card
+from moodspeaker.service import ServiceRuntime
+
+
+def _runtimes(tmp_path, model):
+    config = ServiceConfig(runtime_dir=str(tmp_path))
+    vision = ServiceRuntime("vision", config, SystemdNotifier({}))
+    player = ServiceRuntime("player", config, SystemdNotifier({}))
+    vision.iteration({"mood": "happy", "confidence": 0.82, "fps": 4.9, "model_path": str(model), "privacy": False})
+    player.iteration({"mood": "happy", "confidence": 0.82, "backend": "mpd", "track": "Artist - Title",
+                      "privacy": False, "last_error": ""})
+    return vision, player
+
+
+def test_status_json_reports_both_daemons_mood_model_and_player(tmp_path, shipped_model, capsys):
+    _runtimes(tmp_path, shipped_model)
+    assert main(["status", "--json", "--runtime-dir", str(tmp_path)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    card = load_card(card_path_for(shipped_model))
+    assert (report["mood"], report["confidence"], report["fps"]) == ("happy", 0.82, 4.9)
+    assert report["model"]["sha256"] == card.sha256 and report["model"]["val_accuracy"] == card.val_accuracy
+    assert (report["backend"], report["track"], report["privacy"], report["last_error"]) == ("mpd", "Artist - Title",
+                                                                                             False, None)
+    assert {name: s["state"] for name, s in report["services"].items()} == {"vision": "running", "player": "running"}
+    assert all(0 <= uptime < 60 for uptime in report["uptime_s"].values())
+
+
+def test_status_text_is_one_line_per_fact(tmp_path, shipped_model, capsys):
+    _runtimes(tmp_path, shipped_model)
+    assert main(["status", "--runtime-dir", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("vision  running for 0m") and lines[1].startswith("player  running for 0m")
+    assert "mood    happy (0.82), 4.9 fps" in lines
+    assert any(line.startswith(f"model   {load_card(card_path_for(shipped_model)).sha256[:12]}") for line in lines)
+    assert "player  mpd: Artist - Title" in lines and "privacy off" in lines and "error   none" in lines
+
+
+def test_failed_reload_and_latest_error_are_shown(tmp_path, shipped_model, capsys):
+    vision, player = _runtimes(tmp_path, shipped_model)
+    player.error("mpd: connection refused")
+    vision.reloading()
+    vision.reloaded(False, "config.toml [camera]: unknown key 'fsp'")
+    report = gather(Config(), tmp_path)
+    assert report["last_error"] == "vision: reload failed: config.toml [camera]: unknown key 'fsp'"
+    assert report["services"]["vision"]["reload_error"] == "config.toml [camera]: unknown key 'fsp'"
+    main(["status", "--runtime-dir", str(tmp_path)])
+    assert "last reload failed, still on the previous config" in capsys.readouterr().out
+
+
+def test_stopped_crashed_and_stuck_daemons(tmp_path, shipped_model):
+    vision, _ = _runtimes(tmp_path, shipped_model)
+    vision.close()  # a clean stop removes the state file
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    state = json.loads((tmp_path / "player.json").read_text())
+    write_state(tmp_path / "player.json", {**state, "pid": int(dead.stdout)})
+    report = gather(Config(), tmp_path)
+    assert report["services"]["vision"]["state"] == "stopped" and report["services"]["player"]["state"] == "crashed"
+    write_state(tmp_path / "player.json", state)
+    later = state["updated_at"] + 60
+    assert gather(Config(), tmp_path, now=later)["services"]["player"]["state"] == "stuck"
+    assert main(["status", "--runtime-dir", str(tmp_path)]) == 1
+
+
+def test_a_corrupt_state_file_is_reported_not_fatal(tmp_path, shipped_model):
+    (tmp_path / "vision.json").write_text("{not json")
+    report = gather(Config(), tmp_path)
+    assert report["services"]["vision"]["state"] == "unreadable" and "vision.json" in report["services"]["vision"]["error"]
