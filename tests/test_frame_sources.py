@@ -14,7 +14,7 @@ from moodspeaker.adapters.camera import open_camera
 from moodspeaker.adapters.npz_source import StoredFrameSource
 from moodspeaker.adapters.opencv_source import OpenCVFrameSource
 from moodspeaker.adapters.picamera2_source import Picamera2FrameSource
-from moodspeaker.config import CameraConfig
+from moodspeaker.config import CameraConfig, ConfigError, parse_config
 from moodspeaker.ports import SourceError
 
 
@@ -121,3 +121,10 @@ def test_camera_config_picks_the_source(video: Path) -> None:
     assert isinstance(source, OpenCVFrameSource)
     assert next(source.frames()).gray.shape == (32, 32)
     source.close()
+
+
+@pytest.mark.parametrize("table, word", [('kind = "picamera2"\ndevice = "/dev/video0"', "camera number"),
+                                         ("width = 321", "even"), ("fps = 0", "fps")])
+def test_bad_camera_settings_are_config_errors(table: str, word: str) -> None:
+    with pytest.raises(ConfigError, match=rf"\[camera\].*{word}"):
+        parse_config(f"[camera]\n{table}\n")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from moodspeaker.adapters.haar_detector import DetectorError, HaarFaceDetector
-from moodspeaker.config import DetectorConfig
+from moodspeaker.config import ConfigError, DetectorConfig, parse_config
 from moodspeaker.ports import Box
 
 FULLFRAME = Path(__file__).parent / "fixtures" / "fullframe_tiny.npz"
@@ -83,3 +83,10 @@ def test_missing_cascade_says_where_it_looked(tmp_path: Path) -> None:
 def test_needs_a_grey_frame() -> None:
     with pytest.raises(ValueError, match="grayscale"):
         HaarFaceDetector().detect(np.zeros((10, 10, 3), np.uint8))
+
+
+@pytest.mark.parametrize("table, word", [("min_size = 0.5\nmax_size = 0.4", "min_size"), ("scale_factor = 1.0", "scale_factor"),
+                                         ("full_every = 0", "full_every")])
+def test_bad_detector_settings_are_config_errors_naming_the_key(table: str, word: str) -> None:
+    with pytest.raises(ConfigError, match=rf"\[detector\].*{word}"):
+        parse_config(f"[detector]\n{table}\n")

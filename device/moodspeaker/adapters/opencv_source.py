@@ -19,8 +19,9 @@ from moodspeaker.ports import Frame, SourceError
 
 class OpenCVFrameSource:
     def __init__(self, device: int | str | Path, size: tuple[int, int] | None = None, fps: float | None = None) -> None:
-        """`device`: a camera index (int or digits) or a video file. `size` (width, height): asked of a
-        camera, resized to for a file. `fps`: asked of a camera; for a file, only the fallback frame rate for timestamps."""
+        """`device`: a camera index (int or digits) or a video file. `size` (width, height): asked of a camera;
+        frames of another size (a file, a camera that ignores the request) are resized to it. `fps`: asked of a
+        camera; for a file, only the fallback frame rate for timestamps."""
         self.is_camera = isinstance(device, int) or (isinstance(device, str) and device.isdigit())
         self.device = int(device) if self.is_camera else Path(device)
         if not self.is_camera and not Path(self.device).is_file():
@@ -63,7 +64,7 @@ class OpenCVFrameSource:
 
     def _gray(self, image: np.ndarray) -> np.ndarray:
         gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-        if not self.is_camera and self.size and (gray.shape[1], gray.shape[0]) != self.size:
+        if self.size and (gray.shape[1], gray.shape[0]) != self.size:
             gray = cv2.resize(gray, self.size, interpolation=cv2.INTER_AREA)
         return gray
 

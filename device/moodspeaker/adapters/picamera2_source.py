@@ -16,8 +16,8 @@ from typing import Any
 
 from moodspeaker.ports import Frame, SourceError
 
-# The main stream must exist; keep it small, we never read it.
-_MAIN_SIZE = (640, 480)
+# The main stream must exist and be at least as large as lores; keep it small, we never read it.
+_MIN_MAIN_SIZE = (640, 480)
 
 
 def _import_picamera2() -> Any:
@@ -57,7 +57,8 @@ class Picamera2FrameSource:
         frame_us = round(1_000_000 / self.fps)
         try:
             config = camera.create_video_configuration(
-                main={"size": _MAIN_SIZE, "format": "YUV420"},
+                main={"size": (max(self.size[0], _MIN_MAIN_SIZE[0]), max(self.size[1], _MIN_MAIN_SIZE[1])),
+                      "format": "YUV420"},
                 lores={"size": self.size, "format": "YUV420"},
                 controls={"FrameDurationLimits": (frame_us, frame_us)},
                 buffer_count=4,
