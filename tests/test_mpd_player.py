@@ -123,7 +123,7 @@ def test_unknown_playlist_and_unreachable_server_give_clear_errors(mpd_server: M
 
 
 def test_kill_9_mid_play_then_restart_reconnects_and_music_resumes_where_it_was(mpd_server: MpdServer) -> None:
-    async def scenario() -> tuple[MpdPlayer, float]:
+    async def scenario() -> tuple[MpdPlayer, float, tuple]:
         player = _player(mpd_server)
         await player.play(await player.playlist_tracks("mood-happy"))
         await player.next()  # second track, so the restored song position matters
@@ -135,17 +135,17 @@ def test_kill_9_mid_play_then_restart_reconnects_and_music_resumes_where_it_was(
         restarted = time.monotonic()
         await asyncio.to_thread(mpd_server.start)
         deadline = time.monotonic() + 5
-        while not (player.connected and _server_status(mpd_server)[0]["state"] == "play"):
+        while not (player.connected and (at_resume := _server_status(mpd_server))[0]["state"] == "play"):
             assert time.monotonic() < deadline, "music did not resume within 5 s of the restart"
             await asyncio.sleep(0.05)
         resumed_after = time.monotonic() - restarted
         assert not watcher.done()  # same song as before the crash: not a track change
         watcher.cancel()
         await player.close()
-        return player, resumed_after
+        return player, resumed_after, at_resume
 
-    player, resumed_after = asyncio.run(scenario())
-    status, song, queue = _server_status(mpd_server)
+    # The server state is read the moment music resumes: the 3 s tracks move on soon after.
+    player, resumed_after, (status, song, queue) = asyncio.run(scenario())
     assert player.reconnects == 1
     assert queue == ["happy/happy-1.wav", "happy/happy-2.wav", "happy/happy-3.wav"]
     assert song["file"] == "happy/happy-2.wav"

@@ -7,6 +7,7 @@ import importlib
 import logging
 import sys
 
+from moodspeaker.config import ConfigError
 from moodspeaker.model_card import ModelError
 
 # One module per command group; each has `register(subparsers)` that adds its parsers and sets `func`.
@@ -39,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"moodspeaker {args.command}: {exc}", file=sys.stderr)
+        return 2
     except ModelError as exc:
         print(f"moodspeaker: model error: {exc}", file=sys.stderr)
         return 3

@@ -2,7 +2,10 @@
 
 One connection carries commands and a background `idle player` listener. When MPD restarts or drops
 the connection, `wait_track_change` reconnects with exponential backoff and restores what should be
-playing: our queue, the song and the position (extrapolated from the last status seen), paused or not.
+playing: our queue, the song and the position where it was when the connection was lost (extrapolated
+from the last status seen), paused or not; an MPD that carried on by itself is left alone. The restore
+happens under the lock, before anything is observed, so a recovered restart is not reported as a track
+change or a stop; `play` holds the lock too, so its clear-and-load is not seen as playback stopping.
 A command issued while MPD is away makes one connection attempt and otherwise raises PlayerUnavailable.
 """
 
@@ -36,12 +39,14 @@ class _Playback:
     duration: float = 0.0
     state: str = "stop"  # play | pause | stop
     seen_at: float = 0.0
+    lost_at: float | None = None  # when the connection dropped since it was seen: the music stopped then, at the latest
 
     def position(self, now: float) -> tuple[int, float]:
-        """Song and seconds into it now, assuming it kept playing since it was seen."""
+        """Song and seconds into it now, assuming it kept playing since it was seen until the connection was lost."""
         if self.state != "play":
             return self.pos, self.elapsed
-        elapsed = self.elapsed + (now - self.seen_at)
+        until = now if self.lost_at is None else min(now, self.lost_at)
+        elapsed = self.elapsed + (until - self.seen_at)
         if self.duration and elapsed >= self.duration:
             return self.pos + 1, 0.0
         return self.pos, elapsed
@@ -119,9 +124,13 @@ class MpdPlayer:
             self.reconnects += 1
             log.info("reconnected to MPD at %s", self.where)
         self._connected_before = True
-        if self._playback.queue:
-            await self._restore()
-        await self._observe()
+        try:
+            if self._playback.queue:
+                await self._restore()
+            await self._observe()
+        except (OSError, TimeoutError, ConnectionError) as exc:  # MPD went away again: the restore stays pending
+            self._drop()
+            raise PlayerUnavailable(f"MPD at {self.where} dropped the connection while restoring ({exc!r})") from None
 
     async def _listen(self, client: Any) -> None:
         """Wake `wait_track_change` on every player change, and once more when the connection drops."""
@@ -131,6 +140,8 @@ class MpdPlayer:
         except Exception as exc:  # ConnectionError, OSError, whatever the dying client raises
             log.debug("MPD idle ended: %r", exc)
         finally:
+            if client is self._client and self._playback.lost_at is None:
+                self._playback.lost_at = self._clock()
             self._changed.set()
 
     async def _reconnect_with_backoff(self) -> None:
@@ -160,7 +171,7 @@ class MpdPlayer:
             status = await self._client.status()
             if pos >= len(pb.queue) or pb.state == "stop":
                 return
-            if status.get("state") != pb.state or int(status.get("song", -1)) != pos:
+            if status.get("state") != pb.state:  # the same state on our queue: MPD carried on by itself
                 await self._client.seek(pos, f"{elapsed:.1f}")
                 if pb.state == "pause":
                     await self._client.pause(1)
@@ -200,6 +211,7 @@ class MpdPlayer:
         pb.elapsed = float(status.get("elapsed", 0.0))
         pb.duration = float(status.get("duration", 0.0))
         pb.seen_at = self._clock()
+        pb.lost_at = None
         return status
 
     # --- ports.Player -------------------------------------------------------------------------------
@@ -231,19 +243,20 @@ class MpdPlayer:
         return added
 
     async def play(self, tracks: list[Track]) -> None:
-        if not self.connected:
-            await self.connect()
-        try:
-            added = await self._load([t.uri for t in tracks])
-            if not added:
-                raise PlayerError(f"none of the {len(tracks)} tracks is in MPD's database; run `mpc update` "
-                                  "or fix the stored playlist")
-            self._playback.queue = added
-            await self._client.play(0)
-            await self._observe()
-        except (OSError, ConnectionError) as exc:
-            self._drop()
-            raise PlayerUnavailable(f"MPD at {self.where} dropped the connection while loading ({exc!r})") from None
+        async with self._lock:  # the watcher must not take the cleared queue for playback stopping
+            if not self.connected:
+                await self._connect_once()
+            try:
+                added = await self._load([t.uri for t in tracks])
+                if not added:
+                    raise PlayerError(f"none of the {len(tracks)} tracks is in MPD's database; run `mpc update` "
+                                      "or fix the stored playlist")
+                self._playback.queue = added
+                await self._client.play(0)
+                await self._observe()
+            except (OSError, ConnectionError) as exc:
+                self._drop()
+                raise PlayerUnavailable(f"MPD at {self.where} dropped the connection while loading ({exc!r})") from None
 
     async def play_next(self, tracks: list[Track]) -> None:
         status = await self._command("status")
@@ -295,8 +308,9 @@ class MpdPlayer:
                 await self._reconnect_with_backoff()
             self._changed.clear()
             try:
-                status = await self._observe()
-                song = await self._client.currentsong() if status.get("state") != "stop" else {}
+                async with self._lock:  # not halfway through a restore or a play()
+                    status = await self._observe()
+                    song = await self._client.currentsong() if status.get("state") != "stop" else {}
             except (OSError, ConnectionError) as exc:
                 log.debug("MPD connection lost while watching: %r", exc)
                 self._drop()

@@ -63,11 +63,7 @@ def _serve(config: Config) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"moodspeaker player: {exc}", file=sys.stderr)
-        return 2
+    config = load_config(args.config)  # a ConfigError is reported by cli.main
     return _serve(config)
 
 

@@ -16,11 +16,7 @@ def _run(args: argparse.Namespace) -> int:
     from moodspeaker.run_app import run_together
     from moodspeaker.service import ControlSignals
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"moodspeaker run: {exc}", file=sys.stderr)
-        return 2
+    config = load_config(args.config)  # a ConfigError is reported by cli.main
     if args.source is not None and not args.source.exists():
         print(f"moodspeaker run: {args.source}: no such video file, npz or folder of images", file=sys.stderr)
         return 2

@@ -9,13 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from moodspeaker.adapters.state_file import StateFileError, read_state, state_path
-from moodspeaker.config import Config, ConfigError, load_config
+from moodspeaker.config import Config, load_config
 from moodspeaker.model_card import ModelError, card_path_for, load_card
 from moodspeaker.paths import default_model
 
@@ -129,11 +128,7 @@ def render(report: dict[str, Any]) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"moodspeaker status: {exc}", file=sys.stderr)
-        return 2
+    config = load_config(args.config)  # a ConfigError is reported by cli.main
     report = gather(config, args.runtime_dir or Path(config.service.runtime_dir))
     print(json.dumps(report) if args.json else render(report))
     running = all(s["state"] == "running" for s in report["services"].values())

@@ -22,11 +22,7 @@ def _run(args: argparse.Namespace) -> int:
     from moodspeaker.service import ControlSignals, ServiceRuntime
     from moodspeaker.vision_app import VisionService, VisionSetup, build_vision
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"moodspeaker vision: {exc}", file=sys.stderr)
-        return 2
+    config = load_config(args.config)  # a ConfigError is reported by cli.main
     if args.source is not None and not args.source.exists():
         print(f"moodspeaker vision: {args.source}: no such video file, npz or folder of images", file=sys.stderr)
         return 2
