@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,12 +27,16 @@ def shipped_model() -> Path:
 
 @pytest.fixture(scope="session")
 def music_library(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, list[str]]]:
-    """A synthesised library: music dir, playlist dir, and stored playlist name -> file URIs (3 s tracks)."""
+    """A synthesised library: music dir, playlist dir, and stored playlist name -> file URIs.
+
+    20 s tracks, so that no test under CPU load races a track's natural end; a test that wants a track to end
+    by itself seeks near its end (seek_near_the_end).
+    """
     from moodspeaker.demo_music import write_library
 
     root = tmp_path_factory.mktemp("music")
     playlists = write_library(root / "music", root / "playlists",
-                              {"happy": 3, "sad": 3, "neutral": 2, "calm": 2, "uplifting": 2}, seconds=3.0)
+                              {"happy": 3, "sad": 3, "neutral": 2, "calm": 2, "uplifting": 2}, seconds=20.0)
     return root / "music", root / "playlists", playlists
 
 
@@ -45,3 +50,19 @@ def mpd_server(tmp_path: Path, music_library: tuple[Path, Path, dict[str, list[s
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def seek_near_the_end(mpd_server) -> Callable[[], None]:
+    """Fast-forward the track MPD is playing to its last second, for a test that waits for it to end by itself."""
+    import mpd
+
+    def seek() -> None:
+        client = mpd.MPDClient()
+        client.connect(mpd_server.host, mpd_server.port)
+        try:
+            client.seekcur(f"{float(client.currentsong()['duration']) - 1.0:.1f}")  # the tag: known before decoding
+        finally:
+            client.disconnect()
+
+    return seek

@@ -50,14 +50,15 @@ def test_loads_a_stored_playlist_in_our_order_and_plays_next(mpd_server: MpdServ
     assert queue == list(reversed(stored))
 
 
-def test_wait_track_change_follows_next_and_the_end_of_the_queue(mpd_server: MpdServer) -> None:
+def test_wait_track_change_follows_next_and_the_end_of_the_queue(mpd_server: MpdServer, seek_near_the_end) -> None:
     async def scenario() -> list[str | None]:
         player = _player(mpd_server)
-        tracks = await player.playlist_tracks("mood-calm")  # two 3 s tracks
+        tracks = await player.playlist_tracks("mood-calm")  # two tracks
         await player.play(tracks)
         seen = [(await player.wait_track_change()).uri]
         await player.next()
         seen.append((await player.wait_track_change()).uri)
+        seek_near_the_end()
         end = await asyncio.wait_for(player.wait_track_change(), timeout=6)  # the last track plays out
         seen.append(end)
         await player.close()
@@ -67,13 +68,15 @@ def test_wait_track_change_follows_next_and_the_end_of_the_queue(mpd_server: Mpd
     assert asyncio.run(scenario()) == [*calm, None]
 
 
-def test_play_next_lets_the_current_track_finish_then_plays_the_new_tracks(mpd_server: MpdServer) -> None:
+def test_play_next_lets_the_current_track_finish_then_plays_the_new_tracks(mpd_server: MpdServer,
+                                                                          seek_near_the_end) -> None:
     async def scenario() -> tuple[str, str, list[str]]:
         player = _player(mpd_server)
         await player.play(await player.playlist_tracks("mood-happy"))
         playing = (await player.wait_track_change()).uri
         await player.play_next(await player.playlist_tracks("mood-sad"))
         still = (await player.current()).uri
+        seek_near_the_end()
         following = await asyncio.wait_for(player.wait_track_change(), timeout=6)
         await player.close()
         return playing, still, [following.uri]
@@ -131,7 +134,9 @@ def test_kill_9_mid_play_then_restart_reconnects_and_music_resumes_where_it_was(
         await asyncio.sleep(1.0)
         mpd_server.kill()
         watcher = asyncio.ensure_future(player.wait_track_change())
-        await asyncio.sleep(0.5)  # the player notices and keeps retrying while MPD is down
+        # Down for 2 s, the player retrying: music that resumed where it would be by now, not where it was killed,
+        # would be past 3 s.
+        await asyncio.sleep(2.0)
         restarted = time.monotonic()
         await asyncio.to_thread(mpd_server.start)
         deadline = time.monotonic() + 5
@@ -144,7 +149,7 @@ def test_kill_9_mid_play_then_restart_reconnects_and_music_resumes_where_it_was(
         await player.close()
         return player, resumed_after, at_resume
 
-    # The server state is read the moment music resumes: the 3 s tracks move on soon after.
+    # The server state is read the moment music resumes.
     player, resumed_after, (status, song, queue) = asyncio.run(scenario())
     assert player.reconnects == 1
     assert queue == ["happy/happy-1.wav", "happy/happy-2.wav", "happy/happy-3.wav"]
