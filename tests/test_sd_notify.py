@@ -252,8 +252,13 @@ def test_vision_daemon_speaks_the_notify_protocol(manager, tmp_path, shipped_mod
         assert f"model_path={shipped_model}" in next(m for m in first if "READY" in m)["STATUS"]
         pings = [m for m in sock.wait_for("WATCHDOG") + sock.wait_for("WATCHDOG") if "WATCHDOG" in m]
         assert len(pings) >= 2  # one per analysed frame
-        assert main(["status", "--json", "--runtime-dir", str(tmp_path)]) == 1  # the player is not running
-        report = json.loads(capsys.readouterr().out)
+        deadline = time.monotonic() + 10
+        while True:  # the state file is rewritten every status_interval; the first one has no fps yet
+            assert main(["status", "--json", "--runtime-dir", str(tmp_path)]) == 1  # the player is not running
+            report = json.loads(capsys.readouterr().out)
+            if report["fps"] > 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         assert report["services"]["vision"]["state"] == "running"
         assert report["model"]["sha256"] == sha256_file(shipped_model) and report["fps"] > 0
 
