@@ -78,3 +78,17 @@ def test_resume_continues_and_refuses_to_overwrite(trained, fer_tiny, capsys):
 def test_missing_data_is_a_clear_cli_error(tmp_path, capsys):
     assert train_main(["fit", *TINY, "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "r")]) == 2
     assert "no such file or directory" in capsys.readouterr().err
+
+
+def test_init_from_starts_a_new_run_from_trained_weights(trained, fer_tiny, tmp_path, capsys):
+    import keras
+
+    run, _, _ = trained
+    restart = tmp_path / "restart"
+    assert train_main(["fit", *TINY, "--data", str(fer_tiny), "--out", str(restart),
+                       "--init-from", str(run / "best.keras")]) == 0
+    assert f"starting from the weights of {run / 'best.keras'}" in capsys.readouterr().out
+    assert json.loads((restart / "state.json").read_text())["epoch"] == 1
+    before = keras.models.load_model(run / "best.keras").get_weights()
+    after = keras.models.load_model(restart / "last.keras").get_weights()
+    assert len(before) == len(after) and any(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))

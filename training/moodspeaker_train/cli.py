@@ -22,7 +22,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     overrides = {"epochs": args.epochs} if args.epochs else {}
     recipe = load_recipe(args.config, overrides)
     train, val = load_split(args.data, "train"), load_split(args.data, "val")
-    state = fit(recipe, train, val, args.out, resume=args.resume)
+    state = fit(recipe, train, val, args.out, resume=args.resume, init_from=args.init_from)
     print(f"best val accuracy (float) {state['best_val_accuracy']:.4f} at epoch {state['best_epoch']}; "
           f"checkpoints in {args.out}")
     return 0
@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=REPO / "runs/vgg48", help="run directory (checkpoints, logs)")
     p.add_argument("--epochs", type=int, help="override the recipe's epoch count")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    p.add_argument("--init-from", type=Path, help="start from this checkpoint's weights (same architecture), "
+                   "e.g. runs/vgg48/best.keras for a warm restart")
     p.set_defaults(func=_cmd_fit)
 
     p = sub.add_parser("export", help="full-integer int8 TFLite from a run's best checkpoint")

@@ -139,8 +139,12 @@ class _RunKeeper(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def fit(recipe: Recipe, train: FaceSet, val: FaceSet, run: Path, resume: bool = False) -> dict:
-    """Train into `run`; returns the final state (best epoch and val accuracy)."""
+def fit(recipe: Recipe, train: FaceSet, val: FaceSet, run: Path, resume: bool = False,
+        init_from: Path | None = None) -> dict:
+    """Train into `run`; returns the final state (best epoch and val accuracy).
+
+    `init_from` starts a new run from another run's weights (a warm restart with this recipe's schedule).
+    """
     run.mkdir(parents=True, exist_ok=True)
     state_file = run / "state.json"
     if resume and (run / "last.keras").exists() and state_file.exists():
@@ -155,6 +159,9 @@ def fit(recipe: Recipe, train: FaceSet, val: FaceSet, run: Path, resume: bool = 
             raise FileExistsError(f"{run} already holds a run; pass --resume to continue it or pick a new --out")
         keras.utils.set_random_seed(recipe.seed)
         model = models.build(recipe.arch, recipe.size, **recipe.arch_args)
+        if init_from is not None:
+            model.set_weights(keras.models.load_model(init_from).get_weights())
+            print(f"starting from the weights of {init_from}")
         state = {"epoch": 0, "best_val_accuracy": -1.0, "best_epoch": 0, "wait": 0}
         (run / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=1))
         (run / "history.csv").unlink(missing_ok=True)
