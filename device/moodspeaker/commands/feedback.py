@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from moodspeaker.adapters.sqlite_feedback import FeedbackStoreError, SqliteFeedbackStore
+from moodspeaker.commands import add_config_argument
 from moodspeaker.config import ConfigError, load_config
 from moodspeaker.core.emotions import EMOTIONS
 from moodspeaker.core.feedback import EVENTS, FeedbackState
@@ -89,7 +90,7 @@ def _run(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("feedback", help="show, export or reset what the speaker learnt from skips and likes")
     p.add_argument("action", choices=("show", "export", "reset"))
-    p.add_argument("--config", type=Path, default=None, help="config file (default /etc/moodspeaker/config.toml)")
+    add_config_argument(p)
     p.add_argument("--db", type=Path, default=None, help="feedback database (default: [feedback] path)")
     p.add_argument("--top", type=int, default=5, help="show: tracks listed at each end per emotion (default 5)")
     p.add_argument("--format", choices=("json", "csv"), default="json", help="export format (default json)")

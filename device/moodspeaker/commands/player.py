@@ -10,8 +10,8 @@ import argparse
 import asyncio
 import logging
 import sys
-from pathlib import Path
 
+from moodspeaker.commands import add_config_argument
 from moodspeaker.config import Config, ConfigError, load_config
 
 log = logging.getLogger(__name__)
@@ -69,5 +69,5 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("player", help="the player daemon: mood events -> playlists on MPD or Spotify, buttons, learning")
-    p.add_argument("--config", type=Path, default=None, help="config file (default /etc/moodspeaker/config.toml)")
+    add_config_argument(p)
     p.set_defaults(func=_run)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
+from moodspeaker.commands import add_config_argument, add_source_argument, source_exists
 from moodspeaker.config import ConfigError, load_config
 
 
@@ -17,8 +17,7 @@ def _run(args: argparse.Namespace) -> int:
     from moodspeaker.service import ControlSignals
 
     config = load_config(args.config)  # a ConfigError is reported by cli.main
-    if args.source is not None and not args.source.exists():
-        print(f"moodspeaker run: {args.source}: no such video file, npz or folder of images", file=sys.stderr)
+    if not source_exists("run", args.source):
         return 2
     with ControlSignals() as signals:
         try:
@@ -32,7 +31,6 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="vision and player in one process (development, demo)")
-    p.add_argument("--config", type=Path, default=None, help="config file (default /etc/moodspeaker/config.toml)")
-    p.add_argument("--source", type=Path, default=None,
-                   help="analyse this video file, npz of frames or image folder instead of the camera")
+    add_config_argument(p)
+    add_source_argument(p)
     p.set_defaults(func=_run)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from moodspeaker.commands import add_config_argument
 from moodspeaker.config import ConfigError, load_config
 from moodspeaker.ports import PlayerError
 
@@ -73,5 +74,5 @@ def _run(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("spotify-login", help="authorise the speaker's Spotify account once (paste the redirect URL)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", type=Path, default=None, help="config file (default /etc/moodspeaker/config.toml)")
+    add_config_argument(p)
     p.set_defaults(func=_run)

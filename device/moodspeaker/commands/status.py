@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from moodspeaker.adapters.state_file import StateFileError, read_state, state_path
+from moodspeaker.commands import add_config_argument
 from moodspeaker.config import Config, load_config
 from moodspeaker.model_card import ModelError, card_path_for, load_card
 from moodspeaker.paths import default_model
@@ -139,7 +140,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help="mood, fps, model, player and errors of the running daemons "
                        "(exit status 1 unless both run)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--config", type=Path, default=None, help="config file (default /etc/moodspeaker/config.toml)")
+    add_config_argument(p)
     p.add_argument("--runtime-dir", type=Path, default=None, help="where the daemons write their state "
                    "(default: [service] runtime_dir)")
     p.set_defaults(func=_run)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
+from moodspeaker.commands import add_config_argument, add_source_argument, source_exists
 from moodspeaker.config import ConfigError, load_config
 
 
@@ -23,8 +23,7 @@ def _run(args: argparse.Namespace) -> int:
     from moodspeaker.vision_app import VisionService, VisionSetup, build_vision
 
     config = load_config(args.config)  # a ConfigError is reported by cli.main
-    if args.source is not None and not args.source.exists():
-        print(f"moodspeaker vision: {args.source}: no such video file, npz or folder of images", file=sys.stderr)
+    if not source_exists("vision", args.source):
         return 2
 
     def build() -> VisionSetup:
@@ -62,7 +61,6 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("vision", help="the vision daemon: camera -> face -> emotion -> mood events (no network)")
-    p.add_argument("--config", type=Path, default=None, help="config file (default /etc/moodspeaker/config.toml)")
-    p.add_argument("--source", type=Path, default=None,
-                   help="analyse this video file, npz of frames (images (N,H,W) uint8) or image folder instead of the camera")
+    add_config_argument(p)
+    add_source_argument(p)
     p.set_defaults(func=_run)
