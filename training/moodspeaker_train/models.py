@@ -100,8 +100,53 @@ def mobilenetv2(size: int = 48, alpha: float = 1.0, dropout: float = 0.3) -> ker
     return keras.Model(inputs, _head(x, dropout), name="mobilenetv2")
 
 
+def _separable(x, filters: int, act: str | None = "relu"):
+    x = layers.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    return _conv_bn(x, filters, kernel=1, act=act)
+
+
+def _xception_down(x, filters: int):
+    """Two separable convs and a stride-2 max-pool, plus a projected stride-2 shortcut."""
+    shortcut = _conv_bn(x, filters, kernel=1, strides=2, act=None)
+    y = _separable(x, filters)
+    y = _separable(y, filters, act=None)
+    y = layers.MaxPooling2D(3, strides=2, padding="same")(y)
+    return layers.Activation("relu")(layers.Add()([y, shortcut]))
+
+
+def _xception_residual(x):
+    y = _separable(x, x.shape[-1])
+    y = _separable(y, x.shape[-1], act=None)
+    return layers.Activation("relu")(layers.Add()([x, y]))
+
+
+def xception(
+    size: int = 48,
+    stem: tuple[int, int] = (16, 32),
+    widths: tuple[int, ...] = (64, 128, 256),
+    extra: tuple[int, ...] = (0, 1, 1),
+    dropout: float = 0.2,
+) -> keras.Model:
+    """Xception-style net cut for XNNPACK int8 latency.
+
+    One thin full-resolution conv, a stride-2 conv, then per stage a separable downsampling block
+    and `extra` separable residual blocks. Depthwise-separable convs buy depth and width for few MACs,
+    so the int8 model classifies a face about as fast as the mini-Xception peer.
+    """
+    inputs, x = _stem(size)
+    x = _conv_bn(x, stem[0])
+    x = _conv_bn(x, stem[1], strides=2)
+    for width, repeats in zip(widths, extra, strict=True):
+        x = _xception_down(x, width)
+        for _ in range(repeats):
+            x = _xception_residual(x)
+    return keras.Model(inputs, _head(x, dropout), name="xception")
+
+
 ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
     "vgg": vgg,
+    "xception": xception,
     "resnet": resnet,
     "mobilenetv2": mobilenetv2,
 }
