@@ -10,6 +10,7 @@ from moodspeaker_train.data import DEFAULT_DATA, DataError, load_split
 from moodspeaker_train.recipe import RecipeError, load_recipe
 
 REPO = Path(__file__).resolve().parents[2]
+DEFAULT_RUN = REPO / "runs/xception48"  # the shipped recipe's run: fit writes it, export and report read it
 DATA_HELP = (
     "data set: a directory with train.npz/val.npz (shared/data/fer2013 layout), Kaggle's fer2013.csv, "
     f"or a directory with train/<class>/*.jpg and val/<class>/*.jpg (default {DEFAULT_DATA})"
@@ -55,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fit", help="train a model from scratch (resumable)")
     p.add_argument("--config", type=Path, default=REPO / "training/configs/xception48.toml", help="recipe TOML")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help=DATA_HELP)
-    p.add_argument("--out", type=Path, default=REPO / "runs/xception48", help="run directory (checkpoints, logs)")
+    p.add_argument("--out", type=Path, default=DEFAULT_RUN, help="run directory (checkpoints, logs)")
     p.add_argument("--epochs", type=int, help="override the recipe's epoch count")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
     p.add_argument("--init-from", type=Path, help="start from this checkpoint's weights (same architecture), "
@@ -63,14 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_fit)
 
     p = sub.add_parser("export", help="full-integer int8 TFLite from a run's best checkpoint")
-    p.add_argument("--run", type=Path, default=REPO / "runs/xception48")
+    p.add_argument("--run", type=Path, default=DEFAULT_RUN)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help=DATA_HELP + "; train faces calibrate")
     p.add_argument("--out", type=Path, default=REPO / "models/emotion.tflite")
     p.add_argument("--calibration", type=int, default=1000, help="representative train faces")
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("report", help="float vs int8 on val, figures, and the model card")
-    p.add_argument("--run", type=Path, default=REPO / "runs/xception48")
+    p.add_argument("--run", type=Path, default=DEFAULT_RUN)
     p.add_argument("--model", type=Path, default=REPO / "models/emotion.tflite")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help=DATA_HELP)
     p.add_argument("--peer", type=Path, help="peer int8 model to compare (fer package's emotion_model_quantized.tflite)")

