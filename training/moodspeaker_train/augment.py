@@ -7,21 +7,10 @@ brightness/contrast jitter and random erasing; all vectorised so two CPU cores k
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import tensorflow as tf
 
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    flip: bool = True
-    rotate_deg: float = 10.0
-    scale: float = 0.10  # zoom in/out by up to this fraction
-    shift: float = 0.10  # translate by up to this fraction of the side
-    brightness: float = 0.20  # additive, fraction of 255
-    contrast: float = 0.25  # multiplicative around the image mean
-    erase_prob: float = 0.5
-    erase_area: tuple[float, float] = (0.02, 0.15)
+from moodspeaker_train.recipe import AugmentConfig
 
 
 def _uniform(n: tf.Tensor, lo: float, hi: float) -> tf.Tensor:

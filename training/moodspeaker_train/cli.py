@@ -1,4 +1,5 @@
-"""`moodspeaker-train fit|export|report`: train a model, export it to int8 TFLite, report on val."""
+"""`moodspeaker-train fit|distill|import|export|report`: train a model (Keras on a CPU, or PyTorch on a GPU),
+export it to int8 TFLite, report on val."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from moodspeaker_train.data import DEFAULT_DATA, DataError, load_split
 from moodspeaker_train.recipe import RecipeError, load_recipe
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_RUN = REPO / "runs/xception48"  # the shipped recipe's run: fit writes it, export and report read it
+SHIPPED_RUN = REPO / "runs/xception80-kd"  # the shipped model's run (`distill`, then `import`): export and report read it
+RUNS = REPO / "runs"  # fit and distill write runs/<recipe name> unless told --out
 DATA_HELP = (
     "data set: a directory with train.npz/val.npz (shared/data/fer2013 layout), Kaggle's fer2013.csv, "
     f"or a directory with train/<class>/*.jpg and val/<class>/*.jpg (default {DEFAULT_DATA})"
@@ -23,9 +25,30 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     overrides = {"epochs": args.epochs} if args.epochs else {}
     recipe = load_recipe(args.config, overrides)
     train, val = load_split(args.data, "train"), load_split(args.data, "val")
-    state = fit(recipe, train, val, args.out, resume=args.resume, init_from=args.init_from)
+    out = args.out or RUNS / args.config.stem
+    state = fit(recipe, train, val, out, resume=args.resume, init_from=args.init_from)
     print(f"best val accuracy (float) {state['best_val_accuracy']:.4f} at epoch {state['best_epoch']}; "
-          f"checkpoints in {args.out}")
+          f"checkpoints in {out}")
+    return 0
+
+
+def _cmd_distill(args: argparse.Namespace) -> int:
+    from moodspeaker_train.distill import fit
+
+    overrides = {key: value for key in ("epochs", "seed") if (value := getattr(args, key)) is not None}
+    recipe = load_recipe(args.config, overrides)
+    train, val = load_split(args.data, "train"), load_split(args.data, "val")
+    out = args.out or RUNS / args.config.stem
+    state = fit(recipe, train, val, out, teacher_runs=args.teacher, minutes=args.minutes, resume=args.resume)
+    print(f"best val accuracy (float) {state['best_val_accuracy']:.4f} at epoch {state['best_epoch']}; "
+          f"checkpoints in {out}")
+    return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from moodspeaker_train.export import import_distilled
+
+    print(f"wrote {import_distilled(args.run)}")
     return 0
 
 
@@ -56,22 +79,38 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fit", help="train a model from scratch (resumable)")
     p.add_argument("--config", type=Path, default=REPO / "training/configs/xception48.toml", help="recipe TOML")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help=DATA_HELP)
-    p.add_argument("--out", type=Path, default=DEFAULT_RUN, help="run directory (checkpoints, logs)")
+    p.add_argument("--out", type=Path, help="run directory (checkpoints, logs); default runs/<recipe name>")
     p.add_argument("--epochs", type=int, help="override the recipe's epoch count")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
     p.add_argument("--init-from", type=Path, help="start from this checkpoint's weights (same architecture), "
                    "e.g. runs/xception48/best.keras for a warm restart")
     p.set_defaults(func=_cmd_fit)
 
+    p = sub.add_parser("distill", help="train with PyTorch (on a GPU if there is one): a teacher, or a student "
+                       "distilled from --teacher runs")
+    p.add_argument("--config", type=Path, required=True, help="recipe TOML, e.g. training/configs/xception48-kd.toml")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help=DATA_HELP)
+    p.add_argument("--out", type=Path, help="run directory (checkpoints, logs); default runs/<recipe name>")
+    p.add_argument("--teacher", type=Path, action="append", default=[], help="a teacher run directory (repeatable)")
+    p.add_argument("--minutes", type=float, help="fit the epoch count to this wall-clock budget after epoch 1")
+    p.add_argument("--epochs", type=int, help="override the recipe's epoch count")
+    p.add_argument("--seed", type=int, help="override the recipe's seed (a second teacher for the ensemble)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    p.set_defaults(func=_cmd_distill)
+
+    p = sub.add_parser("import", help="turn a distilled run's best.weights.npz into best.keras for export/report")
+    p.add_argument("--run", type=Path, default=SHIPPED_RUN)
+    p.set_defaults(func=_cmd_import)
+
     p = sub.add_parser("export", help="full-integer int8 TFLite from a run's best checkpoint")
-    p.add_argument("--run", type=Path, default=DEFAULT_RUN)
+    p.add_argument("--run", type=Path, default=SHIPPED_RUN)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help=DATA_HELP + "; train faces calibrate")
     p.add_argument("--out", type=Path, default=REPO / "models/emotion.tflite")
     p.add_argument("--calibration", type=int, default=1000, help="representative train faces")
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("report", help="float vs int8 on val, figures, and the model card")
-    p.add_argument("--run", type=Path, default=DEFAULT_RUN)
+    p.add_argument("--run", type=Path, default=SHIPPED_RUN)
     p.add_argument("--model", type=Path, default=REPO / "models/emotion.tflite")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help=DATA_HELP)
     p.add_argument("--peer", type=Path, help="peer int8 model to compare (fer package's emotion_model_quantized.tflite)")

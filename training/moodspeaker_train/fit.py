@@ -22,31 +22,9 @@ from moodspeaker_train.augment import augment_batch
 from moodspeaker_train.data import LABELS, FaceSet
 from moodspeaker_train.plots import plot_learning_curves
 from moodspeaker_train.recipe import Recipe, recipe_from_dict
+from moodspeaker_train.targets import class_weights, soft_targets
 
 K = len(LABELS)
-
-
-def soft_targets(faces: FaceSet, ferplus_weight: float) -> np.ndarray:
-    """(1 - w) * one-hot FER2013 label + w * FER+ vote shares; rows without FER+ votes stay one-hot."""
-    onehot = np.eye(K, dtype=np.float32)[faces.labels]
-    if ferplus_weight == 0 or faces.votes is None:
-        return onehot
-    has_votes = faces.votes.sum(axis=1, keepdims=True) > 0
-    mixed = (1 - ferplus_weight) * onehot + ferplus_weight * faces.votes
-    return np.where(has_votes, mixed, onehot).astype(np.float32)
-
-
-def class_weights(counts: np.ndarray, mode: str) -> np.ndarray:
-    """Per-class loss weights, normalised so the average sample weight is 1."""
-    counts = np.maximum(counts.astype(np.float64), 1)
-    if mode == "none":
-        w = np.ones(K)
-    else:
-        w = counts.sum() / (K * counts)
-        if mode == "sqrt":
-            w = np.sqrt(w)
-    w /= (w * counts).sum() / counts.sum()
-    return w.astype(np.float32)
 
 
 def to_input(images: tf.Tensor, size: int) -> tf.Tensor:
@@ -145,6 +123,8 @@ def fit(recipe: Recipe, train: FaceSet, val: FaceSet, run: Path, resume: bool = 
 
     `init_from` starts a new run from another run's weights (a warm restart with this recipe's schedule).
     """
+    if recipe.distill_weight or recipe.mixup or recipe.ema_decay:
+        raise ValueError("this recipe distils, mixes up or averages weights: train it with `moodspeaker-train distill`")
     run.mkdir(parents=True, exist_ok=True)
     state_file = run / "state.json"
     if resume and (run / "last.keras").exists() and state_file.exists():

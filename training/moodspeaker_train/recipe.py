@@ -8,7 +8,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from moodspeaker_train.augment import AugmentConfig
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    flip: bool = True
+    rotate_deg: float = 10.0
+    scale: float = 0.10  # zoom in/out by up to this fraction
+    shift: float = 0.10  # translate by up to this fraction of the side
+    brightness: float = 0.20  # additive, fraction of 255
+    contrast: float = 0.25  # multiplicative around the image mean
+    erase_prob: float = 0.5
+    erase_area: tuple[float, float] = (0.02, 0.15)
 
 
 @dataclass(frozen=True)
@@ -26,6 +36,13 @@ class Recipe:
     class_weighting: str = "sqrt"  # none | sqrt | balanced (inverse frequency), applied in the loss only
     patience: int = 8  # early stopping on val accuracy
     seed: int = 1234
+    # `moodspeaker-train distill` (PyTorch) only: the share of the loss spent on matching the teachers'
+    # softened outputs, their temperature, mixup (Beta(a, a)) on the shared batch, and the decay of an
+    # exponential moving average of the weights (0 = none) that is evaluated and kept instead.
+    distill_weight: float = 0.0
+    distill_temperature: float = 4.0
+    mixup: float = 0.0
+    ema_decay: float = 0.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -63,6 +80,8 @@ def load_recipe(path: Path, overrides: dict[str, Any] | None = None) -> Recipe:
         raise RecipeError(f"{path}: class_weighting must be none, sqrt or balanced")
     if not 0.0 <= recipe.ferplus_weight <= 1.0:
         raise RecipeError(f"{path}: ferplus_weight must be within 0..1")
+    if not 0.0 <= recipe.distill_weight <= 1.0:
+        raise RecipeError(f"{path}: distill_weight must be within 0..1")
     return recipe
 
 

@@ -48,13 +48,26 @@ def _training_summary(run: Path) -> dict:
     state = json.loads((run / "state.json").read_text())
     with (run / "history.csv").open() as f:
         rows = list(csv.DictReader(f))
-    return {
+    summary = {
         "recipe": recipe,
         "epochs_run": state["epoch"],
         "best_epoch": state["best_epoch"],
         "train_seconds": round(sum(float(r["seconds"]) for r in rows)),
-        "trained_on": f"{platform.machine()} CPU, {platform.system()}",
+        "trained_on": state.get("device") or f"{platform.machine()} CPU, {platform.system()}",
     }
+    if state.get("teachers"):
+        summary["distilled_from"] = [_teacher_summary(run.parent / Path(t).name) for t in state["teachers"]]
+    return summary
+
+
+def _teacher_summary(teacher: Path) -> dict:
+    """A teacher run beside the student's (as `distill` lays them out): its recipe and val accuracy."""
+    if not (teacher / "state.json").is_file():
+        return {"run": teacher.name}
+    state = json.loads((teacher / "state.json").read_text())
+    recipe = json.loads((teacher / "recipe.json").read_text())
+    return {"run": teacher.name, "arch": recipe["arch"], "arch_args": recipe["arch_args"], "seed": recipe["seed"],
+            "epochs_run": state["epoch"], "val_accuracy_float": round(state["best_val_accuracy"], 4)}
 
 
 def _choose_flip_tta(card: dict, card_path: Path, model_path: Path, val: FaceSet,
@@ -88,7 +101,7 @@ def report(run: Path, model_path: Path, val: FaceSet, data_name: str, peer: Path
     card_path = card_path_for(model_path)
     card = {
         "format": CARD_FORMAT,
-        "name": f"{keras_model.name}{size}",
+        "name": run.name,
         "file": model_path.name,
         "sha256": sha256_file(model_path),
         "size_bytes": model_path.stat().st_size,

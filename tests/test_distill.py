@@ -1,0 +1,167 @@
+"""GPU-side training with PyTorch, run here on the CPU: the Keras twin, augmentation, schedule, and the
+whole path teacher -> distilled student -> import -> int8 export -> report -> device."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from moodspeaker.adapters.litert_classifier import LiteRTClassifier
+from moodspeaker_train import models, torch_models
+from moodspeaker_train.cli import main as train_main
+from moodspeaker_train.distill import augment, lr_at
+from moodspeaker_train.export import import_distilled, set_twin_weights
+from moodspeaker_train.recipe import AugmentConfig
+
+pytestmark = pytest.mark.training
+
+TINY_TEACHER = """
+arch = "resnet_teacher"
+epochs = 1
+batch_size = 64
+warmup_epochs = 0
+ema_decay = 0.9
+[arch_args]
+widths = [8, 16]
+blocks = 1
+"""
+TINY_STUDENT = """
+arch = "xception"
+epochs = 1
+batch_size = 64
+warmup_epochs = 0
+distill_weight = 0.7
+mixup = 0.2
+ema_decay = 0.9
+[arch_args]
+stem = [8, 16]
+widths = [16, 32, 48]
+extra = [0, 1, 1]
+"""
+
+
+def _randomised_twin(**arch_args) -> torch_models.Xception:
+    """A twin with non-trivial batch-norm statistics, so that a misplaced array shows in the output."""
+    torch.manual_seed(0)
+    model = torch_models.Xception(**arch_args).eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.3, 0.3)
+    return model
+
+
+@pytest.mark.parametrize("arch_args", [{}, {"stem": (16, 40), "widths": (80, 160, 320), "extra": (0, 1, 2)},
+                                       {"stem": (8, 16), "widths": (16, 32, 48), "extra": (1, 2, 0)}])
+def test_twin_weights_give_the_keras_model_the_same_logits(arch_args):
+    twin = _randomised_twin(**arch_args)
+    keras_model = models.xception(48, **arch_args)
+    set_twin_weights(keras_model, torch_models.keras_weights(twin), "test")
+    pixels = np.random.default_rng(0).integers(0, 256, (6, 48, 48, 1)).astype(np.float32)
+    expected = twin(torch.from_numpy(pixels).permute(0, 3, 1, 2)).detach().numpy()
+    got = keras_model.predict(pixels, verbose=0)
+    assert np.abs(got - expected).max() < 1e-4
+    assert np.abs(expected).max() > 0.1  # the comparison is not between two near-zero outputs
+
+
+def test_twin_weights_of_another_architecture_are_refused():
+    weights = torch_models.keras_weights(_randomised_twin(extra=(0, 1, 1)))
+    with pytest.raises(ValueError, match="does not match"):
+        set_twin_weights(models.xception(48, widths=(64, 128, 192)), weights, "w.npz")
+    with pytest.raises(ValueError, match="holds"):
+        set_twin_weights(models.xception(48, extra=(0, 1, 0)), weights, "w.npz")
+
+
+def test_augment_flip_alone_mirrors_each_face_exactly():
+    cfg = AugmentConfig(rotate_deg=0, scale=0, shift=0, brightness=0, contrast=0, erase_prob=0)
+    faces = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (64, 1, 48, 48)).astype(np.float32))
+    out = augment(faces, cfg)
+    same = torch.isclose(out, faces, atol=1e-3).flatten(1).all(1)
+    mirrored = torch.isclose(out, faces.flip(-1), atol=1e-3).flatten(1).all(1)
+    assert bool((same | mirrored).all()) and 10 < int(mirrored.sum()) < 54
+
+
+def test_augment_keeps_shape_and_pixel_range():
+    faces = torch.full((32, 1, 48, 48), 200.0)
+    out = augment(faces, AugmentConfig(erase_prob=1.0))
+    assert out.shape == faces.shape and float(out.min()) >= 0.0 and float(out.max()) <= 255.0
+    assert not torch.equal(out, faces)
+
+
+def test_schedule_warms_up_from_a_tenth_and_ends_at_a_hundredth():
+    assert lr_at(0, 1000, 100, 1.0) == pytest.approx(0.1)
+    assert lr_at(100, 1000, 100, 1.0) == pytest.approx(1.0)
+    assert lr_at(1000, 1000, 100, 1.0) == pytest.approx(0.01)
+    assert lr_at(550, 1000, 100, 1.0) == pytest.approx(0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+
+
+@pytest.fixture(scope="module")
+def distilled(tmp_path_factory, fer_tiny):
+    out = tmp_path_factory.mktemp("distill")
+    (out / "teacher.toml").write_text(TINY_TEACHER)
+    (out / "student.toml").write_text(TINY_STUDENT)
+    teacher, student, model = out / "teacher", out / "student", out / "models" / "emotion.tflite"
+    data = ["--data", str(fer_tiny)]
+    assert train_main(["distill", "--config", str(out / "teacher.toml"), *data, "--out", str(teacher)]) == 0
+    assert train_main(["distill", "--config", str(out / "student.toml"), *data, "--out", str(student),
+                       "--teacher", str(teacher)]) == 0
+    assert train_main(["import", "--run", str(student)]) == 0
+    assert train_main(["export", "--run", str(student), *data, "--out", str(model), "--calibration", "64"]) == 0
+    assert train_main(["report", "--run", str(student), "--model", str(model), *data,
+                       "--out", str(out / "report")]) == 0
+    return teacher, student, model
+
+
+def test_distill_writes_run_files_and_keras_order_weights(distilled):
+    teacher, student, _ = distilled
+    for name in ("best.pt", "last.pt", "history.csv", "curves.png", "recipe.json", "state.json"):
+        assert (teacher / name).is_file() and (student / name).is_file(), name
+    assert not (teacher / "best.weights.npz").exists()  # the teacher has no Keras twin: never exported
+    assert (student / "best.weights.npz").is_file() and (student / "best.keras").is_file()
+    assert json.loads((student / "state.json").read_text())["teachers"] == [str(teacher)]
+
+
+def test_imported_student_runs_on_the_device_and_its_card_names_the_teacher(distilled, fer_tiny):
+    _, _, model = distilled
+    card = json.loads(model.with_suffix(".json").read_text())
+    assert card["name"] == "student"
+    assert card["training"]["distilled_from"][0]["run"] == "teacher"
+    assert card["training"]["recipe"]["distill_weight"] == 0.7
+    probs = LiteRTClassifier(model).classify(np.load(fer_tiny / "val.npz")["images"][0])
+    assert probs.shape == (7,) and probs.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_minutes_fit_the_epoch_count_after_the_second_epoch(tmp_path, fer_tiny):
+    (tmp_path / "t.toml").write_text(TINY_TEACHER.replace("epochs = 1", "epochs = 50"))
+    run = tmp_path / "run"
+    assert train_main(["distill", "--config", str(tmp_path / "t.toml"), "--data", str(fer_tiny),
+                       "--out", str(run), "--minutes", "0.001"]) == 0
+    state = json.loads((run / "state.json").read_text())
+    assert state["epochs"] == state["epoch"] == 2  # the budget was spent: it stops at the minimum, not at 50
+
+
+def test_a_distilling_recipe_without_teachers_is_a_clear_error(tmp_path, fer_tiny, capsys):
+    (tmp_path / "s.toml").write_text(TINY_STUDENT)
+    assert train_main(["distill", "--config", str(tmp_path / "s.toml"), "--data", str(fer_tiny),
+                       "--out", str(tmp_path / "run")]) == 2
+    assert "--teacher" in capsys.readouterr().err
+    assert train_main(["fit", "--config", str(tmp_path / "s.toml"), "--data", str(fer_tiny),
+                       "--out", str(tmp_path / "run2")]) == 2
+    assert "moodspeaker-train distill" in capsys.readouterr().err
+
+
+def test_distill_refuses_to_overwrite_and_import_needs_student_weights(distilled, fer_tiny, tmp_path, capsys):
+    teacher, _, _ = distilled
+    (tmp_path / "t.toml").write_text(TINY_TEACHER)
+    assert train_main(["distill", "--config", str(tmp_path / "t.toml"), "--data", str(fer_tiny),
+                       "--out", str(teacher)]) == 2
+    assert "--resume" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="distill"):
+        import_distilled(teacher)

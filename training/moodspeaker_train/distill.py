@@ -1,0 +1,296 @@
+"""Training with PyTorch on a GPU: big teachers from scratch, then small students distilled from them.
+
+A lent GPU box has PyTorch and no TensorFlow, and only minutes to spare; so this trainer keeps the
+whole data set on the GPU, augments batches there (the twin of `augment.augment_batch`), and fits
+its epoch count to `--minutes` after timing the first epoch. A run directory has the layout of
+`fit`'s (recipe.json, history.csv, state.json, curves.png) with best.pt/last.pt instead of .keras
+files; a student whose architecture has a Keras twin also gets best.weights.npz (weights in Keras
+order), which `moodspeaker-train import` turns into the best.keras that `export` and `report` read.
+
+Student loss per face: (1 - a) * cross-entropy on the recipe's soft targets + a * T^2 * KL(teachers
+|| student) at temperature T, where the teachers' logits are averaged over the teachers and over a
+horizontal flip; weighted by class, as in `fit`. Imports numpy, torch and matplotlib only.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from moodspeaker_train import torch_models
+from moodspeaker_train.data import LABELS, FaceSet
+from moodspeaker_train.plots import plot_learning_curves
+from moodspeaker_train.recipe import AugmentConfig, Recipe, recipe_from_dict
+from moodspeaker_train.targets import class_weights, soft_targets
+
+ARCHITECTURES = {"xception": torch_models.Xception, "resnet_teacher": torch_models.ResNetTeacher}
+KERAS_TWINS = {"xception"}  # architectures `moodspeaker-train import` can turn into a Keras model
+EVAL_BATCH = 1024
+
+
+def build(recipe: Recipe) -> nn.Module:
+    if recipe.arch not in ARCHITECTURES:
+        raise ValueError(f"distill trains {sorted(ARCHITECTURES)}, not {recipe.arch!r}")
+    if recipe.size != 48:
+        raise ValueError("distill trains 48x48 models only")
+    return ARCHITECTURES[recipe.arch](**recipe.arch_args)
+
+
+def augment(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
+    """(B, 1, S, S) float pixels 0..255 -> augmented, same shape and range, like `augment.augment_batch`."""
+    n, s = x.shape[0], x.shape[-1]
+
+    def uniform(lo: float, hi: float) -> torch.Tensor:
+        return torch.rand(n, device=x.device) * (hi - lo) + lo
+
+    theta = uniform(-1.0, 1.0) * math.radians(cfg.rotate_deg)
+    scale = 1.0 + uniform(-cfg.scale, cfg.scale)
+    flip = torch.where(uniform(0.0, 1.0) < 0.5, -1.0, 1.0) if cfg.flip else torch.ones(n, device=x.device)
+    # affine_grid works in -1..1 coordinates, so a shift by a fraction f of the side is 2f.
+    tx, ty = uniform(-cfg.shift, cfg.shift) * 2, uniform(-cfg.shift, cfg.shift) * 2
+    cos, sin = torch.cos(theta) / scale, torch.sin(theta) / scale
+    affine = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
+    grid = F.affine_grid(affine, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    contrast = (1.0 + uniform(-cfg.contrast, cfg.contrast)).view(-1, 1, 1, 1)
+    bright = (uniform(-cfg.brightness, cfg.brightness) * 255.0).view(-1, 1, 1, 1)
+    x = ((x - mean) * contrast + mean + bright).clamp(0.0, 255.0)
+
+    if cfg.erase_prob > 0:
+        area = uniform(*cfg.erase_area) * s * s
+        aspect = torch.exp(uniform(math.log(0.3), math.log(3.3)))
+        h, w = torch.sqrt(area * aspect).clamp(max=s), torch.sqrt(area / aspect).clamp(max=s)
+        y0, x0 = uniform(0.0, 1.0) * (s - h), uniform(0.0, 1.0) * (s - w)
+        grid1d = torch.arange(s, device=x.device)
+        in_y = (grid1d[None] >= y0[:, None]) & (grid1d[None] < (y0 + h)[:, None])
+        in_x = (grid1d[None] >= x0[:, None]) & (grid1d[None] < (x0 + w)[:, None])
+        chosen = uniform(0.0, 1.0) < cfg.erase_prob
+        mask = (in_y[:, :, None] & in_x[:, None, :] & chosen[:, None, None])[:, None]
+        x = torch.where(mask, torch.rand_like(x) * 255.0, x)
+    return x
+
+
+def lr_at(step: int, total: int, warmup: int, lr: float) -> float:
+    """Linear warm-up from lr/10, then cosine down to lr/100: the schedule `fit` uses."""
+    if step < warmup:
+        return lr / 10 + (lr - lr / 10) * step / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+class Teachers:
+    """Frozen teacher runs; their logits averaged over the runs and over a horizontal flip."""
+
+    def __init__(self, runs: list[Path], device: torch.device) -> None:
+        self.models = [load_run_model(run, device).eval() for run in runs]
+        for model in self.models:
+            model.requires_grad_(False)
+
+    def __bool__(self) -> bool:
+        return bool(self.models)
+
+    @torch.no_grad()
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        both = torch.cat([x, x.flip(-1)])
+        out = torch.stack([m(both).float() for m in self.models]).mean(0)
+        return (out[: len(x)] + out[len(x):]) / 2
+
+
+def load_run_model(run: Path, device: torch.device) -> nn.Module:
+    recipe = recipe_from_dict(json.loads((run / "recipe.json").read_text()))
+    model = build(recipe)
+    model.load_state_dict(torch.load(run / "best.pt", map_location="cpu", weights_only=True))
+    return model.to(device, memory_format=_layout(device))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    """(loss, accuracy) on FER2013 labels, batch-norm in inference mode."""
+    model.eval()
+    losses, hits = 0.0, 0
+    for i in range(0, len(images), EVAL_BATCH):
+        x = images[i:i + EVAL_BATCH, None].float().contiguous(memory_format=_layout(images.device))
+        with _autocast(x.device):
+            logits = model(x).float()
+        y = labels[i:i + EVAL_BATCH]
+        losses += F.cross_entropy(logits, y, reduction="sum").item()
+        hits += (logits.argmax(1) == y).sum().item()
+    model.train()
+    return losses / len(images), hits / len(images)
+
+
+def _layout(device: torch.device) -> torch.memory_format:
+    """NHWC on a GPU (tensor cores want it); NCHW on a CPU, where NHWC backward crashed oneDNN (torch 2.13,
+    8-channel convs)."""
+    return torch.channels_last if device.type == "cuda" else torch.contiguous_format
+
+
+def _autocast(device: torch.device):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+class _Ema:
+    """Exponential moving average of the weights (and of the batch-norm statistics)."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.model = copy.deepcopy(model).requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        pairs = zip(self.model.state_dict().values(), model.state_dict().values(), strict=True)
+        floats = [(e, c) for e, c in pairs if e.dtype.is_floating_point]
+        torch._foreach_lerp_([e for e, _ in floats], [c for _, c in floats], 1.0 - self.decay)
+
+
+def fit(recipe: Recipe, train: FaceSet, val: FaceSet, run: Path, teacher_runs: list[Path] | None = None,
+        minutes: float | None = None, resume: bool = False) -> dict:
+    """Train into `run`; returns the final state. `minutes` caps the run: the epoch count is fitted to
+    it after the first epoch (never above the recipe's), and the schedule follows that count."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.backends.cudnn.benchmark = True
+    run.mkdir(parents=True, exist_ok=True)
+    teacher_runs = teacher_runs or []
+    if recipe.distill_weight > 0 and not teacher_runs:
+        raise ValueError(f"the recipe distils (distill_weight {recipe.distill_weight}); pass --teacher RUN")
+
+    torch.manual_seed(recipe.seed)
+    model = build(recipe).to(device, memory_format=_layout(device))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    ema = _Ema(model, recipe.ema_decay) if recipe.ema_decay else None
+    state = {"epoch": 0, "epochs": recipe.epochs, "best_val_accuracy": -1.0, "best_epoch": 0, "wait": 0,
+             "teachers": [str(p) for p in teacher_runs], "device": _device_name(device)}
+    if resume and (run / "last.pt").exists():
+        saved = recipe_from_dict(json.loads((run / "recipe.json").read_text()))
+        if saved != recipe:
+            raise ValueError(f"{run}: recipe differs from the one this run started with; use a new --out")
+        ckpt = torch.load(run / "last.pt", map_location=device, weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if ema is not None:
+            ema.model.load_state_dict(ckpt["ema"])
+        state = ckpt["state"]
+        torch.manual_seed(recipe.seed + state["epoch"])
+        print(f"resuming {run} after epoch {state['epoch']} of {state['epochs']}", flush=True)
+    elif (run / "last.pt").exists():
+        raise FileExistsError(f"{run} already holds a run; pass --resume to continue it or pick a new --out")
+    else:
+        (run / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=1))
+        (run / "history.csv").unlink(missing_ok=True)
+
+    teachers = Teachers(teacher_runs, device)
+    x_train = torch.from_numpy(train.images).to(device)
+    y_train = torch.from_numpy(soft_targets(train, recipe.ferplus_weight)).to(device)
+    w_train = torch.from_numpy(class_weights(train.class_counts(), recipe.class_weighting)[train.labels]).to(device)
+    x_val = torch.from_numpy(val.images).to(device)
+    y_val = torch.from_numpy(val.labels.astype(np.int64)).to(device)
+    steps = len(train) // recipe.batch_size
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"{recipe.arch}: {n_params:,} parameters on {state['device']}; {len(train)} train / {len(val)} val faces; "
+          f"{steps} steps per epoch; {len(teachers.models)} teacher(s)", flush=True)
+
+    eval_model = ema.model if ema is not None else model
+    while state["epoch"] < state["epochs"] and state["wait"] < recipe.patience:
+        epoch = state["epoch"]
+        t0 = time.time()
+        loss_sum, hit_sum = 0.0, 0.0
+        order = torch.randperm(len(train), device=device)
+        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{state['epochs']}", unit="batch", leave=False,
+                   mininterval=0.5 if sys.stderr.isatty() else 60)
+        for i in bar:
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(epoch * steps + i, state["epochs"] * steps, recipe.warmup_epochs * steps, recipe.lr)
+            idx = order[i * recipe.batch_size:(i + 1) * recipe.batch_size]
+            x = augment(x_train[idx, None].float(), recipe.augment).contiguous(memory_format=_layout(device))
+            y, w = y_train[idx], w_train[idx]
+            if recipe.mixup > 0:
+                lam = float(torch.distributions.Beta(recipe.mixup, recipe.mixup).sample())
+                perm = torch.randperm(len(x), device=device)
+                x, y, w = lam * x + (1 - lam) * x[perm], lam * y + (1 - lam) * y[perm], lam * w + (1 - lam) * w[perm]
+            with _autocast(device):
+                logits = model(x).float()
+            loss_each = _loss(logits, y, x, teachers, recipe)
+            loss = (loss_each * w).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if ema is not None:
+                ema.update(model)
+            loss_sum += loss.item() if i % 10 == 0 else 0.0
+            hit_sum += (logits.argmax(1) == y.argmax(1)).float().mean().item() if i % 10 == 0 else 0.0
+        bar.close()
+        val_loss, val_acc = evaluate(eval_model, x_val, y_val)
+        seconds = time.time() - t0
+        if minutes and epoch == 0:
+            state["first_epoch_seconds"] = seconds  # includes cuDNN's autotuning: too slow to extrapolate
+        elif minutes and epoch == 1:
+            left = minutes * 60 - state["first_epoch_seconds"] - seconds
+            state["epochs"] = max(2, min(recipe.epochs, 2 + int(left / seconds)))
+        sampled = len(range(0, steps, 10))
+        row = {"epoch": epoch + 1, "seconds": round(seconds, 1), "lr": optimizer.param_groups[0]["lr"],
+               "loss": round(loss_sum / sampled, 5), "accuracy": round(hit_sum / sampled, 5),
+               "val_loss": round(val_loss, 5), "val_accuracy": round(val_acc, 5)}
+        state["epoch"] = epoch + 1
+        improved = val_acc > state["best_val_accuracy"]
+        if improved:
+            state.update(best_val_accuracy=val_acc, best_epoch=epoch + 1, wait=0)
+            _save_best(eval_model, recipe, run)
+        else:
+            state["wait"] += 1
+        _log(run, row, state, improved)
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state,
+                    "ema": ema.model.state_dict() if ema is not None else None}, run / "last.pt")
+        (run / "state.json").write_text(json.dumps(state, indent=1))
+    return state
+
+
+def _loss(logits: torch.Tensor, targets: torch.Tensor, x: torch.Tensor, teachers: Teachers,
+          recipe: Recipe) -> torch.Tensor:
+    k = len(LABELS)
+    smoothed = targets * (1 - recipe.label_smoothing) + recipe.label_smoothing / k
+    ce = -(smoothed * F.log_softmax(logits, 1)).sum(1)
+    if not teachers or recipe.distill_weight == 0:
+        return ce
+    t = recipe.distill_temperature
+    with _autocast(x.device):
+        teacher = teachers.logits(x)
+    kd = F.kl_div(F.log_softmax(logits / t, 1), F.log_softmax(teacher / t, 1), log_target=True,
+                  reduction="none").sum(1) * t * t
+    return (1 - recipe.distill_weight) * ce + recipe.distill_weight * kd
+
+
+def _save_best(model: nn.Module, recipe: Recipe, run: Path) -> None:
+    torch.save(model.state_dict(), run / "best.pt")
+    if recipe.arch in KERAS_TWINS:
+        np.savez(run / "best.weights.npz", **torch_models.keras_weights(model))
+
+
+def _log(run: Path, row: dict, state: dict, improved: bool) -> None:
+    history = run / "history.csv"
+    new = not history.exists()
+    with history.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+    plot_learning_curves(history, run / "curves.png")
+    print(f"epoch {row['epoch']}/{state['epochs']}: loss {row['loss']:.4f} acc {row['accuracy']:.4f} "
+          f"val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.4f} ({row['seconds']:.0f}s)"
+          + (" *best*" if improved else ""), flush=True)
+
+
+def _device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
