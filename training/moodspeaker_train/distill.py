@@ -15,7 +15,6 @@ horizontal flip; weighted by class, as in `fit`. Imports numpy, torch and matplo
 from __future__ import annotations
 
 import copy
-import csv
 import json
 import math
 import sys
@@ -30,7 +29,7 @@ from tqdm import tqdm
 
 from moodspeaker_train import torch_models
 from moodspeaker_train.data import LABELS, FaceSet
-from moodspeaker_train.plots import plot_learning_curves
+from moodspeaker_train.plots import record_epoch
 from moodspeaker_train.recipe import AugmentConfig, Recipe, recipe_from_dict
 from moodspeaker_train.targets import class_weights, soft_targets
 
@@ -279,14 +278,7 @@ def _save_best(model: nn.Module, recipe: Recipe, run: Path) -> None:
 
 
 def _log(run: Path, row: dict, state: dict, improved: bool) -> None:
-    history = run / "history.csv"
-    new = not history.exists()
-    with history.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
-    plot_learning_curves(history, run / "curves.png")
+    record_epoch(run, row)
     print(f"epoch {row['epoch']}/{state['epochs']}: loss {row['loss']:.4f} acc {row['accuracy']:.4f} "
           f"val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.4f} ({row['seconds']:.0f}s)"
           + (" *best*" if improved else ""), flush=True)

@@ -6,7 +6,6 @@ best.keras (best val accuracy so far), state.json and curves.png.
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 import time
@@ -20,7 +19,7 @@ from tqdm import tqdm
 from moodspeaker_train import models
 from moodspeaker_train.augment import augment_batch
 from moodspeaker_train.data import LABELS, FaceSet
-from moodspeaker_train.plots import plot_learning_curves
+from moodspeaker_train.plots import record_epoch
 from moodspeaker_train.recipe import Recipe, recipe_from_dict
 from moodspeaker_train.targets import class_weights, soft_targets
 
@@ -92,13 +91,7 @@ class _RunKeeper(keras.callbacks.Callback):
         row = {"epoch": epoch + 1, "seconds": round(time.time() - self.t0, 1),
                "lr": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
                **{k: round(float(v), 5) for k, v in logs.items() if k != "learning_rate"}}
-        history = self.run / "history.csv"
-        new = not history.exists()
-        with history.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
+        record_epoch(self.run, row)
         improved = row["val_accuracy"] > self.state["best_val_accuracy"]
         if improved:
             self.state.update(best_val_accuracy=row["val_accuracy"], best_epoch=epoch + 1, wait=0)
@@ -108,7 +101,6 @@ class _RunKeeper(keras.callbacks.Callback):
         self.state["epoch"] = epoch + 1
         self.model.save(self.run / "last.keras")
         (self.run / "state.json").write_text(json.dumps(self.state, indent=1))
-        plot_learning_curves(history, self.run / "curves.png")
         print(f"epoch {epoch + 1}: loss {row['loss']:.4f} acc {row['accuracy']:.4f} "
               f"val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.4f} ({row['seconds']:.0f}s)"
               + (" *best*" if improved else ""), flush=True)

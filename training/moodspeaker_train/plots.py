@@ -13,6 +13,18 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 
+def record_epoch(run: Path, row: dict) -> None:
+    """Append one epoch's row to run/history.csv and redraw run/curves.png from it."""
+    history = run / "history.csv"
+    new = not history.exists()
+    with history.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+    plot_learning_curves(history, run / "curves.png")
+
+
 def plot_learning_curves(history_csv: Path, out: Path) -> None:
     with history_csv.open() as f:
         rows = list(csv.DictReader(f))

@@ -89,25 +89,32 @@ class XceptionResidual(nn.Module):
         return F.relu(x + self.sep2(self.sep1(x)))
 
 
-class Xception(nn.Module):
+class PixelClassifier(nn.Module):
+    """Features, global average pooling, dropout, 7 logits; raw pixels 0..255 in, scaled to -1..1 inside."""
+
+    def __init__(self, features: nn.Module, channels: int, dropout: float) -> None:
+        super().__init__()
+        self.features = features
+        self.dropout = nn.Dropout(dropout)
+        self.logits = nn.Linear(channels, NUM_CLASSES)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = self.features(pixels / 127.5 - 1.0)
+        return self.logits(self.dropout(x.mean(dim=(2, 3))))
+
+
+class Xception(PixelClassifier):
     """The twin of `models.xception`; input (B, 1, S, S) raw pixels 0..255, output 7 logits."""
 
     def __init__(self, stem: tuple[int, int] = (16, 32), widths: tuple[int, ...] = (64, 128, 256),
                  extra: tuple[int, ...] = (0, 1, 1), dropout: float = 0.2) -> None:
-        super().__init__()
         blocks: list[nn.Module] = [ConvBN(1, stem[0]), ConvBN(stem[0], stem[1], stride=2)]
         cin = stem[1]
         for width, repeats in zip(widths, extra, strict=True):
             blocks.append(XceptionDown(cin, width))
             blocks += [XceptionResidual(width) for _ in range(repeats)]
             cin = width
-        self.features = nn.Sequential(*blocks)
-        self.dropout = nn.Dropout(dropout)
-        self.logits = nn.Linear(cin, NUM_CLASSES)
-
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        x = self.features(pixels / 127.5 - 1.0)
-        return self.logits(self.dropout(x.mean(dim=(2, 3))))
+        super().__init__(nn.Sequential(*blocks), cin, dropout)
 
 
 class BasicBlock(nn.Module):
@@ -126,24 +133,17 @@ class BasicBlock(nn.Module):
         return F.relu(self.bn2(self.conv2(y)) + self.shortcut(x))
 
 
-class ResNetTeacher(nn.Module):
+class ResNetTeacher(PixelClassifier):
     """ResNet-18 for 48 px faces (stride-1 stem, no early pooling): a GPU-sized teacher, never shipped."""
 
     def __init__(self, widths: tuple[int, ...] = (64, 128, 256, 512), blocks: int = 2, dropout: float = 0.3) -> None:
-        super().__init__()
         layers: list[nn.Module] = [nn.Conv2d(1, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU()]
         cin = widths[0]
         for i, width in enumerate(widths):
             for b in range(blocks):
                 layers.append(BasicBlock(cin, width, 2 if (b == 0 and i > 0) else 1))
                 cin = width
-        self.features = nn.Sequential(*layers)
-        self.dropout = nn.Dropout(dropout)
-        self.logits = nn.Linear(cin, NUM_CLASSES)
-
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        x = self.features(pixels / 127.5 - 1.0)
-        return self.logits(self.dropout(x.mean(dim=(2, 3))))
+        super().__init__(nn.Sequential(*layers), cin, dropout)
 
 
 def keras_weights(model: Xception) -> dict[str, np.ndarray]:
