@@ -157,6 +157,16 @@ def test_a_distilling_recipe_without_teachers_is_a_clear_error(tmp_path, fer_tin
     assert "moodspeaker-train distill" in capsys.readouterr().err
 
 
+def test_resume_reloads_the_last_checkpoint_of_a_finished_run(distilled, fer_tiny, tmp_path, capsys):
+    _, student, _ = distilled
+    (tmp_path / "s.toml").write_text(TINY_STUDENT)
+    before = (student / "history.csv").read_text()
+    assert train_main(["distill", "--config", str(tmp_path / "s.toml"), "--data", str(fer_tiny), "--out", str(student),
+                       "--teacher", str(student.parent / "teacher"), "--resume"]) == 0
+    assert "resuming" in capsys.readouterr().out
+    assert (student / "history.csv").read_text() == before  # finished: nothing more trained
+
+
 def test_distill_refuses_to_overwrite_and_import_needs_student_weights(distilled, fer_tiny, tmp_path, capsys):
     teacher, _, _ = distilled
     (tmp_path / "t.toml").write_text(TINY_TEACHER)

@@ -66,8 +66,11 @@ def _teacher_summary(teacher: Path) -> dict:
         return {"run": teacher.name}
     state = json.loads((teacher / "state.json").read_text())
     recipe = json.loads((teacher / "recipe.json").read_text())
+    with (teacher / "history.csv").open() as f:
+        seconds = sum(float(r["seconds"]) for r in csv.DictReader(f))
     return {"run": teacher.name, "arch": recipe["arch"], "arch_args": recipe["arch_args"], "seed": recipe["seed"],
-            "epochs_run": state["epoch"], "val_accuracy_float": round(state["best_val_accuracy"], 4)}
+            "epochs_run": state["epoch"], "train_seconds": round(seconds), "trained_on": state.get("device"),
+            "val_accuracy_float": round(state["best_val_accuracy"], 4)}
 
 
 def _choose_flip_tta(card: dict, card_path: Path, model_path: Path, val: FaceSet,
