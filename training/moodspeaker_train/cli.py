@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help=DATA_HELP)
     p.add_argument("--out", type=Path, help="run directory (checkpoints, logs); default runs/<recipe name>")
     p.add_argument("--teacher", type=Path, action="append", default=[], help="a teacher run directory (repeatable)")
-    p.add_argument("--minutes", type=float, help="fit the epoch count to this wall-clock budget after epoch 1")
+    p.add_argument("--minutes", type=float, help="fit the epoch count to this wall-clock budget after epoch 2")
     p.add_argument("--epochs", type=int, help="override the recipe's epoch count")
     p.add_argument("--seed", type=int, help="override the recipe's seed (a second teacher for the ensemble)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")

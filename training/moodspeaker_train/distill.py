@@ -2,10 +2,11 @@
 
 A lent GPU box has PyTorch and no TensorFlow, and only minutes to spare; so this trainer keeps the
 whole data set on the GPU, augments batches there (the twin of `augment.augment_batch`), and fits
-its epoch count to `--minutes` after timing the first epoch. A run directory has the layout of
-`fit`'s (recipe.json, history.csv, state.json, curves.png) with best.pt/last.pt instead of .keras
-files; a student whose architecture has a Keras twin also gets best.weights.npz (weights in Keras
-order), which `moodspeaker-train import` turns into the best.keras that `export` and `report` read.
+its epoch count to `--minutes` after timing the second epoch (the first includes cuDNN's autotuning).
+A run directory has the layout of `fit`'s (recipe.json, history.csv, state.json, curves.png) with
+best.pt/last.pt instead of .keras files; a student whose architecture has a Keras twin also gets
+best.weights.npz (weights in Keras layouts, see `torch_models.keras_weights`), which
+`moodspeaker-train import` turns into the best.keras that `export` and `report` read.
 
 Student loss per face: (1 - a) * cross-entropy on the recipe's soft targets + a * T^2 * KL(teachers
 || student) at temperature T, where the teachers' logits are averaged over the teachers and over a
@@ -147,18 +148,21 @@ class _Ema:
     def __init__(self, model: nn.Module, decay: float) -> None:
         self.decay = decay
         self.model = copy.deepcopy(model).requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
+        # state_dict() tensors share storage with the models, and the optimizer and load_state_dict update
+        # them in place: pair them once, not on every step.
         pairs = zip(self.model.state_dict().values(), model.state_dict().values(), strict=True)
         floats = [(e, c) for e, c in pairs if e.dtype.is_floating_point]
-        torch._foreach_lerp_([e for e, _ in floats], [c for _, c in floats], 1.0 - self.decay)
+        self._averaged, self._live = [e for e, _ in floats], [c for _, c in floats]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        torch._foreach_lerp_(self._averaged, self._live, 1.0 - self.decay)
 
 
 def fit(recipe: Recipe, train: FaceSet, val: FaceSet, run: Path, teacher_runs: list[Path] | None = None,
         minutes: float | None = None, resume: bool = False) -> dict:
     """Train into `run`; returns the final state. `minutes` caps the run: the epoch count is fitted to
-    it after the first epoch (never above the recipe's), and the schedule follows that count."""
+    it after the second epoch (never above the recipe's, never below 2), and the schedule follows that count."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.backends.cudnn.benchmark = True
     run.mkdir(parents=True, exist_ok=True)
@@ -227,9 +231,10 @@ def fit(recipe: Recipe, train: FaceSet, val: FaceSet, run: Path, teacher_runs: l
             loss.backward()
             optimizer.step()
             if ema is not None:
-                ema.update(model)
-            loss_sum += loss.item() if i % 10 == 0 else 0.0
-            hit_sum += (logits.argmax(1) == y.argmax(1)).float().mean().item() if i % 10 == 0 else 0.0
+                ema.update()
+            if i % 10 == 0:  # a sample of the steps: .item() waits for the GPU
+                loss_sum += loss.item()
+                hit_sum += (logits.argmax(1) == y.argmax(1)).float().mean().item()
         bar.close()
         val_loss, val_acc = evaluate(eval_model, x_val, y_val)
         seconds = time.time() - t0

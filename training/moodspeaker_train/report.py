@@ -61,16 +61,15 @@ def _training_summary(run: Path) -> dict:
 
 
 def _teacher_summary(teacher: Path) -> dict:
-    """A teacher run beside the student's (as `distill` lays them out): its recipe and val accuracy."""
+    """A teacher run beside the student's (as `distill` lays them out): its recipe, time and val accuracy."""
     if not (teacher / "state.json").is_file():
         return {"run": teacher.name}
-    state = json.loads((teacher / "state.json").read_text())
-    recipe = json.loads((teacher / "recipe.json").read_text())
-    with (teacher / "history.csv").open() as f:
-        seconds = sum(float(r["seconds"]) for r in csv.DictReader(f))
+    summary = _training_summary(teacher)
+    recipe = summary["recipe"]
+    best = json.loads((teacher / "state.json").read_text())["best_val_accuracy"]
     return {"run": teacher.name, "arch": recipe["arch"], "arch_args": recipe["arch_args"], "seed": recipe["seed"],
-            "epochs_run": state["epoch"], "train_seconds": round(seconds), "trained_on": state.get("device"),
-            "val_accuracy_float": round(state["best_val_accuracy"], 4)}
+            "epochs_run": summary["epochs_run"], "train_seconds": summary["train_seconds"],
+            "trained_on": summary["trained_on"], "val_accuracy_float": round(best, 4)}
 
 
 def _choose_flip_tta(card: dict, card_path: Path, model_path: Path, val: FaceSet,

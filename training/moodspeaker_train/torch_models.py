@@ -2,7 +2,7 @@
 
 A GPU box lent for a while has PyTorch but no TensorFlow; the int8 export needs a Keras model. So the
 student is built here layer for layer like `models.xception` (TF "same" padding, Keras batch-norm
-epsilon), and `keras_weights` lays its weights out in the order `keras.Model.set_weights` takes them.
+epsilon), and `keras_weights` hands its weights over in Keras layouts for `export.set_twin_weights`.
 Only numpy and torch are imported: this file runs where TensorFlow does not.
 """
 
