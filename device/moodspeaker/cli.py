@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "moodspeaker.commands.spotify_login",
     "moodspeaker.commands.model",
     "moodspeaker.commands.status",
+    "moodspeaker.commands.reload",
     "moodspeaker.commands.config",
 )
 
