@@ -18,7 +18,7 @@ DAEMON = textwrap.dedent("""
     import signal, sys, threading, time
     from pathlib import Path
     from moodspeaker.config import ServiceConfig
-    from moodspeaker.service import ServiceRuntime
+    from moodspeaker.app.lifecycle import ServiceRuntime
 
     runtime_dir = Path(sys.argv[1])
     runtime = ServiceRuntime("vision", ServiceConfig(runtime_dir=str(runtime_dir)))
