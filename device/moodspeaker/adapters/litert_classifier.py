@@ -14,7 +14,8 @@ import numpy as np
 from moodspeaker.errors import ModelError
 from moodspeaker.model_card import ModelCard, card_path_for, load_card, require_model_file, verify_model_file
 
-_INTERP = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR}
+# The exact variants: INTER_LINEAR differs by up to 2 grey levels between ARM and x86; these give the same pixels.
+_INTERP = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR_EXACT}
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

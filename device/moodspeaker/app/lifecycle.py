@@ -103,6 +103,7 @@ class ServiceRuntime:
         self._last_error: str | None = None
         self._last_error_at: float | None = None
         self._reload_error: str | None = None
+        self._reloads = 0  # rebuilds finished (ok or not): `moodspeaker reload` waits for this to grow
         self._last_publish: float | None = None
         self._state_file_warned = False
 
@@ -138,6 +139,7 @@ class ServiceRuntime:
     def reloaded(self, ok: bool, why: str = "") -> None:
         """The rebuild after SIGHUP finished; on failure the old config and model keep running."""
         self._phase = "running"
+        self._reloads += 1
         if ok:
             self._reload_error = None
             log.info("%s: reloaded config and model", self.name)
@@ -170,7 +172,7 @@ class ServiceRuntime:
             "service": self.name, "pid": os.getpid(), "phase": self._phase,
             "started_at": self._started_at, "updated_at": self._wall(),
             "status": self._status, "last_error": self._last_error, "last_error_at": self._last_error_at,
-            "reload_error": self._reload_error,
+            "reload_error": self._reload_error, "reloads": self._reloads,
         }
         try:
             write_state(self._state_path, state)
