@@ -291,7 +291,7 @@ def test_vision_daemon_speaks_the_notify_protocol(manager, tmp_path, shipped_mod
         proc.send_signal(signal.SIGHUP)
         failed = next(m for m in sock.wait_for("READY", "1") if "READY" in m)
         assert failed["STATUS"].startswith("reload failed, kept previous:")
-        assert "missing.json: model card not found" in failed["STATUS"]
+        assert "missing.tflite: model file not found" in failed["STATUS"]
         sock.wait_for("WATCHDOG")  # still analysing frames with the old model
         assert proc.poll() is None
 

@@ -103,7 +103,8 @@ def test_a_model_problem_is_one_line_and_exit_3(tmp_path: Path, capsys: pytest.C
                       f'[mood_socket]\npath = "{tmp_path / "mood.sock"}"\n')
     assert cli.main(["vision", "--config", str(config), "--source", str(FIXTURES / "fullframe_tiny.npz")]) == EXIT_MODEL
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("moodspeaker vision: ") and "missing.json" in err
+    assert err.count("\n") == 1 and err.startswith("moodspeaker vision: ")
+    assert "missing.tflite: model file not found" in err  # the .tflite is named before its missing card
 
 
 def test_a_bug_is_exit_1_with_the_traceback_only_under_verbose(monkeypatch: pytest.MonkeyPatch,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,7 +47,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         images, labels = load_eval_npz(args.data)
     except DataFileError as exc:
-        print(f"moodspeaker eval: {exc}")
+        print(f"moodspeaker eval: {exc}", file=sys.stderr)
         return 2
     classifier = LiteRTClassifier(args.model, num_threads=args.threads)
     if args.fullframe:

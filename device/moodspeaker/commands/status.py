@@ -87,10 +87,35 @@ def gather(config: Config, runtime_dir: Path, now: float | None = None) -> dict[
         "backend": player.get("backend"),
         "track": player.get("track"),
         "privacy": bool(vision.get("privacy") or player.get("privacy")),
+        "spotify_login": spotify_login(config, now),
         "last_error": max(errors)[1] if errors else None,
         "uptime_s": {name: s.get("uptime_s") for name, s in services.items()},
         "services": services,
     }
+
+
+def spotify_login(config: Config, now: float) -> dict[str, Any] | None:
+    """With the Spotify backend: when its login ends (six months after `spotify-login`) and whether to warn."""
+    if config.player.backend != "spotify":
+        return None
+    from moodspeaker.adapters.spotify_auth import LOGIN_WARN_S, TokenFile
+
+    ends = TokenFile(Path(config.spotify.token_cache)).login_ends_at()
+    return {"ends_at": ends, "warn": ends is None or ends - now < LOGIN_WARN_S,
+            "days_left": None if ends is None else round((ends - now) / 86400, 1)}
+
+
+def _render_spotify_login(login: dict[str, Any]) -> str:
+    if login["ends_at"] is None:
+        return ("spotify no dated login (none yet, or from before logins were dated): run "
+                "`sudo -u moodspeaker moodspeaker spotify-login`")
+    day = time.strftime("%Y-%m-%d", time.localtime(login["ends_at"]))
+    if login["days_left"] <= 0:
+        return f"spotify login ended on {day} (Spotify ends logins after six months): run `moodspeaker spotify-login`"
+    if login["warn"]:
+        return (f"spotify login ends on {day}, in {login['days_left']:g} days (six months after it was made): "
+                "log in again now with `sudo -u moodspeaker moodspeaker spotify-login`")
+    return f"spotify login until {day}"
 
 
 def _duration(seconds: float | None) -> str:
@@ -128,6 +153,8 @@ def render(report: dict[str, Any]) -> str:
     if report["backend"] is not None:
         lines.append(f"player  {report['backend']}: {report['track'] or 'nothing playing'}")
     lines.append(f"privacy {'on: camera off' if report['privacy'] else 'off'}")
+    if report.get("spotify_login"):
+        lines.append(_render_spotify_login(report["spotify_login"]))
     lines.append(f"error   {report['last_error'] or 'none'}")
     if report.get("config_error"):
         lines.append(f"config  broken, a restart or reload would fail: {report['config_error']}")
