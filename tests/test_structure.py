@@ -79,8 +79,14 @@ def test_the_daemons_load_no_development_tool(shipped_model: Path, tmp_path: Pat
         deadline = time.monotonic() + 30
         while not (tmp_path / "player.json").exists() and time.monotonic() < deadline and player.poll() is None:
             time.sleep(0.05)
+        started = (tmp_path / "player.json").exists()
         player.send_signal(signal.SIGTERM)
-        out, err = player.communicate(timeout=20)
+        try:
+            out, err = player.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            player.kill()
+            out, err = player.communicate()
+            pytest.fail(f"the player did not stop on SIGTERM (state file written: {started}):\n{err[-3000:]}")
     finally:
         if player.poll() is None:
             player.kill()

@@ -1,7 +1,8 @@
 """`moodspeaker status [--json]`: what the two daemons are doing, read from the state files they write.
 
 Each daemon's `ServiceRuntime` rewrites <runtime_dir>/<service>.json about once a second; a file whose process is
-gone, or that has not been rewritten for a while, means that daemon is not running or is stuck.
+gone means the daemon crashed (a clean stop removes it), one not rewritten for a while that it is stuck.
+A broken config file does not stop `status`: it says what is wrong with it and reads the state files anyway.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from moodspeaker.adapters.state_file import StateFileError, read_state, state_path
 from moodspeaker.commands import add_config_argument
 from moodspeaker.config import Config, load_config
-from moodspeaker.errors import ModelError
+from moodspeaker.errors import ConfigError, ModelError
 from moodspeaker.model_card import card_path_for, load_card
 from moodspeaker.paths import default_model
 
@@ -131,6 +132,8 @@ def render(report: dict[str, Any]) -> str:
     for name, s in report["services"].items():
         state = s["state"]
         detail = f" for {_duration(s.get('uptime_s'))} (pid {s.get('pid')})" if state == "running" else ""
+        if state == "crashed" and s.get("last_error"):
+            detail = f": {s['last_error']}"
         if state == "stuck":
             detail = f": no update for {s.get('updated_s_ago')} s (pid {s.get('pid')}); the watchdog will restart it"
         if s.get("reload_error"):
@@ -153,20 +156,26 @@ def render(report: dict[str, Any]) -> str:
     if report.get("spotify_login"):
         lines.append(_render_spotify_login(report["spotify_login"]))
     lines.append(f"error   {report['last_error'] or 'none'}")
+    if report.get("config_error"):
+        lines.append(f"config  broken, a restart or reload would fail: {report['config_error']}")
     return "\n".join(lines)
 
 
 def _run(args: argparse.Namespace) -> int:
-    config = load_config(args.config)  # a ConfigError is reported by cli.main
+    try:
+        config, config_error = load_config(args.config), None
+    except ConfigError as exc:  # the daemons may still run on the config they read before; show both
+        config, config_error = Config(), str(exc)
     report = gather(config, args.runtime_dir or Path(config.service.runtime_dir))
+    report["config_error"] = config_error
     print(json.dumps(report) if args.json else render(report))
     running = all(s["state"] == "running" for s in report["services"].values())
-    return 0 if running else 1
+    return 0 if running and config_error is None else 1
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help="mood, fps, model, player and errors of the running daemons "
-                       "(exit status 1 unless both run)")
+                       "(exit status 1 unless both run and the config file is good)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     add_config_argument(p)
     p.add_argument("--runtime-dir", type=Path, default=None, help="where the daemons write their state "
