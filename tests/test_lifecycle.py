@@ -123,6 +123,10 @@ class StuckPlayer:
         await asyncio.sleep(3600)
         return None
 
+    async def volume(self) -> int | None:
+        await asyncio.sleep(3600)
+        return None
+
     async def close(self) -> None:
         pass
 
