@@ -41,4 +41,4 @@ def test_fullframe_eval_rejects_a_bad_data_file(shipped_model: Path, tmp_path: P
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     np.savez(tmp_path / "bad.npz", images=np.zeros((2, 40, 40), np.float32), labels=np.zeros(2, np.uint8))
     assert main(["eval", "--fullframe", "--model", str(shipped_model), "--data", str(tmp_path / "bad.npz")]) == 2
-    assert "uint8" in capsys.readouterr().out
+    assert "uint8" in capsys.readouterr().err  # errors go to stderr (DESIGN.md: stdout is the JSON)

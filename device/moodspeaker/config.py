@@ -153,20 +153,21 @@ class CameraConfig:
 @dataclass(frozen=True)
 class DetectorConfig:
     scale_factor: float = 1.1  # Haar image-pyramid step; larger is faster but misses more faces
-    min_neighbors: int = 4  # overlapping hits needed to accept a face; larger = fewer false faces, more misses
-    min_size: float = 0.12  # smallest face side, fraction of the frame height (~2 m from a wide-angle camera)
+    min_neighbors: int = 3  # overlapping hits needed to accept a face; larger = fewer false faces, more misses
+    min_size: float = 0.05  # smallest face side, fraction of the frame height (never below the cascade's 24 px)
     max_size: float = 0.9  # largest face side, fraction of the frame height
     track: bool = True  # search around the last face first (much cheaper than a full scan)
     track_margin: float = 0.3  # how far around the last face to search, in face sizes
     full_every: int = 10  # scan the whole frame at least every this many frames while tracking
+    fine_every: int = 3  # with nobody in view, look for small (distant) faces every this many frames
 
     def __post_init__(self) -> None:
         if self.scale_factor <= 1.0:
             raise ValueError(f"scale_factor must be greater than 1, got {self.scale_factor}")
         if not 0 < self.min_size < self.max_size <= 1:
             raise ValueError(f"need 0 < min_size < max_size <= 1, got {self.min_size} and {self.max_size}")
-        if self.min_neighbors < 0 or self.track_margin < 0 or self.full_every < 1:
-            raise ValueError("min_neighbors and track_margin must be >= 0 and full_every >= 1")
+        if self.min_neighbors < 0 or self.track_margin < 0 or self.full_every < 1 or self.fine_every < 1:
+            raise ValueError("min_neighbors and track_margin must be >= 0, full_every and fine_every >= 1")
 
 
 @dataclass(frozen=True)
