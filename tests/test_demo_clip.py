@@ -8,11 +8,11 @@ from pathlib import Path
 import cv2
 import pytest
 
-from moodspeaker.benchmark import EventLog
+from moodspeaker.app.vision import build_vision
 from moodspeaker.config import parse_config
 from moodspeaker.core.mood import NO_FACE
-from moodspeaker.demo_clip import DEFAULT_TRUTH, load_clip_truth, score
-from moodspeaker.vision_app import build_vision
+from moodspeaker.dev.benchmark import EventLog
+from moodspeaker.dev.demo_clip import DEFAULT_TRUTH, load_clip_truth, score
 
 
 def test_clip_and_ground_truth_are_committed_and_agree() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from moodspeaker.core.domain import Box
 from moodspeaker.core.face_crop import crop_face, square_crop_box
-from moodspeaker.ports import Box
 
 
 def test_square_box_is_centred_and_grows_by_the_margin_on_each_side() -> None:

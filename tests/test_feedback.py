@@ -8,6 +8,7 @@ from collections import Counter
 
 import pytest
 
+from moodspeaker.core.domain import Track
 from moodspeaker.core.feedback import (
     EARLY_SKIP,
     EARLY_SKIP_S,
@@ -20,7 +21,6 @@ from moodspeaker.core.feedback import (
     rank,
     skip_event,
 )
-from moodspeaker.ports import Track
 
 
 def test_prior_for_a_track_without_feedback_is_flat() -> None:

@@ -14,8 +14,8 @@ from moodspeaker.adapters.camera import open_camera
 from moodspeaker.adapters.npz_source import StoredFrameSource
 from moodspeaker.adapters.opencv_source import OpenCVFrameSource
 from moodspeaker.adapters.picamera2_source import Picamera2FrameSource
-from moodspeaker.config import CameraConfig, ConfigError, parse_config
-from moodspeaker.ports import SourceError
+from moodspeaker.config import CameraConfig, parse_config
+from moodspeaker.errors import ConfigError, SourceError
 
 
 def _frames(n: int, h: int = 48, w: int = 64) -> np.ndarray:

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from moodspeaker.adapters.haar_detector import DetectorError, HaarFaceDetector
-from moodspeaker.config import ConfigError, DetectorConfig, parse_config
-from moodspeaker.ports import Box
+from moodspeaker.config import DetectorConfig, parse_config
+from moodspeaker.core.domain import Box
+from moodspeaker.errors import ConfigError
 
 FULLFRAME = Path(__file__).parent / "fixtures" / "fullframe_tiny.npz"
 

@@ -11,7 +11,7 @@ import random
 import pytest
 
 from moodspeaker.core.feedback import Weights
-from moodspeaker.core.listener_sim import default_listener, playlist, simulate
+from moodspeaker.dev.listener_sim import default_listener, playlist, simulate
 
 AFTER_EVENTS = 200
 WINDOW = 150

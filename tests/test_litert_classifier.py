@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from moodspeaker.adapters.litert_classifier import LiteRTClassifier
-from moodspeaker.model_card import ModelError, sha256_file
+from moodspeaker.errors import ModelError
+from moodspeaker.model_card import sha256_file
 
 
 @pytest.fixture

@@ -9,8 +9,9 @@ import mpd
 import pytest
 
 from moodspeaker.adapters.mpd_player import MpdPlayer
-from moodspeaker.mpd_server import MpdServer
-from moodspeaker.ports import PlayerError, PlayerUnavailable, Track
+from moodspeaker.core.domain import Track
+from moodspeaker.dev.mpd_server import MpdServer
+from moodspeaker.errors import PlayerError, PlayerUnavailable
 
 
 def _player(server: MpdServer, **kwargs: object) -> MpdPlayer:

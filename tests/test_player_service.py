@@ -12,13 +12,13 @@ from pathlib import Path
 import mpd
 import pytest
 
-from moodspeaker.adapters.gpio_buttons import ButtonAction
 from moodspeaker.adapters.mpd_player import MpdPlayer
 from moodspeaker.adapters.sqlite_feedback import SqliteFeedbackStore
+from moodspeaker.app.player import PlayerService
+from moodspeaker.core.domain import ButtonAction
 from moodspeaker.core.mood import MoodEvent
 from moodspeaker.core.policy import MoodPolicy
-from moodspeaker.mpd_server import MpdServer
-from moodspeaker.player_app import PlayerService
+from moodspeaker.dev.mpd_server import MpdServer
 
 PLAYLISTS = {"happy": "mood-happy", "sad": "mood-sad", "neutral": "mood-neutral", "calm": "mood-calm",
              "uplifting": "mood-uplifting"}

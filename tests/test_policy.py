@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from moodspeaker.config import ConfigError, parse_config
+from moodspeaker.config import parse_config
 from moodspeaker.core.policy import LIFT, MoodPolicy, Selection, Switch
+from moodspeaker.errors import ConfigError
 
 PLAYLISTS = {"happy": "pl-happy", "sad": "pl-sad", "neutral": "pl-neutral", "calm": "pl-calm", "uplifting": "pl-up"}
 

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 from moodspeaker.adapters.sd_notify import SystemdNotifier
+from moodspeaker.app.lifecycle import ControlSignals, ServiceRuntime
 from moodspeaker.cli import main
 from moodspeaker.config import ServiceConfig
 from moodspeaker.model_card import sha256_file
-from moodspeaker.service import ControlSignals, ServiceRuntime
 
 REPO = Path(__file__).resolve().parents[1]
 MOODSPEAKER = str(Path(sys.executable).with_name("moodspeaker"))

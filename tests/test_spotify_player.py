@@ -19,7 +19,8 @@ from moodspeaker.adapters.spotify_auth import TokenFile
 from moodspeaker.adapters.spotify_player import SpotifyPlayer
 from moodspeaker.cli import main
 from moodspeaker.config import SpotifyConfig
-from moodspeaker.ports import PlayerError, PlayerUnavailable, Track
+from moodspeaker.core.domain import Track
+from moodspeaker.errors import PlayerError, PlayerUnavailable
 
 PLAYLIST = "spotify:playlist:moodsad"
 

@@ -8,11 +8,11 @@ import sys
 
 from moodspeaker.adapters.sd_notify import SystemdNotifier
 from moodspeaker.adapters.state_file import write_state
+from moodspeaker.app.lifecycle import ServiceRuntime
 from moodspeaker.cli import main
 from moodspeaker.commands.status import gather
 from moodspeaker.config import Config, ServiceConfig
 from moodspeaker.model_card import card_path_for, load_card
-from moodspeaker.service import ServiceRuntime
 
 
 def _runtimes(tmp_path, model):

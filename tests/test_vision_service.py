@@ -23,13 +23,14 @@ from moodspeaker.adapters.haar_detector import HaarFaceDetector
 from moodspeaker.adapters.litert_classifier import LiteRTClassifier
 from moodspeaker.adapters.mood_socket import MoodSocketReceiver, MoodSocketSender
 from moodspeaker.adapters.opencv_source import OpenCVFrameSource
+from moodspeaker.app.vision import STAGES, VisionPipeline, VisionService, VisionSetup, build_vision
 from moodspeaker.cli import main
 from moodspeaker.config import CameraConfig, Config, ModelConfig, MoodSocketConfig, ServiceConfig
+from moodspeaker.core.domain import Frame
 from moodspeaker.core.mood import NO_FACE, MoodEvent
 from moodspeaker.core.smoother import Smoother, SmootherParams
-from moodspeaker.demo_clip import load_clip_truth, score
-from moodspeaker.ports import Frame, SourceError
-from moodspeaker.vision_app import STAGES, VisionPipeline, VisionService, VisionSetup, build_vision
+from moodspeaker.dev.demo_clip import load_clip_truth, score
+from moodspeaker.errors import SourceError
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "models" / "emotion.tflite"
@@ -371,7 +372,7 @@ def test_the_vision_path_imports_nothing_that_talks_to_the_network(model: Path) 
         "build_parser()\n"  # every command module is imported to build the CLI
         "from moodspeaker.config import Config, ModelConfig\n"
         "from moodspeaker.adapters.mood_socket import LoggingMoodSink\n"
-        "from moodspeaker.vision_app import build_vision\n"
+        "from moodspeaker.app.vision import build_vision\n"
         f"build_vision(Config(model=ModelConfig(path={str(model)!r})), LoggingMoodSink())\n"
         f"print(sorted(m for m in sys.modules if m in {NETWORK_MODULES!r}))\n"
     )

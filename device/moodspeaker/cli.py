@@ -6,9 +6,9 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 
-from moodspeaker.config import ConfigError
-from moodspeaker.model_card import ModelError
+from moodspeaker.errors import EXIT_BUG, MoodspeakerError
 
 # One module per command group; each has `register(subparsers)` that adds its parsers and sets `func`.
 COMMAND_MODULES = (
@@ -35,19 +35,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. A MoodspeakerError is one line on stderr and its exit code (2 the owner's mistake,
+    3 the model); anything else is a bug: exit 1, with the traceback only under `-v`."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         return int(args.func(args) or 0)
-    except ConfigError as exc:
+    except MoodspeakerError as exc:
+        if args.verbose:
+            traceback.print_exc()
         print(f"moodspeaker {args.command}: {exc}", file=sys.stderr)
-        return 2
-    except ModelError as exc:
-        print(f"moodspeaker: model error: {exc}", file=sys.stderr)
-        return 3
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"moodspeaker {args.command}: internal error, please report it: {type(exc).__name__}: {exc}"
+              + ("" if args.verbose else " (run with -v for the traceback)"), file=sys.stderr)
+        return EXIT_BUG
 
 
 if __name__ == "__main__":

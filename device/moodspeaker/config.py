@@ -19,12 +19,9 @@ from typing import Any, Literal
 from moodspeaker.core.emotions import EMOTIONS
 from moodspeaker.core.policy import check_settings
 from moodspeaker.core.smoother import SmootherParams
+from moodspeaker.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/moodspeaker/config.toml")
-
-
-class ConfigError(ValueError):
-    """A bad config; the message names the file and key and says what to do."""
 
 
 @dataclass(frozen=True)

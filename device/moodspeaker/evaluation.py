@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from moodspeaker.core.domain import Box
 from moodspeaker.core.emotions import EMOTIONS
 from moodspeaker.core.metrics import confusion_matrix, summarize
-from moodspeaker.ports import Box
 
 Classify = Callable[[np.ndarray], np.ndarray]
 

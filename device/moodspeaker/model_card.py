@@ -12,12 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from moodspeaker.core.emotions import EMOTIONS
+from moodspeaker.errors import ModelError
 
 CARD_FORMAT = "moodspeaker-model-card/1"
-
-
-class ModelError(Exception):
-    """A model or its card is missing, corrupt or mismatched; the message says what to do."""
 
 
 @dataclass(frozen=True)

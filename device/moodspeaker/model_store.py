@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from moodspeaker.model_card import ModelCard, ModelError, load_card, sha256_file
+from moodspeaker.errors import ModelError
+from moodspeaker.model_card import ModelCard, load_card, sha256_file
 
 MODEL_FILE = "emotion.tflite"
 CARD_FILE = "emotion.json"

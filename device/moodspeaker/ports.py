@@ -1,40 +1,19 @@
-"""The small interfaces between the pure core and the adapters that touch the world.
+"""The small interfaces between the pure core and the adapters that touch the world: Protocols only.
 
 Each adapter in `adapters/` implements one of these; tests swap in real-but-local parts
-(an npz frame source, a private MPD, a fake Spotify HTTP server, gpiozero's MockFactory).
+(an npz frame source, a private MPD, a fake Spotify HTTP server, gpiozero's MockFactory). The data that
+crosses them is core's (`core.domain`, `core.mood`); what an adapter raises is one of `errors`' kinds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
+from moodspeaker.core.domain import Box, Frame, Track
 from moodspeaker.core.mood import MoodEvent
-
-
-@dataclass(frozen=True)
-class Frame:
-    gray: np.ndarray  # (H, W) uint8, the luminance plane
-    t: float  # monotonic seconds when captured
-
-
-@dataclass(frozen=True)
-class Box:
-    x: int
-    y: int
-    w: int
-    h: int
-
-    @property
-    def area(self) -> int:
-        return self.w * self.h
-
-
-class SourceError(RuntimeError):
-    """The camera or video vanished or hung; the vision loop backs off and reopens."""
 
 
 class FrameSource(Protocol):
@@ -77,21 +56,6 @@ class MoodSource(Protocol):
     def receive(self, timeout: float | None) -> MoodEvent | None:
         """Next valid event, or None on timeout. Malformed datagrams are dropped and logged."""
         ...
-
-
-@dataclass(frozen=True)
-class Track:
-    uri: str  # backend id: MPD file path or Spotify track URI
-    title: str = ""
-    artist: str = ""
-
-
-class PlayerError(RuntimeError):
-    """The backend failed in a way the user must fix (auth, config); the message says how."""
-
-
-class PlayerUnavailable(RuntimeError):
-    """The backend cannot be reached right now (restart, network); it keeps retrying by itself."""
 
 
 class Player(Protocol):

@@ -14,9 +14,9 @@ import numpy as np
 from moodspeaker.adapters.litert_classifier import LiteRTClassifier
 from moodspeaker.core.emotions import EMOTIONS
 from moodspeaker.core.metrics import confusion_matrix, summarize
+from moodspeaker.dev.peer import PeerClassifier
 from moodspeaker.evaluation import evaluate_crops
 from moodspeaker.model_card import CARD_FORMAT, card_path_for, sha256_file
-from moodspeaker.peer import PeerClassifier
 from moodspeaker_train.data import LABELS, FaceSet
 from moodspeaker_train.fit import to_input
 from moodspeaker_train.models import count_macs

@@ -16,22 +16,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from enum import StrEnum
 from typing import Any
 
 from moodspeaker.config import ButtonsConfig
+from moodspeaker.core.domain import ButtonAction
+from moodspeaker.errors import SetupError
 
 log = logging.getLogger(__name__)
 
 
-class ButtonAction(StrEnum):
-    SKIP = "skip"  # skip press: next track, negative feedback
-    PAUSE = "pause"  # skip hold: pause/resume
-    LIKE = "like"  # like press
-    PRIVACY = "privacy"  # like hold: privacy mode on/off
-
-
-class GpioUnavailable(RuntimeError):
+class GpioUnavailable(SetupError):
     """No GPIO on this machine (or no permission); the message says what to do."""
 
 

@@ -18,8 +18,9 @@ import cv2
 import numpy as np
 
 from moodspeaker.config import DetectorConfig
+from moodspeaker.core.domain import Box
+from moodspeaker.errors import SetupError
 from moodspeaker.paths import models_dir
-from moodspeaker.ports import Box
 
 CASCADE_NAME = "haarcascade_frontalface_default.xml"
 SCAN_MIN_FACE_PX = 36  # the smallest face wanted is scanned at this size (the cascade window is 24 px; 36 holds recall)
@@ -29,7 +30,7 @@ FINE_UPSCALE = 1.5  # the fine pass enlarges the frame this much (24 px faces ar
 TRACK_SCALE_RANGE = 1.5  # the tracked search looks for faces between 1/1.5 and 1.5 times the last one
 
 
-class DetectorError(RuntimeError):
+class DetectorError(SetupError):
     """The cascade file is missing or unreadable; the message says where it was looked for."""
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from moodspeaker.model_card import ModelCard, ModelError, card_path_for, load_card, verify_model_file
+from moodspeaker.errors import ModelError
+from moodspeaker.model_card import ModelCard, card_path_for, load_card, verify_model_file
 
 _INTERP = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR}
 

@@ -19,10 +19,11 @@ from pathlib import Path
 from types import TracebackType
 
 from moodspeaker.core.mood import MAX_DATAGRAM, MalformedEvent, MoodEvent
+from moodspeaker.errors import SetupError
 
 log = logging.getLogger(__name__)
 
-class MoodSocketError(RuntimeError):
+class MoodSocketError(SetupError):
     """The socket path cannot be used; the message says why and what to do."""
 
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from moodspeaker.config import MpdConfig
-from moodspeaker.ports import PlayerError, PlayerUnavailable, Track
+from moodspeaker.core.domain import Track
+from moodspeaker.errors import PlayerError, PlayerUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from moodspeaker.ports import Frame, SourceError
+from moodspeaker.core.domain import Frame
+from moodspeaker.errors import SourceError
 
 
 class OpenCVFrameSource:

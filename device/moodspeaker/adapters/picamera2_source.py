@@ -14,7 +14,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from moodspeaker.ports import Frame, SourceError
+from moodspeaker.core.domain import Frame
+from moodspeaker.errors import SourceError
 
 # The main stream must exist and be at least as large as lores; keep it small, we never read it.
 _MIN_MAIN_SIZE = (640, 480)

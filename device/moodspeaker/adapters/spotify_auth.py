@@ -18,7 +18,7 @@ from spotipy.exceptions import SpotifyOauthError
 from spotipy.oauth2 import SpotifyOAuth, SpotifyPKCE
 
 from moodspeaker.config import SpotifyConfig
-from moodspeaker.ports import PlayerError
+from moodspeaker.errors import PlayerError
 
 log = logging.getLogger(__name__)
 

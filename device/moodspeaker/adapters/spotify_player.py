@@ -28,7 +28,8 @@ from spotipy.exceptions import SpotifyException
 
 from moodspeaker.adapters.spotify_auth import RELOGIN, REQUEST_TIMEOUT_S, HeadlessToken, make_auth_manager
 from moodspeaker.config import SpotifyConfig
-from moodspeaker.ports import PlayerError, PlayerUnavailable, Track
+from moodspeaker.core.domain import Track
+from moodspeaker.errors import PlayerError, PlayerUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 from moodspeaker.core.feedback import EVENTS, FeedbackState, Weights, check_event
+from moodspeaker.errors import SetupError
 
 SCHEMA_VERSION = 1
 _SCHEMA = f"""
@@ -27,7 +28,7 @@ CREATE INDEX IF NOT EXISTS events_by_emotion_track ON events (emotion, track);
 """
 
 
-class FeedbackStoreError(RuntimeError):
+class FeedbackStoreError(SetupError):
     """The database cannot be opened or is not ours; the message says which file and what to do."""
 
 

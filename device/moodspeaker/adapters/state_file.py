@@ -11,8 +11,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from moodspeaker.errors import MoodspeakerError
 
-class StateFileError(RuntimeError):
+
+class StateFileError(MoodspeakerError):
     """A state file exists but cannot be read as one; the message names the file."""
 
 

@@ -1,7 +1,8 @@
 """`moodspeaker bench`: our vision pipeline and the reference peer, side by side on the demo clip.
 
-Each measurement runs in its own fresh process (`python -m moodspeaker.benchmark`), one after another,
-single-threaded, so peak RSS and CPU use belong to that pipeline alone and runs do not compete.
+Each measurement runs in its own fresh process (`python -m moodspeaker.dev.benchmark`), one after another,
+single-threaded, so peak RSS and CPU use belong to that pipeline alone and runs do not compete. The bench is a
+development tool: `moodspeaker.dev` is imported only when this command runs.
 """
 
 from __future__ import annotations
@@ -14,20 +15,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-from moodspeaker.demo_clip import DEFAULT_TRUTH, ClipError, load_clip_truth
+from moodspeaker.errors import MoodspeakerError
 
 SIZES = ("320x240", "640x480")
 PIPELINES = ("ours", "peer")
 
 
-class BenchError(RuntimeError):
+class BenchError(MoodspeakerError):
     pass
 
 
 def measure(pipeline: str, size: str, model: Path | None, truth: Path, paced_fps: float = 0.0,
             paced_seconds: float = 10.0) -> dict:
     """One worker process; its JSON result."""
-    cmd = [sys.executable, "-m", "moodspeaker.benchmark", pipeline, size, "--truth", str(truth)]
+    cmd = [sys.executable, "-m", "moodspeaker.dev.benchmark", pipeline, size, "--truth", str(truth)]
     if model is not None:
         cmd += ["--model", str(model)]
     if paced_fps:
@@ -50,6 +51,8 @@ def run_bench(model: Path | None, truth: Path, paced_fps: float, paced_seconds: 
                 entry[f"cpu_percent_at_{paced_fps:g}fps"] = measure(pipeline, size, model, truth, paced_fps,
                                                                     paced_seconds)["cpu_percent"]
             result[pipeline][size] = entry
+    from moodspeaker.dev.demo_clip import load_clip_truth
+
     clip = load_clip_truth(truth)
     result["clip"] = {"video": str(clip.video), "frames": clip.frames, "fps": clip.fps}
     result["setup"] = {"threads": 1, "machine": platform.machine(), "cpu_count": os.cpu_count(),
@@ -73,9 +76,12 @@ def _print_table(result: dict, sizes: tuple[str, ...]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from moodspeaker.dev.demo_clip import DEFAULT_TRUTH, ClipError, load_clip_truth
+
+    truth = args.truth or DEFAULT_TRUTH
     try:
-        load_clip_truth(args.truth)
-        result = run_bench(args.model, args.truth, args.paced_fps, args.paced_seconds, tuple(args.sizes))
+        load_clip_truth(truth)
+        result = run_bench(args.model, truth, args.paced_fps, args.paced_seconds, tuple(args.sizes))
     except (ClipError, BenchError) as exc:
         print(f"moodspeaker bench: {exc}", file=sys.stderr)
         return 2
@@ -89,7 +95,8 @@ def _run(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="speed, memory and accuracy of the vision pipeline vs the peer on the demo clip")
     p.add_argument("--model", type=Path, default=None, help="our int8 .tflite (default: the model the device runs)")
-    p.add_argument("--truth", type=Path, default=DEFAULT_TRUTH, help="demo clip ground truth (clip.json beside the video)")
+    p.add_argument("--truth", type=Path, default=None,
+                   help="demo clip ground truth, clip.json beside the video (default: the clip installed with moodspeaker)")
     p.add_argument("--paced-fps", type=float, default=5.0, help="analysis rate for the CPU-use figure; 0 skips it")
     p.add_argument("--paced-seconds", type=float, default=10.0, help="how long each CPU-use run lasts")
     p.add_argument("--sizes", nargs="+", choices=SIZES, default=list(SIZES), help="frame sizes to run (default: both)")

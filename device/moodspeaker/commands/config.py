@@ -7,7 +7,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from moodspeaker.config import DEFAULT_CONFIG_PATH, ConfigError, load_config
+from moodspeaker.config import DEFAULT_CONFIG_PATH, load_config
+from moodspeaker.errors import ConfigError
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from moodspeaker.errors import UsageError
 from moodspeaker.paths import default_model
 
 if TYPE_CHECKING:
     from moodspeaker.adapters.litert_classifier import LiteRTClassifier
 
 
-class DataFileError(ValueError):
+class DataFileError(UsageError):
     pass
 
 

@@ -11,9 +11,10 @@ from pathlib import Path
 
 from moodspeaker.adapters.sqlite_feedback import FeedbackStoreError, SqliteFeedbackStore
 from moodspeaker.commands import add_config_argument
-from moodspeaker.config import ConfigError, load_config
+from moodspeaker.config import load_config
 from moodspeaker.core.emotions import EMOTIONS
 from moodspeaker.core.feedback import EVENTS, FeedbackState
+from moodspeaker.errors import ConfigError
 
 
 def _db_path(args: argparse.Namespace) -> Path:

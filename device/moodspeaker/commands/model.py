@@ -7,7 +7,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from moodspeaker.model_card import ModelError
+from moodspeaker.errors import ModelError
 from moodspeaker.model_store import ModelStore
 from moodspeaker.paths import INSTALLED_MODELS
 

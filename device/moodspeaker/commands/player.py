@@ -12,7 +12,8 @@ import logging
 import sys
 
 from moodspeaker.commands import add_config_argument
-from moodspeaker.config import Config, ConfigError, load_config
+from moodspeaker.config import Config, load_config
+from moodspeaker.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +22,8 @@ def _serve(config: Config) -> int:
     from moodspeaker.adapters.mood_socket import MoodSocketError, MoodSocketReceiver
     from moodspeaker.adapters.privacy_flag import PrivacyFlag
     from moodspeaker.adapters.sqlite_feedback import FeedbackStoreError
-    from moodspeaker.player_app import PlayerApp
-    from moodspeaker.service import ControlSignals, ServiceRuntime
+    from moodspeaker.app.lifecycle import ControlSignals, ServiceRuntime
+    from moodspeaker.app.player import PlayerApp
 
     runtime = ServiceRuntime("player", config.service)
     privacy = PrivacyFlag(config.service.runtime_dir)

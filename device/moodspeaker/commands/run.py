@@ -7,14 +7,15 @@ import argparse
 import sys
 
 from moodspeaker.commands import add_config_argument, add_source_argument, source_exists
-from moodspeaker.config import ConfigError, load_config
+from moodspeaker.config import load_config
+from moodspeaker.errors import ConfigError
 
 
 def _run(args: argparse.Namespace) -> int:
     from moodspeaker.adapters.haar_detector import DetectorError
     from moodspeaker.adapters.sqlite_feedback import FeedbackStoreError
-    from moodspeaker.run_app import run_together
-    from moodspeaker.service import ControlSignals
+    from moodspeaker.app.lifecycle import ControlSignals
+    from moodspeaker.app.run import run_together
 
     config = load_config(args.config)  # a ConfigError is reported by cli.main
     if not source_exists("run", args.source):

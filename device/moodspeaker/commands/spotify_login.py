@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from moodspeaker.commands import add_config_argument
-from moodspeaker.config import ConfigError, load_config
-from moodspeaker.ports import PlayerError
+from moodspeaker.config import load_config
+from moodspeaker.errors import ConfigError, PlayerError, UsageError
 
 if TYPE_CHECKING:  # spotipy is imported only when logging in: `moodspeaker vision` must not load a network client
     from spotipy.oauth2 import SpotifyOAuth, SpotifyPKCE
 
 
-class LoginError(RuntimeError):
+class LoginError(UsageError):
     pass
 
 

@@ -16,7 +16,8 @@ from typing import Any
 from moodspeaker.adapters.state_file import StateFileError, read_state, state_path
 from moodspeaker.commands import add_config_argument
 from moodspeaker.config import Config, load_config
-from moodspeaker.model_card import ModelError, card_path_for, load_card
+from moodspeaker.errors import ModelError
+from moodspeaker.model_card import card_path_for, load_card
 from moodspeaker.paths import default_model
 
 SERVICES = ("vision", "player")

@@ -12,15 +12,16 @@ import argparse
 import sys
 
 from moodspeaker.commands import add_config_argument, add_source_argument, source_exists
-from moodspeaker.config import ConfigError, load_config
+from moodspeaker.config import load_config
+from moodspeaker.errors import ConfigError
 
 
 def _run(args: argparse.Namespace) -> int:
     from moodspeaker.adapters.haar_detector import DetectorError
     from moodspeaker.adapters.mood_socket import MoodSocketSender
     from moodspeaker.adapters.privacy_flag import PrivacyFlag
-    from moodspeaker.service import ControlSignals, ServiceRuntime
-    from moodspeaker.vision_app import VisionService, VisionSetup, build_vision
+    from moodspeaker.app.lifecycle import ControlSignals, ServiceRuntime
+    from moodspeaker.app.vision import VisionService, VisionSetup, build_vision
 
     config = load_config(args.config)  # a ConfigError is reported by cli.main
     if not source_exists("vision", args.source):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from moodspeaker.ports import Box
+from moodspeaker.core.domain import Box
 
 
 def square_crop_box(box: Box, margin: float) -> Box:

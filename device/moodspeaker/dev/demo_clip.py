@@ -1,4 +1,4 @@
-"""The bundled demo clip (scripts/demo/clip.mp4) and its ground truth (clip.json), and scoring against it.
+"""The bundled demo clip (dev/clip/clip.mp4, package data) and its ground truth (clip.json), and scoring against it.
 
 The ground truth lists segments (start, end, mood: an emotion or no_face) and, per frame, the pasted
 face's [x, y, side] or null. Scores: `face_accuracy` (per frame, the largest face's top label; a face
@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from moodspeaker.core.mood import MOODS, NO_FACE
-from moodspeaker.paths import CHECKOUT
+from moodspeaker.errors import UsageError
 
-DEMO_DIR = CHECKOUT / "scripts" / "demo"
+DEMO_DIR = Path(__file__).resolve().parent / "clip"  # installed with the package, so `moodspeaker bench` runs anywhere
 DEFAULT_TRUTH = DEMO_DIR / "clip.json"
 
 
-class ClipError(ValueError):
+class ClipError(UsageError):
     pass
 
 

@@ -22,12 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from moodspeaker.adapters.gpio_buttons import ButtonAction
 from moodspeaker.config import Config
+from moodspeaker.core.domain import ButtonAction, Track
 from moodspeaker.core.feedback import FULL_PLAY, LIKE, rank, skip_event
 from moodspeaker.core.mood import NO_FACE, MoodEvent
 from moodspeaker.core.policy import MoodPolicy, Switch
-from moodspeaker.ports import FeedbackStore, MoodSource, Player, PlayerError, PlayerUnavailable, Track
+from moodspeaker.errors import PlayerError, PlayerUnavailable
+from moodspeaker.ports import FeedbackStore, MoodSource, Player
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,12 @@ from typing import Any
 import numpy as np
 
 from moodspeaker.config import Config
+from moodspeaker.core.domain import Box, Frame
 from moodspeaker.core.face_crop import crop_face
 from moodspeaker.core.mood import MoodEvent
 from moodspeaker.core.smoother import Smoother
-from moodspeaker.ports import Box, EmotionClassifier, FaceDetector, Frame, FrameSource, MoodSink, SourceError
+from moodspeaker.errors import SourceError
+from moodspeaker.ports import EmotionClassifier, FaceDetector, FrameSource, MoodSink
 
 log = logging.getLogger(__name__)
 

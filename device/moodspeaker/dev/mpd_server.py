@@ -15,8 +15,10 @@ from pathlib import Path
 
 import mpd
 
+from moodspeaker.errors import MoodspeakerError
 
-class MpdServerError(RuntimeError):
+
+class MpdServerError(MoodspeakerError):
     pass
 
 

@@ -15,15 +15,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from moodspeaker.core.domain import Box
 from moodspeaker.core.emotions import EMOTIONS
-from moodspeaker.ports import Box
+from moodspeaker.errors import SetupError
 
 PEER_MODEL = "data/emotion_model_quantized.tflite"
 PEER_SIZE = 64
 PEER_OFFSET = 10  # px added on each side of the squared Haar box, as fer does
 
 
-class PeerError(RuntimeError):
+class PeerError(SetupError):
     pass
 
 

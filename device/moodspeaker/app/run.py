@@ -34,8 +34,8 @@ def run_together(config: Config, source: Path | None, stop: threading.Event, *, 
     returns the player's final status. `watch` sees every mood event before the player does.
     Vision's start-up errors (model, cascade) re-raise here.
     """
-    from moodspeaker.player_app import PlayerApp
-    from moodspeaker.vision_app import VisionService, build_vision
+    from moodspeaker.app.player import PlayerApp
+    from moodspeaker.app.vision import VisionService, build_vision
 
     vision: VisionService | None = None
 

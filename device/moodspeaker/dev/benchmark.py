@@ -1,6 +1,6 @@
 """One `moodspeaker bench` measurement, run in a fresh process so its peak RSS is its own.
 
-    python -m moodspeaker.benchmark {ours,peer} WIDTHxHEIGHT [--paced FPS] [--model M] [--truth clip.json]
+    python -m moodspeaker.dev.benchmark {ours,peer} WIDTHxHEIGHT [--paced FPS] [--model M] [--truth clip.json]
 
 Replays the demo clip at the given size through a pipeline — detect, preprocess (crop + model input),
 classify, smooth — on one thread and prints one JSON object: fps and per-stage ms over the whole clip
@@ -22,11 +22,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from moodspeaker.app.vision import VisionPipeline
+from moodspeaker.core.domain import Frame
 from moodspeaker.core.mood import NO_FACE, MoodEvent
 from moodspeaker.core.smoother import Smoother
-from moodspeaker.demo_clip import DEFAULT_TRUTH, ClipTruth, load_clip_truth, score
-from moodspeaker.ports import EmotionClassifier, FaceDetector, Frame
-from moodspeaker.vision_app import VisionPipeline
+from moodspeaker.dev.demo_clip import DEFAULT_TRUTH, ClipTruth, load_clip_truth, score
+from moodspeaker.ports import EmotionClassifier, FaceDetector
 
 
 class EventLog:
@@ -50,9 +51,9 @@ def ours(model: Path | None) -> VisionPipeline:
 
 
 def peer() -> VisionPipeline:
-    """fer's detector and model (moodspeaker.peer); its boxes already carry fer's padding, so no margin."""
+    """fer's detector and model (moodspeaker.dev.peer); its boxes already carry fer's padding, so no margin."""
     from moodspeaker.adapters.haar_detector import default_cascade
-    from moodspeaker.peer import PeerClassifier, PeerDetector
+    from moodspeaker.dev.peer import PeerClassifier, PeerDetector
 
     return _pipeline(PeerDetector(default_cascade()), PeerClassifier(num_threads=1), 0.0)
 
@@ -120,7 +121,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m moodspeaker.benchmark", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m moodspeaker.dev.benchmark", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("pipeline", choices=("ours", "peer"))
     parser.add_argument("size", type=parse_size)

@@ -1,0 +1,44 @@
+"""The appliance's domain types that cross the ports: a camera frame, a face box, a track, a button action.
+
+Emotions and moods live in `emotions` and `mood`; everything here is plain data with no behaviour beyond
+what describes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Frame:
+    gray: np.ndarray  # (H, W) uint8, the luminance plane
+    t: float  # monotonic seconds when captured
+
+
+@dataclass(frozen=True)
+class Box:
+    x: int
+    y: int
+    w: int
+    h: int
+
+    @property
+    def area(self) -> int:
+        return self.w * self.h
+
+
+@dataclass(frozen=True)
+class Track:
+    uri: str  # backend id: MPD file path or Spotify track URI
+    title: str = ""
+    artist: str = ""
+
+
+class ButtonAction(StrEnum):
+    SKIP = "skip"  # skip press: next track, negative feedback
+    PAUSE = "pause"  # skip hold: pause/resume
+    LIKE = "like"  # like press
+    PRIVACY = "privacy"  # like hold: privacy mode on/off

@@ -1,0 +1,60 @@
+"""One error tree for the whole appliance.
+
+Adapters translate their library's exceptions (mpd, spotipy, sqlite3, cv2, LiteRT, OS errors) into one of
+these kinds at their own boundary, so nothing foreign crosses a port. `cli.main` turns a MoodspeakerError
+into one line on stderr and its `exit_code`; anything else is a bug (exit 1, traceback with `-v`).
+Adapters may subclass a kind to name their part (DetectorError is a SetupError); callers catch the kind.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+EXIT_BUG = 1  # an unexpected exception: a bug in moodspeaker
+EXIT_OWNER = 2  # a mistake the owner can fix: config, arguments, files, permissions
+EXIT_MODEL = 3  # the model or its card is missing, corrupt or mismatched
+
+
+class MoodspeakerError(Exception):
+    """Base of every error moodspeaker raises on purpose; the message says what happened and what to do."""
+
+    exit_code: ClassVar[int] = EXIT_BUG
+
+
+class ConfigError(MoodspeakerError, ValueError):
+    """A bad config file; the message names the file and key and says what to do."""
+
+    exit_code = EXIT_OWNER
+
+
+class UsageError(MoodspeakerError):
+    """A bad command-line argument or input file (a data set, a clip) named on the command line."""
+
+    exit_code = EXIT_OWNER
+
+
+class SetupError(MoodspeakerError):
+    """Something on this machine the owner must fix before a daemon can start: a missing file, a path that
+    cannot be written, a permission, no GPIO."""
+
+    exit_code = EXIT_OWNER
+
+
+class ModelError(MoodspeakerError):
+    """A model or its card is missing, corrupt or mismatched; the message says what to do."""
+
+    exit_code = EXIT_MODEL
+
+
+class PlayerError(MoodspeakerError):
+    """The music backend refuses in a way the owner must fix (auth, config, a missing device); the message says how."""
+
+    exit_code = EXIT_OWNER
+
+
+class PlayerUnavailable(MoodspeakerError):
+    """The music backend cannot be reached right now (restart, network); it keeps retrying by itself."""
+
+
+class SourceError(MoodspeakerError):
+    """The camera or video vanished or hung; the vision loop backs off and reopens."""
