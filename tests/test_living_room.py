@@ -43,7 +43,7 @@ def test_benchmark_writes_table_plots_and_card_summary(fer_tiny: Path, shipped_m
     shutil.copy(shipped_model.with_suffix(".json"), model.with_suffix(".json"))
     out = tmp_path / "report"
     args = ["living-room", "--data", str(fer_tiny), "--model", str(model), "--sets", "clean", "blur2",
-            "frame320_face72", "--frames", "12", "--out", str(out), "--work", str(tmp_path / "work"), "--card"]
+            "frame320_face72", "--frames", "12", "--rooms", "5", "--out", str(out), "--work", str(tmp_path / "work"), "--card"]
     assert main(args) == 0
     result = json.loads((out / "living_room.json").read_text())
     assert list(result["sets"]) == ["clean", "blur2", "frame320_face72"]
@@ -53,7 +53,11 @@ def test_benchmark_writes_table_plots_and_card_summary(fer_tiny: Path, shipped_m
         assert 0 <= clean[who]["accuracy"] <= 1 and 0 <= frames[who]["detected"] <= 1
         assert clean[who]["top_wrong_class"] in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
     assert result["sets"]["blur2"]["ours"]["accuracy"] < clean["ours"]["accuracy"]
-    assert "| frame320_face72 |" in (out / "living_room.md").read_text()
+    table = (out / "living_room.md").read_text()
+    assert "| frame320_face72 |" in table and "| blur2 | 99% |" in table  # blur σ2: the gate skips nearly every crop
+    false = result["false_faces"]["640x480"]
+    assert false["empty_rooms"] == 5 and false["demo_clip_face_free_frames"] == 110
+    assert false["ours_demo_clip_false_frames"] == 0.0
     assert (out / "living_room_face_size.png").stat().st_size > 0 and (out / "living_room_light.png").stat().st_size > 0
     assert not list((tmp_path / "work").glob("*.npz"))  # the built sets are removed unless --keep
     card = json.loads(model.with_suffix(".json").read_text())
@@ -64,3 +68,19 @@ def test_benchmark_writes_table_plots_and_card_summary(fer_tiny: Path, shipped_m
 def test_unknown_set_is_an_error(fer_tiny: Path, tmp_path: Path, capsys) -> None:
     assert main(["living-room", "--data", str(fer_tiny), "--sets", "moonlight", "--work", str(tmp_path)]) == 2
     assert "moonlight" in capsys.readouterr().err
+
+
+def test_the_simulated_gate_keeps_untrusted_crops_from_setting_a_wrong_mood() -> None:
+    from moodspeaker.core.emotions import EMOTIONS
+    from moodspeaker_train.living_room import simulate_moods
+
+    labels = np.array([3] * 10 + [6] * 10)  # happy and neutral listeners
+    clean = np.full((20, 7), 0.02)
+    clean[np.arange(20), labels] = 0.88
+    poor = np.full((20, 7), 0.02)
+    poor[:, 4] = 0.88  # in the dark every face comes out "sad"
+    skipped = simulate_moods(clean, poor, np.zeros(20), labels, EMOTIONS, listeners=20, seed=1)
+    assert skipped["without_gate"]["wrong_mood_time"] > 0.5 and skipped["without_gate"]["false_flips"] == 1.0
+    assert skipped["with_gate"]["wrong_mood_time"] == 0.0 and skipped["with_gate"]["right_mood_time"] == 1.0
+    cold = simulate_moods(clean, poor, np.zeros(20), labels, EMOTIONS, listeners=20, seed=1, warm_start=False)
+    assert cold["with_gate"]["no_mood_time"] == 1.0

@@ -80,8 +80,12 @@ def _cmd_living_room(args: argparse.Namespace) -> int:
     val = load_split(args.data, "val")
     result = living_room.benchmark(val, args.work, model=args.model, frames=args.frames, seed=args.seed,
                                    sets=tuple(args.sets) if args.sets else None, keep=args.keep)
+    crop_sets = tuple(name for name in result["sets"] if name in living_room.CROP_SETS)
+    result["mood_gate"] = living_room.mood_gate_study(val, args.model, args.seed, crop_sets)
+    result["false_faces"] = living_room.false_faces(args.seed, rooms=args.rooms)
     args.out.mkdir(parents=True, exist_ok=True)
-    table = living_room.markdown_table(result)
+    table = "\n".join((living_room.markdown_table(result), living_room.markdown_false_faces(result["false_faces"]),
+                       living_room.markdown_gate_table(result["mood_gate"])))
     (args.out / "living_room.md").write_text(table)
     (args.out / "living_room.json").write_text(json.dumps(result, indent=1))
     figures = living_room.plot(result, args.out)
@@ -152,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=600, help="val faces per whole-frame set (seeded subset; crop sets "
                    "use all of val)")
     p.add_argument("--seed", type=int, default=11, help="seed for every perturbation, room and face subset")
+    p.add_argument("--rooms", type=int, default=300, help="empty rooms per frame size for the false-face rate")
     p.add_argument("--sets", nargs="+", help="only these sets (default: all; names as in the table)")
     p.add_argument("--work", type=Path, default=RUNS / "living-room", help="where the set files are built")
     p.add_argument("--keep", action="store_true", help="keep the built npz sets in --work (frame sets are ~180 MB each)")

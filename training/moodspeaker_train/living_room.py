@@ -151,6 +151,115 @@ def top_wrong(confusion: list[list[int]]) -> tuple[str, float]:
     return EMOTIONS[worst], round(float(wrong[worst]) / max(total, 1), 4)
 
 
+def false_faces(seed: int, rooms: int = 300) -> dict:
+    """Frames where a face is found though nobody is there: empty synthetic rooms (no tracking, as `eval
+    --fullframe` runs) and the demo clip's face-free stretches (the device's tracking detector, frame by frame),
+    ours and the peer, at both frame sizes."""
+    from moodspeaker.adapters.haar_detector import HaarFaceDetector, default_cascade
+    from moodspeaker.adapters.opencv_source import OpenCVFrameSource
+    from moodspeaker.config import DetectorConfig
+    from moodspeaker.core.mood import NO_FACE
+    from moodspeaker.dev.demo_clip import DEFAULT_TRUTH, load_clip_truth
+    from moodspeaker.dev.peer import PeerDetector
+
+    truth = load_clip_truth(DEFAULT_TRUTH)
+    out = {}
+    for width, height in ((640, 480), (320, 240)):
+        rng = np.random.default_rng([seed, width, 7])
+        empty = [composite(None, room(rng, width, height), Lighting.random(rng), rng) for _ in range(rooms)]
+        ours, peer = HaarFaceDetector(DetectorConfig(track=False)), PeerDetector(default_cascade())
+        tracking, clip_frames, clip_false = HaarFaceDetector(), 0, 0
+        source = OpenCVFrameSource(truth.video, size=(width, height))
+        try:
+            for frame in source.frames():
+                found = bool(tracking.detect(frame.gray))
+                if truth.mood_at(frame.t) == NO_FACE:
+                    clip_frames += 1
+                    clip_false += found
+        finally:
+            source.close()
+        out[f"{width}x{height}"] = {
+            "empty_rooms": rooms,
+            "ours_false_frames": round(sum(bool(ours.detect(f)) for f in empty) / rooms, 4),
+            "peer_false_frames": round(sum(bool(peer.detect(f)) for f in empty) / rooms, 4),
+            "demo_clip_face_free_frames": clip_frames,
+            "ours_demo_clip_false_frames": round(clip_false / max(clip_frames, 1), 4),
+        }
+    return out
+
+
+SIM_FPS = 5.0  # the device's analysis rate
+SIM_CLEAN_S, SIM_POOR_S = 10.0, 20.0  # a listener seen in good light, then the light drops (or the face blurs, ...)
+
+
+def simulate_moods(probs_clean: np.ndarray, probs_poor: np.ndarray, weights_poor: np.ndarray, labels: np.ndarray,
+                   model_labels: tuple[str, ...], *, listeners: int = 300, seed: int = 11, warm_start: bool = True) -> dict:
+    """How often the smoothed mood is wrong while the crops are poor, with each crop's quality weight and without.
+
+    Each simulated listener has one true emotion. Frames at SIM_FPS: SIM_CLEAN_S s of clean crops of that
+    emotion (warm_start; otherwise none), then SIM_POOR_S s of perturbed crops of it, each frame a face of that
+    class drawn at random from the set (probabilities precomputed). Over the poor stretch: the share of time
+    the mood is a wrong emotion, the right one, or no mood yet; and the share of listeners whose mood changed
+    to a wrong emotion there ("false flips")."""
+    from moodspeaker.core.smoother import Smoother
+
+    by_class = {c: np.flatnonzero(labels == c) for c in np.unique(labels)}
+    truth_names = [EMOTIONS[int(c)] for c in labels]
+    out = {}
+    for arm, use_weights in (("without_gate", False), ("with_gate", True)):
+        arm_rng = np.random.default_rng(seed)  # both arms see the same listeners and the same frames
+        wrong = right = none = flips = 0
+        steps = 0
+        for _ in range(listeners):
+            cls = int(arm_rng.choice(labels))
+            faces = by_class[cls]
+            smoother, t = Smoother(model_labels), 0.0
+            if warm_start:
+                for i in arm_rng.choice(faces, round(SIM_CLEAN_S * SIM_FPS)):
+                    smoother.update(t, probs_clean[i])
+                    t += 1 / SIM_FPS
+            before, flipped = smoother.mood, False
+            for i in arm_rng.choice(faces, round(SIM_POOR_S * SIM_FPS)):
+                smoother.update(t, probs_poor[i], weight=float(weights_poor[i]) if use_weights else 1.0)
+                t += 1 / SIM_FPS
+                mood = smoother.mood
+                steps += 1
+                if mood == truth_names[faces[0]]:
+                    right += 1
+                elif mood in EMOTIONS:
+                    wrong += 1
+                    flipped |= mood != before
+                else:
+                    none += 1
+            flips += flipped
+        out[arm] = {"wrong_mood_time": round(wrong / steps, 4), "right_mood_time": round(right / steps, 4),
+                    "no_mood_time": round(none / steps, 4), "false_flips": round(flips / listeners, 4)}
+    out["skipped_share"] = round(float(np.mean(weights_poor == 0)), 4)
+    out["mean_weight"] = round(float(np.mean(weights_poor)), 4)
+    return out
+
+
+def mood_gate_study(val: FaceSet, model: Path, seed: int, sets: tuple[str, ...], log: Callable[[str], None] = print) -> dict:
+    """`simulate_moods` on each crop set, warm (good light first) and cold (poor crops from the start)."""
+    from moodspeaker.adapters.litert_classifier import LiteRTClassifier
+    from moodspeaker.core.crop_quality import assess
+
+    classifier = LiteRTClassifier(model)
+    clean = np.stack([classifier.classify(face) for face in val.images])
+    study = {}
+    for name in sets:
+        images = crop_set(name, val.images, seed)
+        probs = clean if name == "clean" else np.stack([classifier.classify(face) for face in images])
+        weights = np.array([assess(face).weight for face in images])
+        study[name] = {start: simulate_moods(clean, probs, weights, val.labels, classifier.labels, seed=seed,
+                                             warm_start=start == "warm") for start in ("warm", "cold")}
+        w, c = study[name]["warm"], study[name]["cold"]
+        log(f"mood gate {name:12s} skipped {w['skipped_share']:.2f}; wrong-mood time warm "
+            f"{w['without_gate']['wrong_mood_time']:.2f} -> {w['with_gate']['wrong_mood_time']:.2f}, "
+            f"cold {c['without_gate']['wrong_mood_time']:.2f} -> {c['with_gate']['wrong_mood_time']:.2f}")
+    return study
+
+
 def run_eval(data: Path, *, fullframe: bool, peer: bool, model: Path | None) -> dict:
     """One `moodspeaker eval --json` in its own process, exactly as the DESIGN.md contract runs it."""
     cmd = [sys.executable, "-m", "moodspeaker.cli", "eval", "--data", str(data), "--json"]
@@ -213,6 +322,35 @@ def benchmark(val: FaceSet, work: Path, *, model: Path | None = None, frames: in
             + f"  ({time.monotonic() - t0:.0f} s)")
     return {"seed": seed, "frames_per_frame_set": frames, "val_faces": len(val), "sets": rows,
             "measured": time.strftime("%Y-%m-%d")}
+
+
+def markdown_gate_table(study: dict) -> str:
+    """The quality gate's effect on the simulated mood (simulate_moods), per crop set."""
+    lines = ["Quality gate, simulated listeners (300 per set; 5 fps; warm: 10 s of clean crops first, then 20 s of the "
+             "set's crops; cold: the set's crops from the start). Share of the poor stretch spent in a wrong mood "
+             "(and with no mood yet), and share of listeners whose mood flipped to a wrong one; without the gate → "
+             "with it.", "",
+             "| set | crops skipped | warm: wrong-mood time | warm: false flips | cold: wrong-mood time | cold: no mood |",
+             "|---|---|---|---|---|---|"]
+    for name, row in study.items():
+        w, c = row["warm"], row["cold"]
+        lines.append(f"| {name} | {100 * w['skipped_share']:.0f}% "
+                     f"| {w['without_gate']['wrong_mood_time']:.2f} → {w['with_gate']['wrong_mood_time']:.2f} "
+                     f"| {w['without_gate']['false_flips']:.2f} → {w['with_gate']['false_flips']:.2f} "
+                     f"| {c['without_gate']['wrong_mood_time']:.2f} → {c['with_gate']['wrong_mood_time']:.2f} "
+                     f"| {c['without_gate']['no_mood_time']:.2f} → {c['with_gate']['no_mood_time']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def markdown_false_faces(false: dict) -> str:
+    lines = ["False faces: share of frames with a face found where there is none (empty synthetic rooms, no tracking; "
+             "the demo clip's face-free stretches through the device's tracking detector).", "",
+             "| frame | empty rooms | ours | peer | demo clip face-free frames | ours on the clip |", "|---|---|---|---|---|---|"]
+    for size, row in false.items():
+        lines.append(f"| {size} | {row['empty_rooms']} | {100 * row['ours_false_frames']:.1f}% "
+                     f"| {100 * row['peer_false_frames']:.1f}% | {row['demo_clip_face_free_frames']} "
+                     f"| {100 * row['ours_demo_clip_false_frames']:.1f}% |")
+    return "\n".join(lines) + "\n"
 
 
 def markdown_table(result: dict) -> str:
@@ -291,5 +429,9 @@ def card_summary(result: dict, table: str) -> dict:  # table: where the full tab
     for name, row in result["sets"].items():
         sets[name] = {who: {k: row[who][k] for k in ("accuracy", "top_wrong_class", "top_wrong_share", "detected")
                             if k in row[who]} for who in ("ours", "peer")}
+    gate = {name: {start: {"wrong_mood_time": [row[start][arm]["wrong_mood_time"] for arm in ("without_gate", "with_gate")]}
+                   for start in ("warm", "cold")} for name, row in result.get("mood_gate", {}).items()}
     return {"table": table, "seed": result["seed"], "frames_per_frame_set": result["frames_per_frame_set"],
-            "measured": result["measured"], "sets": sets}
+            "measured": result["measured"], "sets": sets,
+            "quality_gate_wrong_mood_time": {"meaning": "simulated listeners: share of time in a wrong mood on the "
+                                             "set's crops, [without, with] the crop-quality gate", "sets": gate}}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,15 +40,11 @@ def load_eval_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from moodspeaker.peer import PeerError
-
-    try:
-        images, labels = load_eval_npz(args.data)
-        result = _evaluate_peer(images, labels, args.fullframe, args.threads) if args.peer else \
-            _evaluate_model(args.model, images, labels, args.fullframe, args.threads)
-    except (DataFileError, PeerError) as exc:
-        print(f"moodspeaker eval: {exc}", file=sys.stderr)
-        return 2
+    images, labels = load_eval_npz(args.data)
+    if args.peer:
+        result = _evaluate_peer(images, labels, args.fullframe, args.threads)
+    else:
+        result = _evaluate_model(args.model, images, labels, args.fullframe, args.threads)
     if args.json:
         print(json.dumps(result))
     else:
@@ -87,11 +82,11 @@ def _evaluate_fullframe(classifier: LiteRTClassifier, frames: np.ndarray, labels
 
 
 def _evaluate_peer(images: np.ndarray, labels: np.ndarray, fullframe: bool, threads: int) -> dict:
-    """The reference peer (moodspeaker.peer): fer's model on the crops, or fer's detector and crop on frames."""
+    """The reference peer (moodspeaker.dev.peer): fer's model on the crops, or fer's detector and crop on frames."""
     from moodspeaker.adapters.haar_detector import default_cascade
     from moodspeaker.core.face_crop import crop_face
+    from moodspeaker.dev.peer import PeerClassifier, PeerDetector
     from moodspeaker.evaluation import evaluate_crops, evaluate_frames
-    from moodspeaker.peer import PeerClassifier, PeerDetector
 
     classifier = PeerClassifier(num_threads=threads)
     if not fullframe:

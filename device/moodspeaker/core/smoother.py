@@ -95,7 +95,10 @@ class Smoother:
         if probs is None:
             changed = self._no_face(t)
         elif weight == 0.0:
+            # A face is there but its crop is not trusted: nothing moves, and a challenger has to hold its lead
+            # for the dwell time again, on trusted crops (otherwise frozen averages would run out its dwell).
             self._last_face_t = t
+            self._challenger = None
             changed = False
         else:
             self._average(t, np.asarray(probs, np.float64), weight)
