@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Install moodspeaker on Raspberry Pi OS Bookworm or Trixie (64-bit), from this checkout. Safe to run again:
-# it updates code, units and firmware lines, and keeps your config, your installed model and your feedback.
+# Install moodspeaker on Raspberry Pi OS Bookworm or Trixie (64-bit), from this checkout. Plain Debian/Ubuntu works
+# too (a USB camera or a video file, no buttons): the Raspberry Pi packages are skipped, and it says so. Safe to run
+# again: it updates code, units and firmware lines, and keeps your config, your installed model and your feedback.
+# It also creates, configures (sound output) and enables MPD.
 #
 #   sudo scripts/install.sh [--camera MODULE]      install or update, enable and (re)start both services
 #   sudo scripts/install.sh --uninstall [--purge]  remove it (--purge also removes config, models, feedback, user)
@@ -15,11 +17,14 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-APT_PACKAGES=(python3-venv python3-pip python3-numpy python3-picamera2 python3-lgpio python3-gpiozero mpd mpc)
+APT_PACKAGES=(python3-venv python3-pip python3-numpy mpd mpc alsa-utils)
+# Only in the Raspberry Pi archive (Raspberry Pi OS); Debian's own gpiozero (1.6) is too old, pip's 2.x is used there.
+PI_APT_PACKAGES=(python3-picamera2 python3-lgpio python3-gpiozero)
 UNITS=(moodspeaker-vision.service moodspeaker-player.service)
 USER_NAME=moodspeaker
 MARK_BEGIN="# BEGIN moodspeaker (scripts/install.sh)"
 MARK_END="# END moodspeaker"
+MPD_CONF=/etc/mpd.conf
 
 ROOT="" CAMERA=auto UNINSTALL=0 PURGE=0 DO_APT=1 DO_PIP=1 DO_SYSTEMCTL=1 DO_FIRMWARE=1 MOODSPEAKER=""
 while [ $# -gt 0 ]; do
@@ -49,6 +54,12 @@ if [ -n "$ROOT" ]; then
 elif [ "$(id -u)" -ne 0 ]; then
   die "run as root: sudo $0 $*"
 fi
+if [ "$DO_SYSTEMCTL" = 1 ] && [ -z "$ROOT" ]; then
+  command -v systemctl >/dev/null \
+    || die "systemctl not found: moodspeaker runs as two systemd services and this system has no systemd. Install and boot systemd, or pass --no-systemctl to install the files only"
+  [ -d /run/systemd/system ] \
+    || die "systemd is installed but not running as init here (a chroot or a plain container?); boot with systemd, or pass --no-systemctl to install the files only"
+fi
 
 PREFIX=$ROOT/opt/moodspeaker
 VENV=$PREFIX/venv
@@ -56,15 +67,20 @@ ETC=$ROOT/etc/moodspeaker
 STATE=$ROOT/var/lib/moodspeaker
 UNIT_DIR=$ROOT/etc/systemd/system
 SYSUSERS=$ROOT/etc/sysusers.d/moodspeaker.conf
-if [ -d "$ROOT/boot/firmware" ] || [ -n "$ROOT" ]; then BOOT_CONFIG=$ROOT/boot/firmware/config.txt
-else BOOT_CONFIG=$ROOT/boot/config.txt; fi
+GPIO_DROPIN=$UNIT_DIR/moodspeaker-player.service.d/gpio.conf
+BOOT_RECORD=$STATE/installed-boot-config  # names a boot config this script created (removed again on uninstall)
+# Raspberry Pi OS: /boot/firmware/config.txt (Bookworm and later), /boot/config.txt before. Elsewhere there is none.
+if [ -d "$ROOT/boot/firmware" ]; then BOOT_CONFIG=$ROOT/boot/firmware/config.txt
+elif [ -f "$ROOT/boot/config.txt" ]; then BOOT_CONFIG=$ROOT/boot/config.txt
+else BOOT_CONFIG=""; fi
 SYSTEMCTL=(systemctl); [ -n "$ROOT" ] && SYSTEMCTL=(systemctl "--root=$ROOT")
 
-strip_firmware_block() {  # remove our lines from the boot config, leaving everything else as it was
-  [ -f "$BOOT_CONFIG" ] || return 0
-  local tmp; tmp=$(mktemp "$BOOT_CONFIG.XXXXXX")
-  awk -v b="$MARK_BEGIN" -v e="$MARK_END" '$0==b{skip=1; next} $0==e{skip=0; next} !skip' "$BOOT_CONFIG" >"$tmp"
-  chmod --reference="$BOOT_CONFIG" "$tmp" && mv "$tmp" "$BOOT_CONFIG"
+strip_block() {  # remove our marked lines from a config file, leaving everything else as it was
+  local file=$1 tmp
+  [ -f "$file" ] || return 0
+  tmp=$(mktemp "$file.XXXXXX")
+  awk -v b="$MARK_BEGIN" -v e="$MARK_END" '$0==b{skip=1; next} $0==e{skip=0; next} !skip' "$file" >"$tmp"
+  chmod --reference="$file" "$tmp" && mv "$tmp" "$file"
 }
 
 firmware_block() {  # firmware-config/config.txt between our markers, with the camera line for --camera
@@ -76,8 +92,41 @@ firmware_block() {  # firmware-config/config.txt between our markers, with the c
     *) die "--camera $CAMERA: use auto or one of ov5647, imx219, imx477, imx708, imx296, imx500 (optionally ,cam0/,cam1)" ;;
   esac
   echo "$MARK_BEGIN"
+  echo "[all]"  # our lines apply to every Pi model, whatever conditional section ([pi4], [cm5], ...) ends the file
   awk -v cam="$camera" '/^camera_auto_detect=/{print cam; next} {print}' "$REPO/firmware-config/config.txt"
   echo "$MARK_END"
+}
+
+mpd_output() {  # the audio_output block for MPD: the first sound card `aplay -L` lists (a USB or HAT card and the
+  # Pi 4's jack before HDMI: the Pi 5 has no jack), or a null output where there is no card
+  local cards card
+  cards=$(aplay -L 2>/dev/null | grep '^hw:CARD=' | sed 's/,DEV=.*//' | sort -u || true)
+  card=$(echo "$cards" | grep -v -i 'hdmi' | head -n1)
+  [ -n "$card" ] || card=$(echo "$cards" | head -n1)
+  if [ -n "$card" ]; then
+    printf 'audio_output {\n\ttype "alsa"\n\tname "moodspeaker (%s)"\n\tdevice "%s"\n\tmixer_type "software"\n}\n' \
+      "${card#hw:CARD=}" "$card"
+  else
+    printf 'audio_output {\n\ttype "null"\n\tname "moodspeaker (no sound card found)"\n}\n'
+  fi
+}
+
+configure_mpd() {  # Debian's mpd ships disabled, may lack /var/lib/mpd, and has no audio output configured
+  command -v mpd >/dev/null || { say "warning: mpd is not installed; the MPD backend will not play"; return 0; }
+  local output; output=$(mpd_output)
+  say "MPD: $(echo "$output" | sed -n 's/.*name "\(.*\)"/\1/p'), library /var/lib/mpd/music, playlists /var/lib/mpd/playlists"
+  install -d -m 0755 -o mpd -g audio /var/lib/mpd /var/lib/mpd/music /var/lib/mpd/playlists
+  touch "$MPD_CONF"
+  local before; before=$(sha256sum <"$MPD_CONF")
+  strip_block "$MPD_CONF"
+  { echo "$MARK_BEGIN"; echo "$output"; echo "$MARK_END"; } >>"$MPD_CONF"
+  if [ "$DO_SYSTEMCTL" = 1 ]; then
+    systemctl enable mpd.service 2>/dev/null
+    if [ "$before" != "$(sha256sum <"$MPD_CONF")" ] || ! systemctl is-active --quiet mpd.service; then
+      systemctl reset-failed mpd.service 2>/dev/null || true
+      systemctl restart mpd.service  # a running MPD with an unchanged config keeps playing
+    fi
+  fi
 }
 
 uninstall() {
@@ -86,13 +135,27 @@ uninstall() {
     else "${SYSTEMCTL[@]}" disable "${UNITS[@]}" 2>/dev/null || true; fi
   fi
   for unit in "${UNITS[@]}"; do rm -f "$UNIT_DIR/$unit"; done
-  [ -z "$ROOT" ] && [ "$DO_SYSTEMCTL" = 1 ] && systemctl daemon-reload
-  [ "$DO_FIRMWARE" = 1 ] && strip_firmware_block
+  rm -rf "$UNIT_DIR/moodspeaker-player.service.d"
+  if [ -z "$ROOT" ] && [ "$DO_SYSTEMCTL" = 1 ]; then
+    systemctl daemon-reload
+    systemctl reset-failed "${UNITS[@]}" 2>/dev/null || true
+  fi
+  if [ -z "$ROOT" ] && [ -f "$MPD_CONF" ] && grep -qxF "$MARK_BEGIN" "$MPD_CONF"; then
+    strip_block "$MPD_CONF"
+    [ "$DO_SYSTEMCTL" = 1 ] && systemctl try-restart mpd.service 2>/dev/null || true
+  fi
+  if [ "$DO_FIRMWARE" = 1 ] && [ -n "$BOOT_CONFIG" ]; then
+    strip_block "$BOOT_CONFIG"
+    # a boot config this script created, now empty again, goes too
+    if [ -f "$BOOT_RECORD" ] && [ "$(cat "$BOOT_RECORD")" = "${BOOT_CONFIG#"$ROOT"}" ] && [ ! -s "$BOOT_CONFIG" ]; then
+      rm -f "$BOOT_CONFIG" "$BOOT_RECORD"
+    fi
+  fi
   rm -rf "$PREFIX"
   [ -L "$ROOT/usr/local/bin/moodspeaker" ] && rm -f "$ROOT/usr/local/bin/moodspeaker"
   rm -f "$ETC/config.toml.example"
   if [ "$PURGE" = 1 ]; then
-    rm -rf "$ETC" "$STATE" "$SYSUSERS"
+    rm -rf "$ETC" "$STATE" "$SYSUSERS" "$ROOT/run/moodspeaker"
     if [ -z "$ROOT" ] && id "$USER_NAME" >/dev/null 2>&1; then userdel "$USER_NAME"; fi
     say "removed, including config, models, feedback and the $USER_NAME user"
   else
@@ -106,12 +169,26 @@ if [ "$UNINSTALL" = 1 ]; then uninstall; exit 0; fi
   || die "$REPO/models has no emotion.tflite + emotion.json; train or fetch the model first"
 firmware_block >/dev/null  # rejects a bad --camera before anything changes
 
+apt_has() {  # whether apt can install the package (it is in this system's sources)
+  [ -n "$(apt-cache policy "$1" 2>/dev/null | sed -n 's/^ *Candidate: *//p' | grep -v '(none)')" ]
+}
+
+PI_PACKAGES=0  # picamera2, lgpio and gpiozero come from apt (Raspberry Pi OS)
 if [ "$DO_APT" = 1 ]; then
   codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
   case "$codename" in bookworm|trixie) ;; *) say "warning: made for Raspberry Pi OS bookworm/trixie, this is '$codename'" ;; esac
-  say "apt: ${APT_PACKAGES[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}"
+  packages=("${APT_PACKAGES[@]}")
+  if apt_has python3-picamera2; then
+    packages+=("${PI_APT_PACKAGES[@]}") PI_PACKAGES=1
+  else
+    say "skipped ${PI_APT_PACKAGES[*]}: not in this system's apt sources (not Raspberry Pi OS). Use a USB camera or a"
+    say "  video file ([camera] kind = \"opencv\"); the buttons and the LED need lgpio and stay off"
+  fi
+  say "apt: ${packages[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}"
+elif [ -z "$ROOT" ] && dpkg-query -W -f='${Status}' python3-picamera2 2>/dev/null | grep -q 'ok installed'; then
+  PI_PACKAGES=1
 fi
 
 say "system user $USER_NAME"
@@ -122,12 +199,22 @@ if command -v systemd-sysusers >/dev/null; then
 fi
 
 if [ "$DO_PIP" = 1 ]; then
-  say "venv $VENV (with apt's picamera2, lgpio and numpy)"
+  system_python=$(/usr/bin/python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+  venv_python=$(sed -n 's/^version[_info]* *= *\([0-9]*\.[0-9]*\).*/\1/p' "$VENV/pyvenv.cfg" 2>/dev/null | head -n1)
+  if [ -d "$VENV" ] && { [ "$venv_python" != "$system_python" ] || ! "$VENV/bin/python" -c '' 2>/dev/null; }; then
+    say "the system Python changed (${venv_python:-unknown} -> $system_python, an OS upgrade?): rebuilding the venv"
+    rm -rf "$VENV"
+  fi
+  say "venv $VENV (Python $system_python, with apt's numpy$([ "$PI_PACKAGES" = 1 ] && echo ", picamera2, lgpio and gpiozero"))"
   [ -x "$VENV/bin/python" ] || python3 -m venv --system-site-packages "$VENV"
   constraints=$(mktemp)
   trap 'rm -f "$constraints"' EXIT
   # numpy must stay apt's: picamera2 and simplejpeg are built against it. pi-constraints.txt pins the rest to it.
   echo "numpy==$(/usr/bin/python3 -c 'import numpy; print(numpy.__version__)')" >"$constraints"
+  if [ "$PI_PACKAGES" = 1 ]; then
+    # apt's gpiozero has the Pi 5 fixes PyPI's 2.0.1 lacks; pin it so pip keeps it instead of shadowing it
+    echo "gpiozero==$(/usr/bin/python3 -c 'from importlib.metadata import version; print(version("gpiozero"))')" >>"$constraints"
+  fi
   cat "$REPO/scripts/pi-constraints.txt" >>"$constraints"
   "$VENV/bin/pip" install --quiet --upgrade --constraint "$constraints" "$REPO"
 fi
@@ -158,14 +245,27 @@ fi
 say "units in $UNIT_DIR"
 install -d -m 0755 "$UNIT_DIR"
 for unit in "${UNITS[@]}"; do install -m 0644 "$REPO/systemd/$unit" "$UNIT_DIR/$unit"; done
-
-if [ "$DO_FIRMWARE" = 1 ]; then
-  say "boot config $BOOT_CONFIG (camera: $CAMERA)"
-  mkdir -p "$(dirname "$BOOT_CONFIG")"
-  touch "$BOOT_CONFIG"
-  strip_firmware_block
-  firmware_block >>"$BOOT_CONFIG"
+# The buttons and LED need the gpio group, which only Raspberry Pi OS has; a unit naming a missing group fails to start.
+if grep -q '^gpio:' "$ROOT/etc/group" 2>/dev/null; then
+  install -d -m 0755 "$(dirname "$GPIO_DROPIN")"
+  printf '# Written by scripts/install.sh: this system has a gpio group (the buttons and the LED).\n[Service]\nSupplementaryGroups=gpio\n' \
+    >"$GPIO_DROPIN"
+else
+  say "no gpio group on this system: the player runs without GPIO access (no buttons, no LED)"
+  rm -rf "$(dirname "$GPIO_DROPIN")"
 fi
+
+if [ "$DO_FIRMWARE" = 1 ] && [ -n "$BOOT_CONFIG" ]; then
+  say "boot config $BOOT_CONFIG (camera: $CAMERA)"
+  [ -e "$BOOT_CONFIG" ] || echo "${BOOT_CONFIG#"$ROOT"}" >"$BOOT_RECORD"
+  touch "$BOOT_CONFIG"
+  strip_block "$BOOT_CONFIG"
+  firmware_block >>"$BOOT_CONFIG"
+elif [ "$DO_FIRMWARE" = 1 ]; then
+  say "no Raspberry Pi boot config ($ROOT/boot/firmware/config.txt): skipped the camera and GPIO lines"
+fi
+
+[ -z "$ROOT" ] && configure_mpd
 
 if [ "$DO_SYSTEMCTL" = 1 ]; then
   if [ -n "$ROOT" ]; then
@@ -173,6 +273,7 @@ if [ "$DO_SYSTEMCTL" = 1 ]; then
   else
     systemctl daemon-reload
     systemctl enable "${UNITS[@]}"
+    systemctl reset-failed "${UNITS[@]}" 2>/dev/null || true  # a unit that hit its start limit would refuse to start
     systemctl restart "${UNITS[@]}"
   fi
 fi

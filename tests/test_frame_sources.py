@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -99,6 +100,38 @@ def test_opencv_source_on_a_file_that_is_not_a_video_raises_source_error(tmp_pat
     bogus.write_bytes(b"not a video at all")
     with pytest.raises(SourceError, match="cannot open"):
         next(OpenCVFrameSource(bogus).frames())
+
+
+def test_opencv_source_with_loop_plays_the_file_again_with_timestamps_that_keep_rising(video: Path) -> None:
+    stream = OpenCVFrameSource(video, loop=True).frames()
+    frames = [next(stream) for _ in range(20)]  # the file has 8
+    assert [round(f.t, 3) for f in frames] == [round(i / 5, 3) for i in range(20)]
+    levels = [float(f.gray.mean()) for f in frames]
+    np.testing.assert_allclose(levels, [20 + 20 * (i % 8) for i in range(20)], atol=3)
+
+
+def test_opencv_file_source_that_ends_logs_why_and_how_to_loop_it(video: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING"):
+        assert len(list(OpenCVFrameSource(video).frames())) == 8
+    assert "end of the file after 8 frames" in caplog.text and "loop = true" in caplog.text
+
+
+def test_camera_config_loop_reaches_the_file_source(video: Path) -> None:
+    source = open_camera(CameraConfig(kind="opencv", device=str(video), width=64, height=48, loop=True))
+    stream = source.frames()
+    assert len([next(stream) for _ in range(12)]) == 12
+    source.close()
+    assert parse_config('[camera]\nkind = "opencv"\ndevice = "/x.mp4"\nloop = true\n').camera.loop is True
+
+
+def test_opencv_source_on_a_fifo_says_fifo_not_missing(tmp_path: Path) -> None:
+    fifo = tmp_path / "frames.fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(SourceError, match="FIFO") as err:
+        OpenCVFrameSource(fifo)
+    assert "no such" not in str(err.value)
+    with pytest.raises(SourceError, match="a folder"):
+        OpenCVFrameSource(tmp_path)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("picamera2") is not None, reason="picamera2 is installed (a Pi)")

@@ -6,6 +6,7 @@ apt and pip are skipped (--root implies it); the bundled model is installed with
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -96,7 +97,7 @@ def test_install_stages_units_config_model_user_and_boot_config(staged, checkout
     if shutil.which("systemd-sysusers"):
         assert any(line.startswith("moodspeaker:") for line in (staged / "etc/passwd").read_text().splitlines())
     boot = (staged / "boot/firmware/config.txt").read_text()
-    assert boot.startswith("dtparam=audio=on\n# BEGIN moodspeaker")
+    assert boot.startswith("dtparam=audio=on\n# BEGIN moodspeaker (scripts/install.sh)\n[all]\n")
     assert "camera_auto_detect=1" in boot and "gpio=17,27=ip,pu" in boot and "gpio=22=op,dl" in boot
     assert (staged / "opt/moodspeaker/README.md").is_file()
     assert (staged / "usr/local/bin/moodspeaker").readlink() == Path("/opt/moodspeaker/venv/bin/moodspeaker")
@@ -136,3 +137,64 @@ def test_uninstall_removes_the_program_and_keeps_config_and_models_unless_purged
     assert (staged / "etc/moodspeaker/config.toml").is_file() and (staged / "var/lib/moodspeaker/models/current").exists()
     assert _install(checkout, staged, "--uninstall", "--purge").returncode == 0
     assert not (staged / "etc/moodspeaker").exists() and not (staged / "var/lib/moodspeaker").exists()
+
+
+def test_the_gpio_group_is_added_to_the_player_only_where_it_exists(checkout, tmp_path):
+    plain = tmp_path / "debian"
+    result = _install(checkout, plain)
+    assert result.returncode == 0, result.stderr
+    assert not (plain / "etc/systemd/system/moodspeaker-player.service.d").exists()
+    assert "no gpio group" in result.stdout
+    pi = tmp_path / "pios"
+    (pi / "etc").mkdir(parents=True)
+    (pi / "etc/group").write_text("root:x:0:\ngpio:x:997:\n")
+    assert _install(checkout, pi).returncode == 0
+    dropin = (pi / "etc/systemd/system/moodspeaker-player.service.d/gpio.conf").read_text()
+    assert "[Service]\nSupplementaryGroups=gpio\n" in dropin
+    assert _install(checkout, pi, "--uninstall").returncode == 0
+    assert not (pi / "etc/systemd/system/moodspeaker-player.service.d").exists()
+
+
+def test_without_a_pi_boot_config_none_is_created_and_it_says_so(checkout, tmp_path):
+    root = tmp_path / "debian"
+    result = _install(checkout, root)
+    assert result.returncode == 0, result.stderr
+    assert not (root / "boot").exists()
+    assert "skipped the camera and GPIO lines" in result.stdout
+
+
+def test_a_boot_config_it_created_goes_again_on_uninstall(checkout, tmp_path):
+    root = tmp_path / "pi"
+    (root / "boot/firmware").mkdir(parents=True)  # a Pi boot partition without a config.txt
+    assert _install(checkout, root).returncode == 0
+    assert "# BEGIN moodspeaker" in (root / "boot/firmware/config.txt").read_text()
+    assert _install(checkout, root, "--uninstall", "--purge").returncode == 0
+    assert not (root / "boot/firmware/config.txt").exists()
+
+
+def test_purge_removes_the_runtime_dir_too(staged, checkout):
+    (staged / "run/moodspeaker").mkdir(parents=True)
+    (staged / "run/moodspeaker/vision.json").write_text("{}")  # left by daemons of a deleted user
+    assert _install(checkout, staged, "--uninstall", "--purge").returncode == 0
+    assert not (staged / "run/moodspeaker").exists()
+    assert not (staged / "etc/sysusers.d/moodspeaker.conf").exists()
+
+
+def test_the_bundled_model_installs_without_a_cascade_beside_it(checkout, tmp_path):
+    """The cascade is the program's (package data): the model store holds only model versions."""
+    root = tmp_path / "root"
+    assert not list(checkout.rglob("haarcascade*"))
+    assert _install(checkout, root).returncode == 0
+    assert not list((root / "var/lib/moodspeaker").rglob("haarcascade*"))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="install.sh checks for root before it looks for systemctl")
+def test_a_system_without_systemctl_is_told_so_before_anything_changes(checkout, tmp_path):
+    bin_dir = tmp_path / "bin"  # the tools the script needs before its checks, and no systemctl
+    bin_dir.mkdir()
+    for tool in ("bash", "dirname", "id", "realpath", "sed", "mkdir"):
+        os.symlink(shutil.which(tool), bin_dir / tool)
+    result = subprocess.run([str(bin_dir / "bash"), str(checkout / "scripts/install.sh"), "--no-apt", "--no-pip"],
+                            capture_output=True, text=True, timeout=60, env={"PATH": str(bin_dir)})
+    assert result.returncode == 1
+    assert "systemctl not found" in result.stderr and "--no-systemctl" in result.stderr

@@ -37,9 +37,18 @@ def test_units_run_as_notify_services_with_a_watchdog_and_reload_by_sighup(name:
     assert int(unit["Service.WatchdogSec"][0]) > 0
     assert unit["Service.Restart"] == ["on-failure"]
     assert int(unit["Unit.StartLimitBurst"][0]) > 0
-    assert unit["Service.ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    # no /bin/kill (procps is missing from minimal images); waits for the rebuild and fails when it failed
+    assert unit["Service.ExecReload"] == [f"/opt/moodspeaker/venv/bin/moodspeaker reload {name.split('-')[1].split('.')[0]} "
+                                          "--pid $MAINPID"]
     assert unit["Service.User"] == ["moodspeaker"]
     assert unit["Service.CapabilityBoundingSet"] == [""]
+
+
+def test_player_unit_names_no_group_that_plain_debian_lacks() -> None:
+    """SupplementaryGroups=gpio fails the unit with 216/GROUP where there is no gpio group; install.sh adds it in a
+    drop-in only where the group exists (tests/test_install_script.py)."""
+    assert "Service.SupplementaryGroups" not in _unit("moodspeaker-player.service")
+    assert _unit("moodspeaker-vision.service")["Service.SupplementaryGroups"] == ["video"]  # every Debian has it
 
 
 def test_vision_unit_has_no_network_and_only_camera_devices() -> None:
@@ -65,7 +74,7 @@ def test_security_exposure_is_within_target(name: str) -> None:
 
 def _staged_root(tmp: Path) -> Path:
     """A root with the units installed where install.sh puts them, the system's own units (for the targets they
-    reference) and executables at the paths ExecStart=/ExecReload= name, so `verify --root` checks them honestly."""
+    reference) and the executable ExecStart=/ExecReload= name, so `verify --root` checks them honestly."""
     root = tmp / "root"
     (root / "etc/systemd/system").mkdir(parents=True)
     for unit in MAX_EXPOSURE:
@@ -73,7 +82,6 @@ def _staged_root(tmp: Path) -> Path:
     system_units = next(p for p in (Path("/usr/lib/systemd/system"), Path("/lib/systemd/system")) if p.is_dir())
     shutil.copytree(system_units, root / "usr/lib/systemd/system", symlinks=True)
     (root / "usr/bin").mkdir(parents=True)
-    shutil.copy(shutil.which("kill") or "/bin/kill", root / "usr/bin/kill")
     os.symlink("usr/bin", root / "bin")
     daemon = root / "opt/moodspeaker/venv/bin/moodspeaker"
     daemon.parent.mkdir(parents=True)

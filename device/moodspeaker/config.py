@@ -135,6 +135,7 @@ class CameraConfig:
     height: int = 480  # frame height: at 480 lines a face 3.2 m away is 36 px (the detector's floor is 24 px)
     fps: float = 5.0  # frames per second captured and analysed; 5 keeps the vision process near 10% of a core
     capture_timeout: float = 2.0  # seconds without a frame before the camera counts as hung and is reopened
+    loop: bool = False  # opencv with a video file: play it in a loop (demos, shop displays, system tests)
 
     def __post_init__(self) -> None:
         if not (32 <= self.width <= 1920 and 32 <= self.height <= 1080) or self.width % 2 or self.height % 2:

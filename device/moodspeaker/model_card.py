@@ -81,10 +81,15 @@ def load_card(path: Path) -> ModelCard:
     return ModelCard(sha256=sha, labels=labels, input_size=size, preprocessing=prep, raw=raw)
 
 
-def verify_model_file(model: Path, card: ModelCard) -> None:
-    """The file must be the one the card describes (SHA-256)."""
+def require_model_file(model: Path) -> None:
+    """Checked before the card: a missing .tflite is the first thing to fix (its card is usually missing with it)."""
     if not model.is_file():
         raise ModelError(f"{model}: model file not found")
+
+
+def verify_model_file(model: Path, card: ModelCard) -> None:
+    """The file must be the one the card describes (SHA-256)."""
+    require_model_file(model)
     actual = sha256_file(model)
     if actual != card.sha256:
         raise ModelError(

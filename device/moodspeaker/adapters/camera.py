@@ -14,4 +14,4 @@ def open_camera(config: CameraConfig) -> FrameSource:
     if config.kind == "picamera2":
         return Picamera2FrameSource(size=size, fps=config.fps, camera_num=int(config.device),
                                     capture_timeout=config.capture_timeout)
-    return OpenCVFrameSource(config.device, size=size, fps=config.fps)
+    return OpenCVFrameSource(config.device, size=size, fps=config.fps, loop=config.loop)

@@ -1,4 +1,4 @@
-"""FaceDetector on OpenCV's Haar cascade (the frontal-face XML shipped in models/), on the grayscale frame.
+"""FaceDetector on OpenCV's Haar cascade (the frontal-face XML shipped in the package's data/), on the grayscale frame.
 
 Coarse to fine. The coarse pass looks for faces of FINE_BELOW_PX and more on a copy shrunk until the
 smallest is SCAN_MIN_FACE_PX, so a larger frame costs little more. Only when it finds nothing does the fine
@@ -20,7 +20,6 @@ import numpy as np
 from moodspeaker.config import DetectorConfig
 from moodspeaker.core.domain import Box
 from moodspeaker.errors import SetupError
-from moodspeaker.paths import models_dir
 
 CASCADE_NAME = "haarcascade_frontalface_default.xml"
 SCAN_MIN_FACE_PX = 36  # the smallest face wanted is scanned at this size (the cascade window is 24 px; 36 holds recall)
@@ -35,17 +34,18 @@ class DetectorError(SetupError):
 
 
 def default_cascade() -> Path:
-    return models_dir() / CASCADE_NAME
+    """The cascade is part of the program, not of a model version: package data, found from this file."""
+    return Path(__file__).resolve().parents[1] / "data" / CASCADE_NAME
 
 
 class HaarFaceDetector:
     def __init__(self, config: DetectorConfig | None = None, cascade: Path | None = None) -> None:
-        """`config`: the [detector] section (validated there); `cascade`: the XML, default models/'s."""
+        """`config`: the [detector] section (validated there); `cascade`: the XML, default the package's."""
         self.config = config or DetectorConfig()
         self.cascade_path = Path(cascade) if cascade else default_cascade()
         if not self.cascade_path.is_file():
-            raise DetectorError(f"{self.cascade_path}: Haar cascade not found; it ships in models/ "
-                                f"({CASCADE_NAME}) — reinstall or set MOODSPEAKER_MODELS")
+            raise DetectorError(f"{self.cascade_path}: Haar cascade not found; it ships with the moodspeaker package "
+                                f"(moodspeaker/data/{CASCADE_NAME}): reinstall moodspeaker")
         try:
             self._cascade = cv2.CascadeClassifier(str(self.cascade_path))
         except (cv2.error, SystemError):  # OpenCV raises on some malformed files, returns an empty one on others

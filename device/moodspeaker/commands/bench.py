@@ -42,12 +42,23 @@ def measure(pipeline: str, size: str, model: Path | None, truth: Path, paced_fps
 
 def run_bench(model: Path | None, truth: Path, paced_fps: float, paced_seconds: float,
               sizes: tuple[str, ...] = SIZES) -> dict:
+    """Every pipeline at every size, one process each; a progress line per run on stderr (stdout is the result)."""
     result: dict = {}
+    runs = len(PIPELINES) * len(sizes) * (2 if paced_fps else 1)
+    done = 0
+
+    def progress(what: str) -> None:
+        nonlocal done
+        done += 1
+        print(f"bench: [{done}/{runs}] {what}", file=sys.stderr, flush=True)
+
     for pipeline in PIPELINES:
         result[pipeline] = {}
         for size in sizes:
+            progress(f"{pipeline} {size}: the whole clip, as fast as it goes")
             entry = measure(pipeline, size, model, truth)
             if paced_fps:
+                progress(f"{pipeline} {size}: CPU use at {paced_fps:g} fps for {paced_seconds:g} s")
                 entry[f"cpu_percent_at_{paced_fps:g}fps"] = measure(pipeline, size, model, truth, paced_fps,
                                                                     paced_seconds)["cpu_percent"]
             result[pipeline][size] = entry

@@ -125,6 +125,16 @@ class MoodPolicy:
             return None
         return self._switch(self.current, now, at_once=True)
 
+    def carry_over(self, old: MoodPolicy) -> None:
+        """Continue where `old` (the policy before a reload) left off: same music, same cool-down. If the new
+        settings give the current mood other playlists, that change waits like any other."""
+        self.current, self.pending, self._last_switch_t, self._previous = (old.current, old.pending,
+                                                                           old._last_switch_t, old._previous)
+        if self.current is not None and self.pending is None:
+            selection = self.selection_for(self.current.emotion)
+            if selection is not None and selection.playlists != self.current.playlists:
+                self.pending = self.current.emotion
+
     def failed(self, switch: Switch) -> None:
         """The player could not carry out `switch`: the previous music is still current, and the mood is
         retried once the cool-down has passed (or at once by the next matching mood after it)."""
