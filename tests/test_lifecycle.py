@@ -182,3 +182,56 @@ def test_run_reloads_on_sighup(mpd_server: MpdServer, tmp_path: Path, shipped_mo
             proc.communicate()
     assert proc.returncode == 0, out
     assert "run: reloaded config and model" in out
+
+
+class MemoryPlayer:
+    """An in-memory backend: playing a list starts its first track; `end_track()` moves to the next."""
+
+    def __init__(self) -> None:
+        self.queue: list[Track] = []
+        self.changes: asyncio.Queue[Track | None] = asyncio.Queue()
+
+    async def playlist_tracks(self, playlist: str) -> list[Track]:
+        return [Track(f"{playlist}/{i}") for i in range(3)]
+
+    async def play(self, tracks: list[Track]) -> None:
+        self.queue = list(tracks)
+        await self.changes.put(self.queue[0])
+
+    def end_track(self) -> None:
+        self.queue.pop(0)
+        self.changes.put_nowait(self.queue[0] if self.queue else None)
+
+    async def wait_track_change(self) -> Track | None:
+        return await self.changes.get()
+
+    async def close(self) -> None:
+        pass
+
+
+class FullDiskStore(MemoryStore):
+    def record(self, emotion: str, track_uri: str, event: str, t: float) -> None:
+        from moodspeaker.adapters.sqlite_feedback import FeedbackNotSaved
+
+        raise FeedbackNotSaved("feedback.db: cannot write (database or disk is full); 1 feedback events kept in memory")
+
+
+def test_a_store_that_cannot_write_does_not_stop_the_music() -> None:
+    """Before, sqlite3's OperationalError escaped from the full play's record() and ended the loop."""
+    player = MemoryPlayer()
+    service = PlayerService(player, MoodPolicy({"happy": "mood-happy"}, cooldown_s=0.0), FullDiskStore(),  # type: ignore[arg-type]
+                            backend="mpd")
+
+    async def main() -> None:
+        task = asyncio.create_task(service.run())
+        service.send(mood("happy"))
+        await until(lambda: service.session.tracks_started == 1)
+        player.end_track()  # a full play: the store cannot take it
+        await until(lambda: service.session.tracks_started == 2)
+        assert not task.done() and service.errors == 1 and "kept in memory" in service.status()["last_error"]
+        player.end_track()
+        await until(lambda: service.session.tracks_started == 3)  # still playing
+        service.stop()
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(main())
