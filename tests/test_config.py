@@ -40,3 +40,15 @@ def test_bad_config_names_file_key_and_fix(tmp_path, text, expected):
 def test_missing_explicit_file_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match="no such config file"):
         load_config(tmp_path / "absent.toml")
+
+
+@pytest.mark.parametrize("uri", ["http://localhost:8888/callback", "https://example.org/callback",
+                                 "http://127.0.0.1/callback", "http://192.168.1.5:8888/cb"])
+def test_spotify_redirect_uri_must_be_a_loopback_ip_with_a_port(uri: str) -> None:
+    with pytest.raises(ConfigError, match=r"\[spotify\].*loopback IP address.*http://127\.0\.0\.1:8888/callback"):
+        parse_config(f'[spotify]\nredirect_uri = "{uri}"\n')
+
+
+def test_spotify_loopback_redirect_uris_are_accepted() -> None:
+    for uri in ("http://127.0.0.1:8888/callback", "http://[::1]:43019/moodspeaker"):
+        assert parse_config(f'[spotify]\nredirect_uri = "{uri}"\n').spotify.redirect_uri == uri

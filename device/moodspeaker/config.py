@@ -15,6 +15,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from moodspeaker.core.emotions import EMOTIONS
 from moodspeaker.core.policy import check_settings
@@ -110,7 +111,7 @@ class FeedbackConfig:
 class SpotifyConfig:
     client_id: str = ""  # from your app at developer.spotify.com (needed for the spotify backend)
     client_secret: str = ""  # the app's secret; empty = PKCE login, which needs no secret on the device
-    redirect_uri: str = "http://127.0.0.1:8888/callback"  # must be listed in the app's settings; nothing listens there
+    redirect_uri: str = "http://127.0.0.1:8888/callback"  # a loopback IP, not localhost; listed in the app; nothing listens
     device_name: str = "moodspeaker"  # the Spotify Connect device to play on (raspotify/spotifyd name), case-insensitive
     token_cache: str = "/var/lib/moodspeaker/spotify-token.json"  # written 0600 by `moodspeaker spotify-login`
     poll_s: float = 2.0  # how often to ask Spotify what is playing (it has no push for track changes)
@@ -119,8 +120,15 @@ class SpotifyConfig:
     def __post_init__(self) -> None:
         if not self.device_name:
             raise ValueError("device_name must name the Spotify Connect device to play on")
-        if not self.redirect_uri.startswith(("http://", "https://")):
-            raise ValueError(f"redirect_uri must be an http(s) URL registered with the app, got {self.redirect_uri!r}")
+        url = urlsplit(self.redirect_uri)
+        try:
+            port = url.port
+        except ValueError:
+            port = None
+        if url.scheme != "http" or url.hostname not in ("127.0.0.1", "::1") or port is None:
+            raise ValueError("redirect_uri must be a loopback IP address with a port, such as "
+                             "http://127.0.0.1:8888/callback, registered with the app (Spotify refuses localhost "
+                             f"and plain-http addresses other than loopback IPs), got {self.redirect_uri!r}")
         if not 0.2 <= self.poll_s <= 60:
             raise ValueError("poll_s must be between 0.2 and 60 seconds")
         if not 1 <= self.max_attempts <= 20:
