@@ -145,8 +145,8 @@ class SpotifyConfig:
 class CameraConfig:
     kind: Literal["picamera2", "opencv"] = "picamera2"  # Pi camera (libcamera), or OpenCV: a USB camera or a video file
     device: str = "0"  # picamera2: camera number; opencv: camera index or the path of a video file
-    width: int = 320  # frame width the pipeline analyses (the Pi camera's ISP scales to it for free)
-    height: int = 240  # frame height
+    width: int = 640  # frame width the pipeline analyses (the Pi camera's ISP scales to it for free)
+    height: int = 480  # frame height: at 480 lines a face 3.2 m away is 36 px (the detector's floor is 24 px)
     fps: float = 5.0  # frames per second captured and analysed; 5 keeps the vision process near 10% of a core
     capture_timeout: float = 2.0  # seconds without a frame before the camera counts as hung and is reopened
     loop: bool = False  # opencv with a video file: play it in a loop (demos, shop displays, system tests)
@@ -165,20 +165,21 @@ class CameraConfig:
 @dataclass(frozen=True)
 class DetectorConfig:
     scale_factor: float = 1.1  # Haar image-pyramid step; larger is faster but misses more faces
-    min_neighbors: int = 4  # overlapping hits needed to accept a face; larger = fewer false faces, more misses
-    min_size: float = 0.12  # smallest face side, fraction of the frame height (~2 m from a wide-angle camera)
+    min_neighbors: int = 3  # overlapping hits needed to accept a face; larger = fewer false faces, more misses
+    min_size: float = 0.05  # smallest face side, fraction of the frame height (never below the cascade's 24 px)
     max_size: float = 0.9  # largest face side, fraction of the frame height
     track: bool = True  # search around the last face first (much cheaper than a full scan)
     track_margin: float = 0.3  # how far around the last face to search, in face sizes
     full_every: int = 10  # scan the whole frame at least every this many frames while tracking
+    fine_every: int = 3  # with nobody in view, look for small (distant) faces every this many frames
 
     def __post_init__(self) -> None:
         if self.scale_factor <= 1.0:
             raise ValueError(f"scale_factor must be greater than 1, got {self.scale_factor}")
         if not 0 < self.min_size < self.max_size <= 1:
             raise ValueError(f"need 0 < min_size < max_size <= 1, got {self.min_size} and {self.max_size}")
-        if self.min_neighbors < 0 or self.track_margin < 0 or self.full_every < 1:
-            raise ValueError("min_neighbors and track_margin must be >= 0 and full_every >= 1")
+        if self.min_neighbors < 0 or self.track_margin < 0 or self.full_every < 1 or self.fine_every < 1:
+            raise ValueError("min_neighbors and track_margin must be >= 0, full_every and fine_every >= 1")
 
 
 @dataclass(frozen=True)

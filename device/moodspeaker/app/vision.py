@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from moodspeaker.config import Config
+from moodspeaker.core.crop_quality import CropQuality, QualityParams, assess
 from moodspeaker.core.domain import Box, Frame
 from moodspeaker.core.face_crop import crop_face
 from moodspeaker.core.mood import MoodEvent
@@ -38,6 +39,7 @@ STATUS_DURING_WAIT_S = 1.0  # while waiting to reopen the camera, report (and so
 class FrameResult:
     face: Box | None  # the largest face, if any
     probs: np.ndarray | None  # its probabilities in the classifier's label order
+    quality: CropQuality | None  # its crop's quality; its weight is the frame's weight in the smoother
     event: MoodEvent | None  # what was sent to the sink for this frame, if anything
     ms: dict[str, float]  # milliseconds per stage (STAGES); preprocess and classify are 0 without a face
 
@@ -61,28 +63,43 @@ class StageTimes:
 
 
 class VisionPipeline:
-    """One frame at a time: detect, crop the largest face as in training, classify, smooth, send."""
+    """One frame at a time: detect, crop the largest face as in training, judge the crop's quality, classify,
+    smooth (weighted by that quality: a dark, blurred or distant crop cannot flip the mood), send.
+
+    `quality` None gives every crop full weight (the peer's pipeline in `moodspeaker bench`)."""
 
     def __init__(self, detector: FaceDetector, classifier: EmotionClassifier, smoother: Smoother, sink: MoodSink,
-                 face_margin: float = 0.0) -> None:
+                 face_margin: float = 0.0, quality: QualityParams | None = None) -> None:
         if tuple(smoother.labels) != tuple(classifier.labels):
             raise ValueError(f"smoother labels {smoother.labels} differ from the classifier's {classifier.labels}")
         self.detector, self.classifier, self.smoother, self.sink = detector, classifier, smoother, sink
         self.face_margin = face_margin
+        self.quality = quality
+        self.last_quality: CropQuality | None = None  # the last analysed frame's, None when it had no face
         self.times = StageTimes()
+
+    def face_status(self) -> str:
+        """For the status line: "ok", the reason the last face counted less ("face too dark", "too far", ...),
+        or "none" when the last frame had no face."""
+        if self.last_quality is None:
+            return "none"
+        return self.last_quality.reason or "ok"
 
     def process(self, frame: Frame, fps: float = 0.0) -> FrameResult:
         """Run one frame through every stage; `fps` is the analysis rate reported in mood events."""
         t0 = time.perf_counter()
         boxes = self.detector.detect(frame.gray)
         t1 = t2 = t3 = time.perf_counter()
-        face, probs = (boxes[0], None) if boxes else (None, None)
+        face, probs, quality = (boxes[0], None, None) if boxes else (None, None, None)
         if face is not None:
-            prepared = self.classifier.prepare(crop_face(frame.gray, face, self.face_margin))
+            crop = crop_face(frame.gray, face, self.face_margin)
+            quality = assess(crop, self.quality) if self.quality is not None else None
+            prepared = self.classifier.prepare(crop)
             t2 = time.perf_counter()
             probs = self.classifier.classify_prepared(prepared)
             t3 = time.perf_counter()
-        event = self.smoother.update(frame.t, probs, fps)
+        self.last_quality = quality
+        event = self.smoother.update(frame.t, probs, fps, weight=1.0 if quality is None else quality.weight)
         if event is not None:
             self.sink.send(event)
         t4 = time.perf_counter()
@@ -91,7 +108,7 @@ class VisionPipeline:
         self.times.faces += face is not None
         for stage, seconds in spent.items():
             self.times.seconds[stage] += seconds
-        return FrameResult(face=face, probs=probs, event=event, ms={k: 1000 * v for k, v in spent.items()})
+        return FrameResult(face=face, probs=probs, quality=quality, event=event, ms={k: 1000 * v for k, v in spent.items()})
 
 
 @dataclass
@@ -113,8 +130,9 @@ class VisionService:
     there. Callbacks, all optional and called from the loop's thread:
 
     - `on_iteration(status)` after every analysed frame, and every second while waiting to reopen the camera
-      (the loop is alive then, not hung); status: state, mood, confidence, fps, model_path, model_sha, privacy,
-      frames, source_errors;
+      (the loop is alive then, not hung); status: state, mood, confidence, face (the last crop's quality:
+      ok, none, or why it counted less, e.g. "face too dark"), fps, model_path, model_sha, privacy, frames,
+      source_errors;
     - `on_error(why)` when the source fails, `on_recovered()` at the first frame after that;
     - `on_reload()` at the first safe point (between frames) after `request_reload()`: the daemon builds a new
       setup and hands it to `swap`, or keeps this one.
@@ -164,6 +182,7 @@ class VisionService:
         if self._setup is not None:
             smoother = self._setup.pipeline.smoother
             status.update(mood=smoother.mood, confidence=round(smoother.confidence, 3),
+                          face=self._setup.pipeline.face_status(),
                           model_path=self._setup.model_path, model_sha=self._setup.model_sha)
         return status
 
@@ -309,7 +328,7 @@ def build_vision(config: Config, sink: MoodSink, source: Path | None = None,
     model = Path(config.model.path) if config.model.path else default_model()
     classifier = LiteRTClassifier(model, num_threads=config.model.threads)
     pipeline = VisionPipeline(HaarFaceDetector(config.detector), classifier, Smoother(classifier.labels, config.smoother),
-                              sink, face_margin=classifier.card.preprocessing.face_margin)
+                              sink, face_margin=classifier.card.preprocessing.face_margin, quality=QualityParams())
     open_source = (lambda: _open_file_source(source, config)) if source is not None else (lambda: open_camera(config.camera))
     return VisionSetup(open_source=open_source, pipeline=pipeline, max_fps=config.camera.fps,
                        reopen_initial_s=config.vision.reopen_initial_s, reopen_max_s=config.vision.reopen_max_s,

@@ -82,6 +82,7 @@ def gather(config: Config, runtime_dir: Path, now: float | None = None) -> dict[
     return {
         "mood": vision.get("mood", player.get("mood")),
         "confidence": vision.get("confidence", player.get("confidence")),
+        "face": vision.get("face"),
         "fps": vision.get("fps"),
         "model": model_info(config, vision),
         "backend": player.get("backend"),
@@ -142,7 +143,8 @@ def render(report: dict[str, Any]) -> str:
     if report["mood"] is not None:
         conf, fps = report["confidence"], report["fps"]
         lines.append(f"mood    {report['mood']}" + (f" ({conf:.2f})" if isinstance(conf, int | float) else "")
-                     + (f", {fps:.1f} fps" if isinstance(fps, int | float) else ""))
+                     + (f", {fps:.1f} fps" if isinstance(fps, int | float) else "")
+                     + (f"; face {report['face']}" if report.get("face") not in (None, "ok", "none") else ""))
     model = report["model"]
     if "error" in model:
         lines.append(f"model   {model['error']}")
