@@ -63,3 +63,44 @@ def test_volume_section_gives_the_rules_and_refuses_a_bad_window() -> None:
         parse_config('[volume]\nquiet_hours = ["22-7"]\n')
     with pytest.raises(ConfigError, match=r"\[volume\].*volume percentages"):
         parse_config('[volume]\nmaximum = 150\n')
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [  # each of these used to pass `config check` and then fail (or go silent) in a daemon
+        ("[model]\nthreads = 0\n", "[model]: threads must be 1..16, got 0"),
+        ("[smoother]\nema_tau_s = nan\n", "[smoother].ema_tau_s: expected a finite number, got nan"),
+        ("[camera]\nfps = inf\n", "[camera].fps: expected a finite number, got inf"),
+        ('[player]\nplaylists = { hapy = "mood-happy" }\n',
+         "[player]: playlists.hapy: no mood plays this key (a typo would leave that mood silent); did you mean 'happy'?"),
+        ('[player]\nbackend = "spotify"\n', "[spotify].client_id: the spotify backend ([player] backend) needs"),
+    ],
+    ids=["threads-0", "nan", "inf", "playlist-typo", "spotify-without-client-id"],
+)
+def test_values_the_daemons_would_fail_on_are_config_errors(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(text)
+    assert expected in str(err.value)
+
+
+def test_every_problem_in_the_file_is_reported_at_once(tmp_path, capsys) -> None:
+    from moodspeaker.cli import main
+
+    path = tmp_path / "config.toml"
+    path.write_text('[model]\nthread = 2\n[camera]\nfps = "fast"\nwidth = nan\n[modle]\n[player]\nbackend = "spotify"\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert len(err.value.problems) == 5, err.value.problems
+    assert main(["config", "check", str(path)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "moodspeaker config: 5 problems:"
+    expected = ["[model]: unknown key 'thread'", "[camera].fps: expected a number", "[camera].width: expected a whole",
+                "unknown section [modle]", "[spotify].client_id: the spotify backend"]
+    assert len(lines) == 6 and all(want in line for want, line in zip(expected, lines[1:], strict=True)), lines
+
+
+def test_a_non_utf8_file_is_a_config_error_not_a_traceback(tmp_path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_bytes(b'[mpd]\nhost = "caf\xe9"\n')  # Latin-1
+    with pytest.raises(ConfigError, match=r"not UTF-8 text \(byte 17 is b'\\xe9'\); save the file as UTF-8"):
+        load_config(path)
