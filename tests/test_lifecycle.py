@@ -209,6 +209,9 @@ class MemoryPlayer:
     async def wait_track_change(self) -> Track | None:
         return await self.changes.get()
 
+    async def volume(self) -> int | None:
+        return None  # no mixer
+
     async def close(self) -> None:
         pass
 
