@@ -17,14 +17,18 @@ from moodspeaker.errors import SetupError, UsageError
 TAKE_TIMEOUT_S = 3.0
 
 
-def _player_status(runtime_dir: Path) -> dict[str, Any]:
+def _player_state(runtime_dir: Path) -> dict[str, Any]:
     try:
         state = read_state(state_path(runtime_dir, "player"))
     except StateFileError as exc:
         raise SetupError(f"cannot read the player's state: {exc}") from None
     if not state or state.get("phase") != "running":
         raise SetupError("the player is not running (`moodspeaker status`; `sudo systemctl start moodspeaker-player`)")
-    return state.get("status") or {}
+    return state
+
+
+def _player_status(runtime_dir: Path) -> dict[str, Any]:
+    return _player_state(runtime_dir).get("status") or {}
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -46,7 +50,10 @@ def _run(args: argparse.Namespace) -> int:
                 raise SetupError(f"the player did not take the volume within {TAKE_TIMEOUT_S:g} s; is it running? "
                                  "(`moodspeaker status`)")
             time.sleep(0.1)
-        time.sleep(1.5 * config.service.status_interval)  # its next state update shows the result
+        taken_at = time.time()
+        while _player_state(runtime).get("updated_at", 0) < taken_at + config.service.status_interval \
+                and time.monotonic() < deadline + TAKE_TIMEOUT_S:  # a state written after the player applied it
+            time.sleep(0.05)
     level = _player_status(runtime).get("volume")
     if level is None:
         print("volume unknown (the backend has not told it yet)")
