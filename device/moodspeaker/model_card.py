@@ -23,6 +23,7 @@ class Preprocessing:
 
     face_margin: float = 0.0  # fraction of the detector box added on each side before the square crop
     resize: str = "area"  # OpenCV interpolation: area | linear
+    enlarge: str = "area"  # for a crop smaller than the input: the same as resize ("area"), or exact "cubic"
     flip_tta: bool = False  # average logits of the crop and its mirror image
 
 
@@ -78,6 +79,8 @@ def load_card(path: Path) -> ModelCard:
         raise ModelError(f"{path}: labels {list(labels)} must be distinct names from {list(EMOTIONS)}")
     if prep.resize not in {"area", "linear"}:
         raise ModelError(f"{path}: preprocessing.device.resize must be 'area' or 'linear'")
+    if prep.enlarge not in {"area", "cubic"}:
+        raise ModelError(f"{path}: preprocessing.device.enlarge must be 'area' or 'cubic'")
     return ModelCard(sha256=sha, labels=labels, input_size=size, preprocessing=prep, raw=raw)
 
 
