@@ -103,6 +103,15 @@ def test_a_config_mistake_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.
     assert err.count("\n") == 1 and err.startswith("moodspeaker player: ") and "'mpd'" in err
 
 
+def test_a_spotify_backend_without_client_id_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """This used to escape as a traceback with exit 1."""
+    config = tmp_path / "config.toml"
+    config.write_text('[player]\nbackend = "spotify"\n')
+    assert cli.main(["player", "--config", str(config)]) == EXIT_OWNER
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "[spotify].client_id" in err and "Traceback" not in err
+
+
 def test_a_model_problem_is_one_line_and_exit_3(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     config = tmp_path / "config.toml"
     config.write_text(f'[model]\npath = "{tmp_path / "missing.tflite"}"\n[service]\nruntime_dir = "{tmp_path}"\n'

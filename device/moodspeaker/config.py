@@ -1,14 +1,16 @@
 """The appliance's one TOML config file, parsed into frozen dataclasses.
 
 Every section is a dataclass below; every key has a default, so an empty file is a valid config.
-Unknown sections/keys and bad values are rejected with the file, the key and a suggestion.
-To add a setting: add a field to its section's dataclass (with a default and a comment).
+Unknown sections/keys and bad values are rejected with the file, the key and a suggestion, every problem in
+the file at once; numbers must be finite (TOML allows nan and inf). `check_across` holds the checks that
+span sections. To add a setting: add a field to its section's dataclass (with a default and a comment).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import tomllib
 import types
 import typing
@@ -29,6 +31,10 @@ DEFAULT_CONFIG_PATH = Path("/etc/moodspeaker/config.toml")
 class ModelConfig:
     path: str = ""  # .tflite with its .json card beside it; empty = the installed/checkout default
     threads: int = 1  # LiteRT threads
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.threads <= 16:
+            raise ValueError(f"threads must be 1..16, got {self.threads}")
 
 
 @dataclass(frozen=True)
@@ -244,6 +250,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -253,16 +261,22 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 
 
 def parse_section(cls: type, values: dict[str, Any], where: str) -> Any:
-    """Build section dataclass `cls` from a TOML table, rejecting unknown keys and bad values."""
+    """Build section dataclass `cls` from a TOML table; a ConfigError lists every unknown key and bad value."""
     if not isinstance(values, dict):
         raise ConfigError(f"{where}: expected a [table]")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls) if f.init]
-    kwargs = {}
+    kwargs, problems = {}, []
     for key, value in values.items():
         if key not in names:
-            raise ConfigError(f"{where}: unknown key {key!r}{_suggest(key, names)}")
-        kwargs[key] = _coerce(value, hints[key], f"{where}.{key}")
+            problems.append(f"{where}: unknown key {key!r}{_suggest(key, names)}")
+            continue
+        try:
+            kwargs[key] = _coerce(value, hints[key], f"{where}.{key}")
+        except ConfigError as exc:
+            problems += exc.problems
+    if problems:
+        raise ConfigError(*problems)
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as exc:
@@ -281,12 +295,29 @@ def parse_config(text: str, source: Path | None = None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{name}: not valid TOML: {exc}") from None
     sections = _sections()
-    parsed = {}
+    parsed, problems = {}, []
     for key, table in raw.items():
         if key not in sections:
-            raise ConfigError(f"{name}: unknown section [{key}]{_suggest(key, sections)}")
-        parsed[key] = parse_section(sections[key], table, f"{name} [{key}]")
-    return Config(**parsed, source=source)
+            problems.append(f"{name}: unknown section [{key}]{_suggest(key, sections)}")
+            continue
+        try:
+            parsed[key] = parse_section(sections[key], table, f"{name} [{key}]")
+        except ConfigError as exc:
+            problems += exc.problems
+    config = Config(**parsed, source=source)
+    problems += check_across(config, name, failed={key for key in raw if key not in parsed})
+    if problems:
+        raise ConfigError(*problems)
+    return config
+
+
+def check_across(config: Config, name: str, failed: set[str]) -> list[str]:
+    """Problems that span sections (a section in `failed` did not parse and is not judged again)."""
+    problems = []
+    if config.player.backend == "spotify" and not config.spotify.client_id and not failed & {"player", "spotify"}:
+        problems.append(f"{name} [spotify].client_id: the spotify backend ([player] backend) needs the client id of "
+                        "your app at developer.spotify.com; or set [player] backend = \"mpd\"")
+    return problems
 
 
 def load_config(path: Path | None) -> Config:
@@ -301,4 +332,7 @@ def load_config(path: Path | None) -> Config:
         raise ConfigError(f"{path}: no such config file; copy the template from systemd/config.toml.example") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start} is {exc.object[exc.start:exc.start + 1]!r}); "
+                          "save the file as UTF-8") from None
     return parse_config(text, path)

@@ -148,7 +148,13 @@ class PlayerService:
 
     def _read_source(self, source: MoodSource) -> None:
         while not self._stop.is_set():
-            event = source.receive(TICK_S)
+            try:
+                event = source.receive(TICK_S)
+            except Exception as exc:  # a bug in the transport must not end mood reception silently
+                log.exception("player: receiving mood events failed; retrying")
+                self._submit("error", exc)
+                self._stop.wait(WATCH_RETRY_S)
+                continue
             if event is not None:
                 self.send(event)
 
@@ -156,7 +162,11 @@ class PlayerService:
         while True:
             try:
                 self._submit("track", await player.wait_track_change())
-            except (PlayerError, PlayerUnavailable) as exc:
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a PlayerError, or a bug in the backend: report it, keep watching
+                if not isinstance(exc, MoodspeakerError):
+                    log.exception("player: watching %s failed", self.backend)
                 self._submit("error", exc)
                 await asyncio.sleep(WATCH_RETRY_S)
 
@@ -204,6 +214,10 @@ class PlayerService:
                 self.session.failed(command, transient=isinstance(exc, PlayerUnavailable))
                 self._failed(exc)
             except MoodspeakerError as exc:  # the feedback store: the music goes on
+                self._failed(exc)
+            except Exception as exc:  # a bug (a foreign exception an adapter let through): report it, keep serving
+                log.exception("player: %s failed", type(command).__name__)
+                self.session.failed(command, transient=False)
                 self._failed(exc)
             self._report()  # after every command: the watchdog waits at most one command's time limit
 
@@ -300,7 +314,7 @@ def build_setup(config: Config) -> PlayerSetup:
     from moodspeaker.adapters.sqlite_feedback import SqliteFeedbackStore
 
     policy = policy_from_config(config)
-    store = SqliteFeedbackStore(config.feedback.path)
+    store = SqliteFeedbackStore(config.feedback.path, move_corrupt_aside=True)  # music first; the old file is kept
     try:
         player = build_player(config)
     except BaseException:

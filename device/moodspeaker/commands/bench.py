@@ -15,14 +15,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from moodspeaker.errors import MoodspeakerError
+from moodspeaker.errors import SetupError
 
 SIZES = ("320x240", "640x480")
 PIPELINES = ("ours", "peer")
 
 
-class BenchError(MoodspeakerError):
-    pass
+class BenchError(SetupError):
+    """A measurement process failed; its stderr says why (usually the peer or model is missing)."""
 
 
 def measure(pipeline: str, size: str, model: Path | None, truth: Path, paced_fps: float = 0.0,
@@ -87,15 +87,11 @@ def _print_table(result: dict, sizes: tuple[str, ...]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from moodspeaker.dev.demo_clip import DEFAULT_TRUTH, ClipError, load_clip_truth
+    from moodspeaker.dev.demo_clip import DEFAULT_TRUTH, load_clip_truth
 
     truth = args.truth or DEFAULT_TRUTH
-    try:
-        load_clip_truth(truth)
-        result = run_bench(args.model, truth, args.paced_fps, args.paced_seconds, tuple(args.sizes))
-    except (ClipError, BenchError) as exc:
-        print(f"moodspeaker bench: {exc}", file=sys.stderr)
-        return 2
+    load_clip_truth(truth)  # a bad clip is a UsageError, a failed run a BenchError: cli.main reports both
+    result = run_bench(args.model, truth, args.paced_fps, args.paced_seconds, tuple(args.sizes))
     if args.json:
         print(json.dumps(result))
     else:

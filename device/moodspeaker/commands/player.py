@@ -22,22 +22,15 @@ log = logging.getLogger(__name__)
 
 
 def vision_captures(runtime_dir: str, fresh_s: float) -> Callable[[], bool]:
-    """Whether the vision daemon's camera captures now, from its state file: it runs, its last update is
-    recent and its loop is analysing frames (not paused for privacy, not waiting to reopen the camera)."""
-    from moodspeaker.adapters.state_file import StateFileError, read_state, state_path
-
-    path = state_path(Path(runtime_dir), "vision")
+    """Whether the vision daemon's camera captures now, from its state file (read as `moodspeaker status` reads
+    it): vision runs, updated within `fresh_s`, and its loop analyses frames (not paused for privacy, not
+    waiting to reopen the camera)."""
+    from moodspeaker.commands.status import service_state
 
     def captures() -> bool:
-        try:
-            state = read_state(path)
-        except StateFileError:
-            return False
-        if state is None or state.get("phase") != "running":
-            return False
-        updated, status = state.get("updated_at"), state.get("status")
-        return (isinstance(updated, int | float) and time.time() - updated <= fresh_s
-                and isinstance(status, dict) and status.get("state") == "running")
+        vision = service_state(Path(runtime_dir), "vision", fresh_s, time.time())
+        return (vision["state"] == "running" and vision.get("phase") == "running"
+                and vision.get("status", {}).get("state") == "running")
 
     return captures
 
