@@ -102,8 +102,8 @@ class VolumeConfig:
     def __post_init__(self) -> None:
         if not -1 <= self.start <= 100 or not 0 <= self.maximum <= 100 or not 0 <= self.quiet_max <= 100:
             raise ValueError("start (-1 or 0..100), maximum and quiet_max (0..100) are volume percentages")
-        if not 0 <= self.fade_s <= 10:
-            raise ValueError("fade_s must be 0..10 seconds")
+        if not 0 <= self.fade_s <= 3:  # the fade is part of one backend command, within the player's time limit
+            raise ValueError("fade_s must be 0..3 seconds")
         self.rules()  # a bad window is an error now, not in the player
 
     def rules(self) -> VolumeRules:
