@@ -104,3 +104,15 @@ def test_a_non_utf8_file_is_a_config_error_not_a_traceback(tmp_path) -> None:
     path.write_bytes(b'[mpd]\nhost = "caf\xe9"\n')  # Latin-1
     with pytest.raises(ConfigError, match=r"not UTF-8 text \(byte 17 is b'\\xe9'\); save the file as UTF-8"):
         load_config(path)
+
+
+def test_library_mode_names_moods_by_their_keys_unless_the_owner_maps_them() -> None:
+    from moodspeaker.app.player import policy_from_config
+
+    folders = parse_config('[mpd]\nlibrary = "folders"\n')
+    assert policy_from_config(folders).selection_for("happy").playlists == ("happy",)  # moods/happy/, not mood-happy
+    mapped = parse_config('[mpd]\nlibrary = "tags"\n[player]\nplaylists = { happy = "party", sad = "blue" }\n')
+    assert policy_from_config(mapped).selection_for("sad").playlists == ("blue",)
+    assert policy_from_config(parse_config("")).selection_for("happy").playlists == ("mood-happy",)  # as before
+    with pytest.raises(ConfigError, match=r"\[mpd\].*library_tag must be one of MPD's tags"):
+        parse_config('[mpd]\nlibrary_tag = "vibe"\n')
