@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # systemd: systemd-analyze and systemd-sysusers check the shipped units and the install script
 APT_PACKAGES := mpd python3-venv systemd
 
-.PHONY: demo test lint setup clean
+.PHONY: demo test lint setup clean system-test
 
 setup: $(STAMP)
 
@@ -26,6 +26,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# The appliance as an owner installs it (root): a cached Debian trixie root booted under systemd-nspawn, the real
+# install.sh and units; see tests/system/run.py. Needs no venv; installs systemd-nspawn and debootstrap if missing.
+system-test:
+	scripts/ensure-apt systemd-container debootstrap
+	python3 tests/system/run.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
