@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # systemd: systemd-analyze and systemd-sysusers check the shipped units and the install script
 APT_PACKAGES := mpd python3-venv systemd
 
-.PHONY: demo test lint setup clean system-test
+.PHONY: demo test lint setup clean system-test system-test-arm64
 
 setup: $(STAMP)
 
@@ -32,6 +32,12 @@ test: $(STAMP)
 system-test:
 	scripts/ensure-apt systemd-container debootstrap
 	python3 tests/system/run.py
+
+# The Pi side, emulated (root, long: not in CI): install.sh's pip step on arm64 trixie and bookworm under qemu-user,
+# predictions and Haar boxes compared with this machine's; see tests/system/arm64.py.
+system-test-arm64: $(STAMP)
+	scripts/ensure-apt qemu-user-static binfmt-support debootstrap
+	$(BIN)/python tests/system/arm64.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

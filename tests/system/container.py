@@ -41,9 +41,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def base_root(suite: str, arch: str, log) -> Path:
+def base_root(suite: str, arch: str, log, packages: tuple[str, ...] = BASE_PACKAGES) -> Path:
     """The cached debootstrap root for suite/arch, built if missing (a half-built one is never used)."""
-    key = hashlib.sha256(" ".join((suite, arch, MIRROR, *BASE_PACKAGES)).encode()).hexdigest()[:10]
+    key = hashlib.sha256(" ".join((suite, arch, MIRROR, *packages)).encode()).hexdigest()[:10]
     root = CACHE / f"{suite}-{arch}-{key}"
     if (root / ".complete").is_file():
         log(f"base root {root} (cached)")
@@ -53,7 +53,7 @@ def base_root(suite: str, arch: str, log) -> Path:
     tmp.parent.mkdir(parents=True, exist_ok=True)
     log(f"building base root {root} with debootstrap from {MIRROR} (once; minutes)")
     started = time.monotonic()
-    subprocess.run(nice(["debootstrap", "--variant=minbase", f"--arch={arch}", f"--include={','.join(BASE_PACKAGES)}",
+    subprocess.run(nice(["debootstrap", "--variant=minbase", f"--arch={arch}", f"--include={','.join(packages)}",
                          suite, str(tmp), MIRROR]), check=True, stdout=subprocess.DEVNULL)
     shutil.rmtree(tmp / "var/lib/mpd", ignore_errors=True)  # as on a fresh Debian where mpd was never started (#10, item 3)
     for leftover in (tmp / "var/cache/apt/archives").glob("*.deb"):
@@ -63,7 +63,7 @@ def base_root(suite: str, arch: str, log) -> Path:
     return root
 
 
-def _pip_host_paths() -> list[Path]:
+def pip_host_paths() -> list[Path]:
     """Local folders the host's pip config points at (find-links, file:// indexes): bound read-only into the root."""
     paths = []
     texts = [os.environ.get(k, "") for k in os.environ if k.startswith("PIP_")]
@@ -76,6 +76,25 @@ def _pip_host_paths() -> list[Path]:
             if p.is_dir() and p != Path("/") and not str(p).startswith(("/etc", "/usr", "/var")):
                 paths.append(p.parent if p.name == "simple" else p)  # an index's files lie beside its simple/
     return sorted(set(paths))
+
+
+def copy_host_config(root: Path) -> None:
+    """The host's pip configuration, CA certificates and apt settings, so pip and apt inside work as they do here."""
+    for conf in PIP_CONFIG_FILES:
+        if conf.exists():
+            target = root / ("root" / conf.relative_to(Path.home()) if conf.is_relative_to(Path.home())
+                             else conf.relative_to("/"))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if conf.is_dir():
+                shutil.copytree(conf, target, dirs_exist_ok=True)
+            else:
+                shutil.copy(conf, target)
+    bundle = Path("/etc/ssl/certs/ca-certificates.crt")
+    if bundle.is_file():
+        shutil.copy(bundle, root / "etc/ssl/certs/ca-certificates.crt")
+    for conf in Path("/etc/apt/apt.conf.d").glob("*"):
+        if conf.is_file() and "Acquire" in conf.read_text(errors="replace"):  # proxies, snapshot date checks
+            shutil.copy(conf, root / "etc/apt/apt.conf.d" / conf.name)
 
 
 class Container:
@@ -94,22 +113,7 @@ class Container:
             subprocess.run(["rm", "-rf", "--one-file-system", str(self.root)], check=True)
         self.root.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(nice(["cp", "-a", "--reflink=auto", str(self.base), str(self.root)]), check=True)
-        # the host's pip configuration and CA certificates, so pip inside works exactly as pip here
-        for conf in PIP_CONFIG_FILES:
-            if conf.exists():
-                target = self.root / ("root" / conf.relative_to(Path.home()) if conf.is_relative_to(Path.home())
-                                      else conf.relative_to("/"))
-                target.parent.mkdir(parents=True, exist_ok=True)
-                if conf.is_dir():
-                    shutil.copytree(conf, target, dirs_exist_ok=True)
-                else:
-                    shutil.copy(conf, target)
-        bundle = Path("/etc/ssl/certs/ca-certificates.crt")
-        if bundle.is_file():
-            shutil.copy(bundle, self.root / "etc/ssl/certs/ca-certificates.crt")
-        for conf in Path("/etc/apt/apt.conf.d").glob("*"):
-            if conf.is_file() and "Acquire" in conf.read_text(errors="replace"):  # proxies, snapshot date checks
-                shutil.copy(conf, self.root / "etc/apt/apt.conf.d" / conf.name)
+        copy_host_config(self.root)
 
     def write(self, path: str, text: str, mode: int = 0o644) -> None:
         target = self.root / path.lstrip("/")
@@ -123,7 +127,7 @@ class Container:
         for d in (apt_cache / "partial", pip_cache):
             d.mkdir(parents=True, exist_ok=True)
         binds = [f"--bind={apt_cache}:/var/cache/apt/archives", f"--bind={pip_cache}:/root/.cache/pip"]
-        binds += [f"--bind-ro={p}" for p in _pip_host_paths()]
+        binds += [f"--bind-ro={p}" for p in pip_host_paths()]
         cmd = ["systemd-nspawn", "-D", str(self.root), "--boot", "--register=no", "--keep-unit", "--console=passive",
                "--capability=CAP_NET_ADMIN", f"--machine={self.name}", *binds]
         console = self.console.open("ab")

@@ -5,7 +5,7 @@ A cached Debian trixie root (debootstrap, outside the checkout) is copied and bo
 checkout is copied in and the real scripts/install.sh runs there, as root, with the real units. Vision gets the
 demo clip as a looping video file, MPD a small library (generated tones) with the mood playlists. Then the checks
 of issue #10 run in order, each reported by name; the last line is `N passed, M failed`; the exit status is 1 when
-any failed (2 when the machine cannot run the test at all).
+any failed that is not in KNOWN_FAILURES (2 when the machine cannot run the test at all).
 
 Needs only the host's python3, systemd-nspawn (apt: systemd-container) and debootstrap; no venv.
   --keep        leave the container's root in place after the run (for a look inside)
@@ -39,6 +39,12 @@ UNITS = ("moodspeaker-vision", "moodspeaker-player")
 MOODS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral", "calm", "uplifting")
 TRACK_SECONDS = 90  # long enough that no track ends by itself during a reload or restart check
 MAX_EXPOSURE = {"moodspeaker-vision": 1.0, "moodspeaker-player": 2.0}
+# Checks that fail for a reason another open issue fixes: still run and reported as FAIL with the reason, but they
+# do not fail the run (CI) until then. A known failure that passes is reported, so its line here can go.
+KNOWN_FAILURES = {
+    7: "issue #12: a hung MPD blocks the player's loop past WatchdogSec, so systemd kills the player",
+    9: "issue #12: no `moodspeaker privacy on|off` command, and the player starts with privacy off after a restart",
+}
 
 
 def log(message: str) -> None:
@@ -400,8 +406,14 @@ class SystemTest:
         expect("kept your" in out.stdout and "kept the installed model" in out.stdout, out.stdout[-1500:])
         self.both_up()
         wait_for("music after the reinstall", self.playing, 120)
+        # An OS upgrade changes the system Python (Bookworm 3.11 -> Trixie 3.13): the venv must be rebuilt.
+        self.sh("sed -i 's/^version.*/version = 3.11.2/' /opt/moodspeaker/venv/pyvenv.cfg")
+        out = self.install()
+        expect(out.returncode == 0 and "rebuilding the venv" in out.stdout,
+               f"a venv of another Python was not rebuilt:\n{(out.stdout + out.stderr)[-1500:]}")
+        self.both_up()
         return ("vision started again after its start limit; config, model, units and mpd.conf unchanged; "
-                "feedback kept; both units up again")
+                "feedback kept; both units up again; a venv of another Python is rebuilt")
 
     def check_13_uninstall_then_purge(self) -> str:
         out = self.install("--uninstall")
@@ -497,7 +509,7 @@ def main() -> int:
     order += [n for n in checks if n.startswith("check_14")] + [n for n in checks if n.startswith(("check_11", "check_12"))]
     order += [n for n in checks if n.startswith("check_13")]  # 14 needs the units installed; 13 removes them
     wanted = {int(x) for x in args.only.split(",") if x}
-    results: list[tuple[str, bool, str]] = []
+    results: list[tuple[int, bool, str]] = []
     try:
         log(f"copying the root to {c.root}; MPD port {t.mpd_port}, sshd port {t.ssh_port}")
         c.fresh_copy()
@@ -517,17 +529,22 @@ def main() -> int:
                 ok, detail = False, str(exc)
             except Exception as exc:  # a broken harness step is a failed check too, with where it broke
                 ok, detail = False, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
-            results.append((title, ok, detail))
-            print(f"{'PASS' if ok else 'FAIL'} {title} ({time.monotonic() - t0:.0f} s): {detail}", flush=True)
+            results.append((number, ok, detail))
+            known = f" [known: {KNOWN_FAILURES[number]}]" if not ok and number in KNOWN_FAILURES else ""
+            if ok and number in KNOWN_FAILURES:
+                known = " [listed as a known failure: remove it from KNOWN_FAILURES]"
+            print(f"{'PASS' if ok else 'FAIL'} {title} ({time.monotonic() - t0:.0f} s): {detail}{known}", flush=True)
     finally:
         if not args.keep:
             c.remove()
         else:
             c.shutdown()
     passed = sum(ok for _, ok, _ in results)
+    known = [n for n, ok, _ in results if not ok and n in KNOWN_FAILURES]
     log(f"system test took {time.monotonic() - started:.0f} s")
-    print(f"{passed} passed, {len(results) - passed} failed")
-    return 0 if passed == len(results) and results else 1
+    print(f"{passed} passed, {len(results) - passed} failed"
+          + (f" ({len(known)} known, listed in KNOWN_FAILURES: {', '.join(map(str, known))})" if known else ""))
+    return 0 if results and passed + len(known) == len(results) else 1
 
 
 if __name__ == "__main__":
