@@ -3,7 +3,8 @@
 Generates a small synthesised music library with tags and one stored playlist per mood, starts a private
 MPD on loopback (null audio output), and runs vision + player in one process on the bundled demo clip
 (moodspeaker/dev/clip/clip.mp4, analysed at twice its speed). Prints each mood change with its confidence and each
-track that starts, then one summary line: `demo: N mood changes, M tracks started, K errors`.
+track that starts, then a verdict (which of the clip's moods it found and missed, and whether that is what the
+model's accuracy predicts) and one summary line: `demo: N mood changes, M tracks started, K errors`.
 Everything lives in a temporary directory that is removed at the end.
 """
 
@@ -22,9 +23,11 @@ from moodspeaker.app.run import run_together
 from moodspeaker.config import parse_config
 from moodspeaker.core.emotions import EMOTIONS
 from moodspeaker.core.mood import MoodEvent
-from moodspeaker.dev.demo_clip import DEFAULT_TRUTH, load_clip_truth
+from moodspeaker.dev.demo_clip import DEFAULT_TRUTH, load_clip_truth, verdict
 from moodspeaker.dev.demo_music import write_library
 from moodspeaker.dev.mpd_server import MpdServer
+from moodspeaker.model_card import card_path_for, load_card
+from moodspeaker.paths import default_model
 
 TRACKS_PER_PLAYLIST = 3
 TRACK_SECONDS = 4.0
@@ -36,12 +39,14 @@ class Narrator:
     def __init__(self) -> None:
         self.t0 = time.monotonic()
         self.track = ""
+        self.changes: list[tuple[float, str]] = []  # (clip time, mood)
 
     def _stamp(self) -> str:
         return f"[{time.monotonic() - self.t0:5.1f}s]"
 
     def send(self, event: MoodEvent) -> None:
         if event.kind == "mood":
+            self.changes.append((event.t, event.mood))
             print(f"{self._stamp()} mood: {event.mood} (confidence {event.confidence:.2f}, clip time {event.t:.1f}s)",
                   flush=True)
 
@@ -95,6 +100,8 @@ def main() -> int:
             status = run_together(config, truth.video, threading.Event(), watch=narrator, on_iteration=narrator.on_status)
     expected = [s.mood for s in truth.segments]
     print(f"demo: the clip shows {' -> '.join(expected)}")
+    card = load_card(card_path_for(Path(config.model.path) if config.model.path else default_model()))
+    print(f"demo: {verdict(truth, narrator.changes, card.raw['metrics']['val']['per_class_recall']).line()}")
     print(f"demo: {status['mood_changes']} mood changes, {status['tracks_started']} tracks started, {status['errors']} errors")
     return 0
 

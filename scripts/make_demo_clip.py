@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generate the demo clip (device/moodspeaker/dev/clip/clip.mp4) and its ground truth (clip.json beside it).
 
-640x480 grey frames at 10 fps: FER2013 validation faces composited into synthetic rooms (scenes.py), one
+640x480 grey frames at 10 fps: FER2013 validation faces composited into synthetic rooms (moodspeaker_train/scenes.py), one
 face per segment held for a few seconds with a slow sway, plus stretches with nobody in view. Faces are
 picked without looking at any emotion model: the FER+ crowd must agree with the FER2013 label
 (`--agreement`), and the Haar detector must find the face in nearly every frame at 640x480 and 320x240.
@@ -19,12 +19,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from scenes import VAL_NPZ, Lighting, agreed_faces, composite, room
 
 from moodspeaker.adapters.haar_detector import HaarFaceDetector
 from moodspeaker.config import DetectorConfig
 from moodspeaker.core.emotions import EMOTIONS
 from moodspeaker.core.mood import NO_FACE
+from moodspeaker_train.scenes import VAL_NPZ, Lighting, agreed_faces, composite, room
 
 OUT_DIR = Path(__file__).resolve().parents[1] / "device" / "moodspeaker" / "dev" / "clip"  # package data
 WIDTH, HEIGHT, FPS = 640, 480, 10

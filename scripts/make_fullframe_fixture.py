@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scenes import VAL_NPZ, Lighting, agreed_faces, composite, random_placement, room
 
 from moodspeaker.adapters.haar_detector import HaarFaceDetector
 from moodspeaker.config import DetectorConfig
+from moodspeaker_train.scenes import VAL_NPZ, Lighting, agreed_faces, composite, random_placement, room
 
 OUT = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "fullframe_tiny.npz"
 WIDTH, HEIGHT = 320, 240

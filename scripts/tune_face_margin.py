@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Tune the face crop's margin (model card preprocessing.device.face_margin) on validation faces in frames.
 
-Composites FER2013 validation faces into synthetic rooms (scenes.py) at the device's default capture size,
+Composites FER2013 validation faces into synthetic rooms (moodspeaker_train/scenes.py) at the device's default capture size,
 finds them with the device's Haar detector, and classifies the crop at each candidate margin with the
 model (with and without flip averaging). Prints one JSON object: accuracy per margin on the detected faces.
 Only validation data is used.
@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scenes import VAL_NPZ, Lighting, composite, random_placement, room
 
 from moodspeaker.adapters.haar_detector import HaarFaceDetector
 from moodspeaker.adapters.litert_classifier import LiteRTClassifier
@@ -25,6 +24,7 @@ from moodspeaker.config import CameraConfig, DetectorConfig
 from moodspeaker.core.emotions import EMOTIONS
 from moodspeaker.core.face_crop import crop_face
 from moodspeaker.paths import default_model
+from moodspeaker_train.scenes import VAL_NPZ, Lighting, composite, random_placement, room
 
 MARGINS = tuple(round(float(m), 3) + 0.0 for m in np.arange(-0.1, 0.301, 0.025))  # + 0.0: no "-0.0"
 

@@ -3,8 +3,10 @@
 http.server on 127.0.0.1 (free port) in a thread. It keeps a tiny player state (devices, active device,
 queue, position, library, playlists) and a log of every request, and can be told to fail:
 `fail("PUT", "/v1/me/player/play", 429, retry_after=2)` answers the next matching request(s) that way, and
-status 0 drops the connection without an answer (network loss).
-Without an active device, player commands answer 404 NO_ACTIVE_DEVICE, as Spotify does.
+status 0 drops the connection without an answer (network loss); `fail(..., 200, body=b"<html>")` answers with
+that raw body; `delay_s` holds the answer back (a slow server).
+Without an active device, player commands answer 404 NO_ACTIVE_DEVICE, as Spotify does. As the real API does, a
+playlist page of more than 50 items is 400 and a start-playback request with more than 100 URIs is 413.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 DROP = 0  # a failure status that closes the connection unanswered
+MAX_PAGE = 50  # the largest playlist page Spotify serves
+MAX_START_URIS = 100  # the most URIs one start-playback request may carry
 SCOPE = ("user-read-playback-state user-modify-playback-state user-library-modify playlist-read-private "
          "playlist-read-collaborative")
 
@@ -43,6 +47,8 @@ class Failure:
     reason: str | None
     headers: dict[str, str]
     times: int
+    body: bytes | None = None  # a raw answer instead of the JSON error
+    delay_s: float = 0.0
 
 
 @dataclass
@@ -70,6 +76,7 @@ class FakeSpotify:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        self._messages: dict[int, str] = {}
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
@@ -124,9 +131,10 @@ class FakeSpotify:
         return code
 
     def fail(self, method: str, path: str, status: int, *, reason: str | None = None, retry_after: float | None = None,
-             times: int = 1) -> None:
+             times: int = 1, message: str = "scripted failure", body: bytes | None = None, delay_s: float = 0.0) -> None:
         headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
-        self.failures.append(Failure(method, path, status, reason, headers, times))
+        self.failures.append(Failure(method, path, status, reason, headers, times, body, delay_s))
+        self._messages[id(self.failures[-1])] = message
 
     def calls(self, method: str, path: str) -> list[Request]:
         return [r for r in self.requests if r.method == method and r.path == path]
@@ -139,16 +147,29 @@ class FakeSpotify:
 
     def handle(self, method: str, path: str, query: dict[str, list[str]], body: Any,
                headers: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+        """(status, payload, headers); payload bytes are sent as they are, anything else as JSON."""
+        delay = 0.0
         with self._lock:
             token = headers.get("authorization", "").removeprefix("Bearer ") or None
             self.requests.append(Request(method, path, query, body, token, time.monotonic()))
+            answer = None
             for failure in self.failures:
                 if failure.times > 0 and failure.method == method and failure.path == path:
                     failure.times -= 1
-                    error = {"status": failure.status, "message": "scripted failure"}
-                    if failure.reason:
-                        error["reason"] = failure.reason
-                    return failure.status, {"error": error}, failure.headers
+                    delay = failure.delay_s
+                    if failure.body is not None:
+                        answer = failure.status, failure.body, failure.headers
+                    else:
+                        error = {"status": failure.status, "message": self._messages[id(failure)]}
+                        if failure.reason:
+                            error["reason"] = failure.reason
+                        answer = failure.status, {"error": error}, failure.headers
+                    break
+        if delay:
+            time.sleep(delay)  # outside the lock: other requests are answered meanwhile
+        if answer is not None:
+            return answer
+        with self._lock:
             if path == "/api/token":
                 return self._token(body, headers)
             if token not in self.access_tokens:
@@ -205,9 +226,13 @@ class FakeSpotify:
                 return no_device
             command = path.removeprefix("/v1/me/player/")
             if (method, command) == ("PUT", "play"):
+                if body and len(body.get("uris", [])) > MAX_START_URIS:
+                    return 413, {"error": {"status": 413, "message": "Payload too large"}}, {}
                 if body and "uris" in body:
                     self.queue, self.position = list(body["uris"]), 0
                 self.is_playing = self.current is not None
+            elif (method, command) == ("POST", "queue"):
+                self.queue.append(query["uri"][0])
             elif (method, command) == ("PUT", "pause"):
                 self.is_playing = False
             elif (method, command) == ("POST", "next"):
@@ -224,7 +249,10 @@ class FakeSpotify:
             if playlist not in self.playlists:
                 return 404, {"error": {"status": 404, "message": "Resource not found"}}, {}
             offset = int(query.get("offset", ["0"])[0])
-            limit = min(int(query.get("limit", ["100"])[0]), self.page_size)
+            asked = int(query.get("limit", ["20"])[0])
+            if not 1 <= asked <= MAX_PAGE:
+                return 400, {"error": {"status": 400, "message": "Invalid limit"}}, {}
+            limit = min(asked, self.page_size)
             uris = self.playlists[playlist]
             items = [{"track": self.tracks[u]} for u in uris[offset:offset + limit]]
             more = offset + limit < len(uris)
@@ -250,12 +278,12 @@ def _handler(fake: FakeSpotify) -> type[BaseHTTPRequestHandler]:
             if status == DROP:
                 self.close_connection = True
                 return
-            data = b"" if payload is None else json.dumps(payload).encode()
+            data = payload if isinstance(payload, bytes) else b"" if payload is None else json.dumps(payload).encode()
             self.send_response(status)
             for key, value in extra.items():
                 self.send_header(key, value)
             if data:
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", "text/html" if isinstance(payload, bytes) else "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)

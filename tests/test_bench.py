@@ -19,7 +19,10 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("fer") is None,
 def test_bench_json_has_the_contract_shape_and_sane_figures(shipped_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["bench", "--json", "--model", str(shipped_model), "--sizes", "320x240", "--paced-fps", "0"])
     assert code == 0
-    result = json.loads(capsys.readouterr().out)
+    out, err = capsys.readouterr()
+    result = json.loads(out)
+    assert err.splitlines() == ["bench: [1/2] ours 320x240: the whole clip, as fast as it goes",
+                                "bench: [2/2] peer 320x240: the whole clip, as fast as it goes"]
     truth = load_clip_truth(DEFAULT_TRUTH)
     face_frames = sum(round((s.end - s.start) * truth.fps) for s in truth.segments if s.mood != "no_face")
     for pipeline in ("ours", "peer"):

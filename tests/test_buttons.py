@@ -134,3 +134,19 @@ def test_a_pin_in_use_gives_an_actionable_error(rig) -> None:
     factory = rig[0]
     with pytest.raises(GpioUnavailable, match=r"\[buttons\] enabled = false"):
         GpioButtons(CONFIG, lambda action: None, pin_factory=factory)  # pins 17/27/22 are taken by the rig
+
+
+def test_no_gpio_is_one_line_with_every_pin_factory_tried_and_no_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
+    import warnings
+
+    from gpiozero import Device
+
+    monkeypatch.delenv("GPIOZERO_PIN_FACTORY", raising=False)
+    monkeypatch.setattr(Device, "pin_factory", None)  # gpiozero looks for lgpio, RPi.GPIO, pigpio, native: none works here
+    with warnings.catch_warnings(record=True) as seen, pytest.raises(GpioUnavailable) as error:
+        warnings.simplefilter("always")
+        GpioButtons(CONFIG, lambda action: None)
+    assert not seen, [str(w.message) for w in seen]
+    message = str(error.value)
+    assert "\n" not in message and message.startswith("buttons and LED off")
+    assert "Falling back from lgpio" in message and "[buttons] enabled = false" in message

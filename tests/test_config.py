@@ -40,3 +40,56 @@ def test_bad_config_names_file_key_and_fix(tmp_path, text, expected):
 def test_missing_explicit_file_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match="no such config file"):
         load_config(tmp_path / "absent.toml")
+
+
+@pytest.mark.parametrize("uri", ["http://localhost:8888/callback", "https://example.org/callback",
+                                 "http://127.0.0.1/callback", "http://192.168.1.5:8888/cb"])
+def test_spotify_redirect_uri_must_be_a_loopback_ip_with_a_port(uri: str) -> None:
+    with pytest.raises(ConfigError, match=r"\[spotify\].*loopback IP address.*http://127\.0\.0\.1:8888/callback"):
+        parse_config(f'[spotify]\nredirect_uri = "{uri}"\n')
+
+
+def test_spotify_loopback_redirect_uris_are_accepted() -> None:
+    for uri in ("http://127.0.0.1:8888/callback", "http://[::1]:43019/moodspeaker"):
+        assert parse_config(f'[spotify]\nredirect_uri = "{uri}"\n').spotify.redirect_uri == uri
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [  # each of these used to pass `config check` and then fail (or go silent) in a daemon
+        ("[model]\nthreads = 0\n", "[model]: threads must be 1..16, got 0"),
+        ("[smoother]\nema_tau_s = nan\n", "[smoother].ema_tau_s: expected a finite number, got nan"),
+        ("[camera]\nfps = inf\n", "[camera].fps: expected a finite number, got inf"),
+        ('[player]\nplaylists = { hapy = "mood-happy" }\n',
+         "[player]: playlists.hapy: no mood plays this key (a typo would leave that mood silent); did you mean 'happy'?"),
+        ('[player]\nbackend = "spotify"\n', "[spotify].client_id: the spotify backend ([player] backend) needs"),
+    ],
+    ids=["threads-0", "nan", "inf", "playlist-typo", "spotify-without-client-id"],
+)
+def test_values_the_daemons_would_fail_on_are_config_errors(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(text)
+    assert expected in str(err.value)
+
+
+def test_every_problem_in_the_file_is_reported_at_once(tmp_path, capsys) -> None:
+    from moodspeaker.cli import main
+
+    path = tmp_path / "config.toml"
+    path.write_text('[model]\nthread = 2\n[camera]\nfps = "fast"\nwidth = nan\n[modle]\n[player]\nbackend = "spotify"\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert len(err.value.problems) == 5, err.value.problems
+    assert main(["config", "check", str(path)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "moodspeaker config: 5 problems:"
+    expected = ["[model]: unknown key 'thread'", "[camera].fps: expected a number", "[camera].width: expected a whole",
+                "unknown section [modle]", "[spotify].client_id: the spotify backend"]
+    assert len(lines) == 6 and all(want in line for want, line in zip(expected, lines[1:], strict=True)), lines
+
+
+def test_a_non_utf8_file_is_a_config_error_not_a_traceback(tmp_path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_bytes(b'[mpd]\nhost = "caf\xe9"\n')  # Latin-1
+    with pytest.raises(ConfigError, match=r"not UTF-8 text \(byte 17 is b'\\xe9'\); save the file as UTF-8"):
+        load_config(path)

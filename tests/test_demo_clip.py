@@ -69,3 +69,21 @@ def test_mood_sequence_follows_the_ground_truth(replay: tuple[dict, EventLog, di
     changes = [e.mood for e in log.events if e.kind == "mood"]
     assert changes == [mood for _, mood in result["mood_changes"]]  # one event per change, in order
     assert NO_FACE in changes  # the long empty stretch decays to no_face
+
+
+def test_the_demo_verdict_names_found_and_missed_moods_against_the_models_recall() -> None:
+    from moodspeaker.dev.demo_clip import verdict
+
+    truth = load_clip_truth(DEFAULT_TRUTH)
+    recall = dict.fromkeys(("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"), 0.75)
+    segments = truth.segments
+    # The speaker reaches every face mood one second into its segment, except the third segment's.
+    changes = [(seg.start + 1.0, seg.mood) for i, seg in enumerate(segments) if i and i != 2]
+    result = verdict(truth, changes, recall)
+    assert [s.mood for s in result.missed] == [segments[2].mood]
+    assert len(result.found) == len(segments) - 1  # the first, empty segment: the speaker starts at no_face
+    faces = sum(s.mood != NO_FACE for s in segments)
+    assert result.expected_found == pytest.approx(0.75 * faces + (len(segments) - faces))
+    assert result.as_expected and f"missed {segments[2].mood}" in result.line() and "as expected" in result.line()
+    assert not verdict(truth, [], recall).as_expected  # nothing but no_face: far below what the model does
+    assert "missed more than" in verdict(truth, [], recall).line()

@@ -8,14 +8,15 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
-from moodspeaker.adapters.litert_classifier import LiteRTClassifier
-from moodspeaker_train import models, torch_models
-from moodspeaker_train.cli import main as train_main
-from moodspeaker_train.distill import augment, lr_at
-from moodspeaker_train.export import import_distilled, set_twin_weights
-from moodspeaker_train.recipe import AugmentConfig
+torch = pytest.importorskip("torch", reason="PyTorch is not installed: `make torch` adds it (README: Training the model)")
+
+from moodspeaker.adapters.litert_classifier import LiteRTClassifier  # noqa: E402
+from moodspeaker_train import models, torch_models  # noqa: E402
+from moodspeaker_train.cli import main as train_main  # noqa: E402
+from moodspeaker_train.distill import augment, lr_at  # noqa: E402
+from moodspeaker_train.export import import_distilled, set_twin_weights  # noqa: E402
+from moodspeaker_train.recipe import AugmentConfig  # noqa: E402
 
 pytestmark = pytest.mark.training
 

@@ -55,6 +55,9 @@ def test_missing_model_or_card(tmp_path, model_copy):
     model_copy.with_suffix(".json").unlink()
     with pytest.raises(ModelError, match="model card not found"):
         LiteRTClassifier(model_copy)
+    model_copy.unlink()  # both missing: the model file is named, not its card
+    with pytest.raises(ModelError, match=r"emotion\.tflite: model file not found"):
+        LiteRTClassifier(model_copy)
 
 
 def test_corrupt_model_is_refused_by_checksum(model_copy):

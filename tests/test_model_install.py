@@ -2,7 +2,8 @@
 
 The test models ignore the face and always answer one class, so their accuracy on a golden set is known from the
 set itself; the golden set is a class-unbalanced subset of the fer_tiny fixture, which makes a card with swapped
-labels measurably wrong.
+labels measurably wrong. The card is not trusted: bad types, NaN, a huge tolerance, an accuracy below the floor,
+oversized files and a concurrent install are refused.
 """
 
 from __future__ import annotations
@@ -77,8 +78,10 @@ def built(tmp_path_factory, fer_tiny) -> Path:
     out = tmp_path_factory.mktemp("built")
     with np.load(fer_tiny / "val.npz") as d:
         images, labels = d["images"], d["labels"]
-    keep = np.concatenate([np.flatnonzero(labels == HAPPY)] +
-                          [np.flatnonzero(labels == c)[:10] for c in range(len(EMOTIONS)) if c != HAPPY])
+    # 30 happy, 24 neutral, 1 of each other class: the happy model scores 0.51, the neutral one 0.41 (both above
+    # the install floor), and a card that swaps happy and neutral measures 0.41 against its claimed 0.51
+    keep = np.concatenate([np.flatnonzero(labels == HAPPY), np.flatnonzero(labels == NEUTRAL)[:24]] +
+                          [np.flatnonzero(labels == c)[:1] for c in range(len(EMOTIONS)) if c not in (HAPPY, NEUTRAL)])
     np.savez_compressed(out / "golden_faces.npz", images=images[keep], labels=labels[keep])
     for name, blob in (("happy", _convert(48, HAPPY)), ("neutral", _convert(48, NEUTRAL)),
                        ("small", _convert(40, HAPPY)), ("float", _convert(48, HAPPY, quantize=False))):
@@ -236,3 +239,58 @@ def test_the_shipped_model_passes_its_own_checks(shipped_model, tmp_path):
     root = tmp_path / "models"
     assert _install(shipped_model, shipped_model.with_suffix(".json"), root, "--no-reload") == 0
     assert sha256_file(root / "current" / "emotion.tflite") == sha256_file(shipped_model)
+
+
+def _golden_edit(built: Path, **changes: object) -> dict:
+    return {"golden": {**json.loads((built / "happy.json").read_text())["golden"], **changes}}
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"tolerance": float("nan")}, "golden.tolerance must be a number from 0 to 0.05, got nan"),  # NaN passed every check
+    ({"tolerance": 1.0}, "golden.tolerance must be a number from 0 to 0.05, got 1.0"),  # waved any labels through
+    ({"accuracy": "0.5"}, "golden.accuracy must be a number"),
+    ({"n": 10}, "golden.n must be a whole number of at least 50"),
+], ids=["nan-tolerance", "tolerance-1", "accuracy-string", "too-few-faces"])
+def test_a_golden_entry_that_proves_nothing_is_refused(store, built, tmp_path, capsys, changes, message):
+    model, card = _variant(built, tmp_path, (built / "happy.tflite").read_bytes(), _golden_edit(built, **changes))
+    _refused(store, model, card, capsys, message)
+
+
+def test_reversed_labels_are_refused_even_when_the_card_claims_their_accuracy(store, built, tmp_path, capsys):
+    """A card with reversed labels and its own (low) golden accuracy matched its claim; the floor refuses it."""
+    model, card = _variant(built, tmp_path, (built / "neutral.tflite").read_bytes(), {"labels": list(reversed(EMOTIONS))},
+                           card_from="neutral")
+    raw = json.loads(card.read_text())
+    raw["golden"]["accuracy"] = 1 / 59  # what reversed labels score: the neutral answer reads "angry", one face
+    card.write_text(json.dumps(raw))
+    _refused(store, model, card, capsys, "golden.accuracy must be a number from 0.4")
+
+
+@pytest.mark.parametrize(("preprocessing", "message"), [
+    ({"device": {"face_margin": "wide", "resize": "area", "flip_tta": False}}, "face_margin must be a number"),
+    ({"device": {"face_margin": float("nan")}}, "face_margin must be a number"),
+    ({"device": {"face_margin": 0.0, "flip_tta": "yes"}}, "flip_tta must be true or false"),
+    (None, "\"preprocessing\" must be an object"),  # was a traceback
+], ids=["margin-string", "margin-nan", "flip-string", "null"])
+def test_card_preprocessing_is_checked_before_vision_uses_it(store, built, tmp_path, capsys, preprocessing, message):
+    """A non-numeric face_margin used to install and then crash vision on the first face."""
+    model, card = _variant(built, tmp_path, (built / "happy.tflite").read_bytes(), {"preprocessing": preprocessing})
+    _refused(store, model, card, capsys, message)
+
+
+def test_an_oversized_model_file_is_refused_before_it_is_read(store, built, tmp_path, capsys):
+    model, card = _variant(built, tmp_path, b"")
+    with model.open("wb") as f:  # 1 GiB, sparse: costs no disk
+        f.truncate(1 << 30)
+    _refused(store, model, card, capsys, "1024 MiB is too large for a model file (at most 64 MiB)")
+
+
+def test_a_second_install_while_one_runs_is_refused(store, built, capsys):
+    """Two installs at once raced on current/previous and both said "now current"."""
+    import fcntl
+
+    with (store / ".install.lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # an install in progress
+        _refused(store, built / "neutral.tflite", built / "neutral.json", capsys, "another `moodspeaker model install`")
+        assert main(["model", "rollback", "--models-dir", str(store), "--no-reload"]) == 3
+    assert _install(built / "neutral.tflite", built / "neutral.json", store, "--no-reload") == 0  # free again

@@ -16,7 +16,8 @@ CONFIGS = sorted((Path(__file__).parents[1] / "training" / "configs").glob("*.to
 def test_recipe_builds_a_pixels_in_logits_out_model(config: Path) -> None:
     recipe = load_recipe(config)
     if recipe.arch not in models.ARCHITECTURES:  # a GPU teacher: PyTorch only, never exported
-        import torch
+        torch = pytest.importorskip("torch", reason="PyTorch is not installed: `make torch` adds it "
+                                    "(README: Training the model)")
 
         from moodspeaker_train import distill
 

@@ -71,6 +71,8 @@ BAD_DATAGRAMS = {
     "probs is a list": json.dumps(valid_body(probs=[0.5])).encode(),
     "probs has an unknown emotion": json.dumps(valid_body(probs={"bored": 0.5})).encode(),
     "oversized": json.dumps(valid_body(pad="x" * MAX_DATAGRAM)).encode(),
+    "nested too deeply": b"[" * 4000,  # raised RecursionError in the decoder, killing mood reception
+    "an integer too long": b'{"v": 1, "seq": ' + b"9" * 4400 + b"}",
 }
 
 
@@ -172,3 +174,31 @@ def test_logging_sink_logs_changes_at_info_and_heartbeats_at_debug(caplog: pytes
         sink.send(EVENT)
         sink.send(MoodEvent(kind="heartbeat", mood="happy", confidence=0.8, t=1.0))
     assert [r.getMessage() for r in caplog.records] == ["mood: happy (confidence 0.81, 5.0 fps)"]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_a_flood_of_bad_datagrams_is_logged_as_counts_not_line_by_line(sock_path: Path,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """10,000 bad datagrams used to write ~9,500 log lines; now: the first, then one count per interval."""
+    clock = Clock()
+    with MoodSocketReceiver(sock_path, log_every_s=10.0, clock=clock) as receiver, \
+            caplog.at_level(logging.WARNING, logger="moodspeaker.adapters.mood_socket"):
+        for i in range(1000):
+            raw_send(sock_path, b"[" * 4000)
+            clock.t = i * 0.003  # 1,000 datagrams in 3 s
+            assert receiver.receive_nowait() is None
+        raw_send(sock_path, EVENT.to_bytes())
+        assert receiver.receive(timeout=1.0) == EVENT  # reception is alive
+        clock.t = 20.0
+        assert receiver.receive(timeout=0.01) is None  # the flood stopped: its count is logged
+    lines = [r.getMessage() for r in caplog.records]
+    assert receiver.dropped == 1000 and len(lines) == 2
+    assert lines[0].startswith("dropped a mood datagram") and "nested too deeply" in lines[0]
+    assert lines[1].startswith("dropped 999 more mood datagrams") and "(1000 since start)" in lines[1]

@@ -134,7 +134,18 @@ def test_kill_9_mid_play_then_restart_reconnects_and_music_resumes_where_it_was(
         await player.wait_track_change()
         await asyncio.sleep(1.0)
         mpd_server.kill()
-        watcher = asyncio.ensure_future(player.wait_track_change())
+        changes: list[Track | None] = []
+        outages: list[str] = []
+
+        async def watch() -> None:  # as the service watches: an unavailable MPD is reported, then watched again
+            while True:
+                try:
+                    changes.append(await player.wait_track_change())
+                except PlayerUnavailable as exc:
+                    outages.append(str(exc))
+                    await asyncio.sleep(0.1)
+
+        watcher = asyncio.ensure_future(watch())
         # Down for 2 s, the player retrying: music that resumed where it would be by now, not where it was killed,
         # would be past 3 s.
         await asyncio.sleep(2.0)
@@ -145,7 +156,8 @@ def test_kill_9_mid_play_then_restart_reconnects_and_music_resumes_where_it_was(
             assert time.monotonic() < deadline, "music did not resume within 5 s of the restart"
             await asyncio.sleep(0.05)
         resumed_after = time.monotonic() - restarted
-        assert not watcher.done()  # same song as before the crash: not a track change
+        assert changes == []  # same song as before the crash: not a track change
+        assert outages and all("not reachable" in o for o in outages)  # while down: reported, not silent
         watcher.cancel()
         await player.close()
         return player, resumed_after, at_resume
@@ -157,3 +169,76 @@ def test_kill_9_mid_play_then_restart_reconnects_and_music_resumes_where_it_was(
     assert song["file"] == "happy/happy-2.wav"
     assert 1.0 <= float(status["elapsed"]) <= 3.0  # resumed near where it was killed, not from the start
     assert resumed_after < 5
+
+
+def test_a_stored_playlist_with_a_deleted_file_plays_the_rest(mpd_server: MpdServer, music_library) -> None:
+    _, playlist_dir, _ = music_library
+    broken = playlist_dir / "mood-broken.m3u"
+    broken.write_text("sad/sad-1.wav\nsad/deleted-since.wav\nsad/sad-2.wav\n")
+
+    async def scenario() -> list[str]:
+        player = _player(mpd_server)
+        try:
+            tracks = await player.playlist_tracks("mood-broken")
+            await player.play(tracks)  # nothing playing: play() loads what MPD has
+            await player.play_next(tracks)  # playing: the rest of the queue replaced, file by file
+            return _server_status(mpd_server)[2]
+        finally:
+            await player.close()
+
+    try:
+        queue = asyncio.run(scenario())
+    finally:
+        broken.unlink()
+    assert queue == ["sad/sad-1.wav", "sad/sad-1.wav", "sad/sad-2.wav"]  # the one playing, then the list again
+
+
+def test_mpd_absent_at_start_is_reported_by_the_watcher_with_growing_back_off(tmp_path) -> None:
+    from moodspeaker.dev.mpd_server import free_port
+
+    async def scenario() -> list[str]:
+        player = MpdPlayer("127.0.0.1", free_port(), reconnect_max_s=0.4)
+        errors = []
+        for _ in range(4):
+            with pytest.raises(PlayerUnavailable) as error:
+                await player.wait_track_change()
+            errors.append(str(error.value))
+        await player.close()
+        return errors
+
+    errors = asyncio.run(scenario())
+    assert all("is not reachable" in e for e in errors)
+    assert [e.rsplit("again in ", 1)[1] for e in errors] == ["0.1 s", "0.2 s", "0.4 s", "0.4 s"]
+
+
+def test_a_hung_mpd_is_unavailable_within_the_call_budget_then_recovers(mpd_server: MpdServer) -> None:
+    from moodspeaker.adapters.mpd_player import CALL_BUDGET_S
+
+    async def scenario() -> tuple[float, list[str], bool]:
+        player = _player(mpd_server)
+        tracks = await player.playlist_tracks("mood-calm")
+        await player.play(tracks)
+        assert await player.wait_track_change() == tracks[0]
+        mpd_server.freeze()
+        started = time.monotonic()
+        errors = []
+        try:
+            with pytest.raises(PlayerUnavailable) as error:
+                await player.next()
+            errors.append(str(error.value))
+            with pytest.raises(PlayerUnavailable) as error:  # the watcher: reports it, does not hang
+                await player.wait_track_change()
+            errors.append(str(error.value))
+            took = time.monotonic() - started
+        finally:
+            mpd_server.freeze(False)
+        await asyncio.sleep(0.6)  # the back-off
+        await player.current()  # MPD answers again: reconnected
+        connected = player.connected
+        await player.close()
+        return took, errors, connected
+
+    took, errors, connected = asyncio.run(scenario())
+    assert took < 2 * CALL_BUDGET_S < 30  # two calls, each within its budget (WatchdogSec=30 in the unit)
+    assert all(str(mpd_server.port) in e for e in errors)
+    assert connected

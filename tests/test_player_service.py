@@ -90,7 +90,7 @@ def test_a_mood_starts_its_playlist_and_no_face_keeps_the_music(mpd_server: MpdS
 
     async def scenario() -> None:
         service.send(mood("happy"))
-        await until(lambda: mpd_view(mpd_server)[0] == "play" and service.tracks_started == 1)
+        await until(lambda: mpd_view(mpd_server)[0] == "play" and service.session.tracks_started == 1)
         _, playing, queue = mpd_view(mpd_server)
         assert sorted(queue) == ["happy/happy-1.wav", "happy/happy-2.wav", "happy/happy-3.wav"]
         service.send(mood("no_face", 0.0))
@@ -98,7 +98,7 @@ def test_a_mood_starts_its_playlist_and_no_face_keeps_the_music(mpd_server: MpdS
         assert mpd_view(mpd_server)[:2] == ("play", playing)
 
     serve(service, scenario)
-    assert service.mood_changes == 2 and service.errors == 0
+    assert service.session.mood_changes == 2 and service.errors == 0
     assert any(s["mood"] == "happy" and s["track"].startswith("moodspeaker demo - Happy song") for s in statuses)
 
 
@@ -119,7 +119,7 @@ def test_a_flickering_mood_does_not_restart_the_music_within_the_cooldown(mpd_se
 
     async def scenario() -> None:
         service.send(mood("happy"))
-        await until(lambda: service.tracks_started == 1)
+        await until(lambda: service.session.tracks_started == 1)
         playing = mpd_view(mpd_server)[1]
         for name in ("sad", "happy", "sad"):
             clock.t += 2
@@ -127,7 +127,7 @@ def test_a_flickering_mood_does_not_restart_the_music_within_the_cooldown(mpd_se
         await asyncio.sleep(0.6)
         assert mpd_view(mpd_server)[1] == playing  # same track, not restarted
         clock.t += 30  # the cool-down has passed: the pending mood (sad) takes over at once
-        await until(lambda: service.tracks_started == 2)
+        await until(lambda: service.session.tracks_started == 2)
         assert folder(mpd_view(mpd_server)[1]) == "sad"
 
     serve(service, scenario)
@@ -138,12 +138,12 @@ def test_by_default_a_mood_change_waits_for_the_track_to_end(mpd_server: MpdServ
 
     async def scenario() -> None:
         service.send(mood("happy"))
-        await until(lambda: service.tracks_started == 1)
+        await until(lambda: service.session.tracks_started == 1)
         service.send(mood("sad"))
         await until(lambda: [folder(f) for f in mpd_view(mpd_server)[2]] == ["happy", "sad", "sad", "sad"])
         assert folder(mpd_view(mpd_server)[1]) == "happy"  # still the happy track
         seek_near_the_end()
-        await until(lambda: service.tracks_started == 2, timeout=6)  # the happy track ends by itself, sad follows
+        await until(lambda: service.session.tracks_started == 2, timeout=6)  # the happy track ends by itself, sad follows
         assert folder(mpd_view(mpd_server)[1]) == "sad"
 
     serve(service, scenario)
@@ -158,17 +158,17 @@ def test_buttons_skip_like_pause_and_privacy(mpd_server: MpdServer, store) -> No
 
     async def scenario() -> None:
         service.send(mood("sad"))
-        await until(lambda: service.tracks_started == 1)
+        await until(lambda: service.session.tracks_started == 1)
         first = mpd_view(mpd_server)[1]
         service.submit_action(ButtonAction.LIKE)
         service.submit_action(ButtonAction.SKIP)
-        await until(lambda: service.tracks_started == 2 and mpd_view(mpd_server)[1] != first)
+        await until(lambda: service.session.tracks_started == 2 and mpd_view(mpd_server)[1] != first)
         service.submit_action(ButtonAction.PAUSE)
         await until(lambda: mpd_view(mpd_server)[0] == "pause")
         service.submit_action(ButtonAction.PAUSE)
         await until(lambda: mpd_view(mpd_server)[0] == "play")
         service.submit_action(ButtonAction.PRIVACY)
-        await until(lambda: service.privacy)
+        await until(lambda: service.session.privacy)
         service.send(mood("happy"))  # the camera is off: moods are ignored, the music goes on
         await asyncio.sleep(0.5)
         assert folder(mpd_view(mpd_server)[1]) == "sad"
@@ -257,7 +257,8 @@ def test_a_mood_that_arrives_while_mpd_is_down_plays_once_it_is_back(mpd_server:
         await until(lambda: service.errors >= 1)
         assert "not reachable" in service.status()["last_error"]
         await asyncio.to_thread(mpd_server.start)
-        await until(lambda: service.tracks_started == 1)
+        await until(lambda: service.session.tracks_started == 1)
 
     serve(service, scenario)
     assert folder(mpd_view(mpd_server)[1]) == "happy"
+    assert service.status()["last_error"] == "" and service.errors >= 1  # recovered: the error no longer shows

@@ -218,12 +218,32 @@ def test_player_daemon_speaks_the_notify_protocol(manager, tmp_path, mpd_server)
         assert int(reloading["MONOTONIC_USEC"]) <= time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
         assert reload.index(reloading) < next(i for i, m in enumerate(reload) if "READY" in m)
 
+        state = json.loads((tmp_path / "player.json").read_text())
+        assert state["reloads"] == 1 and state["last_reload"]["ok"] is True  # what `moodspeaker reload` waits for
+
         config.write_text(good + "[player]\nbackend = \"tidal\"\n")
         proc.send_signal(signal.SIGHUP)
         failed = next(m for m in sock.wait_for("READY", "1") if "READY" in m)
         assert failed["STATUS"].startswith("reload failed, kept previous:") and "tidal" in failed["STATUS"]
         sock.wait_for("WATCHDOG")  # still serving with the old config
         assert proc.poll() is None
+
+        # a feedback database that cannot be opened: before, the player exited 2; now it keeps the old one
+        config.write_text(good.replace(str(tmp_path / "feedback.db"), "/proc/no-such-dir/feedback.db"))
+        proc.send_signal(signal.SIGHUP)
+        failed = next(m for m in sock.wait_for("READY", "1") if "READY" in m)
+        assert failed["STATUS"].startswith("reload failed, kept previous:") and "feedback" in failed["STATUS"]
+        sock.wait_for("WATCHDOG")
+        state = json.loads((tmp_path / "player.json").read_text())
+        assert state["reloads"] == 3 and state["last_reload"]["ok"] is False and "feedback" in state["reload_error"]
+        assert state["last_error"].startswith("reload failed")
+
+        config.write_text(good)  # fixed: a good reload clears the error from status
+        proc.send_signal(signal.SIGHUP)
+        sock.wait_for("READY", "1")
+        state = json.loads((tmp_path / "player.json").read_text())
+        assert state["reloads"] == 4 and state["last_reload"]["ok"] is True
+        assert state["reload_error"] is None and state["last_error"] is None and state["errors"] == {}
 
         proc.send_signal(signal.SIGTERM)
         sock.wait_for("STOPPING", "1")
@@ -271,7 +291,7 @@ def test_vision_daemon_speaks_the_notify_protocol(manager, tmp_path, shipped_mod
         proc.send_signal(signal.SIGHUP)
         failed = next(m for m in sock.wait_for("READY", "1") if "READY" in m)
         assert failed["STATUS"].startswith("reload failed, kept previous:")
-        assert "missing.json: model card not found" in failed["STATUS"]
+        assert "missing.tflite: model file not found" in failed["STATUS"]
         sock.wait_for("WATCHDOG")  # still analysing frames with the old model
         assert proc.poll() is None
 

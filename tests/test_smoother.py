@@ -181,3 +181,22 @@ def test_bad_labels_and_shapes_are_rejected() -> None:
         Smoother(("happy", "bored"))
     with pytest.raises(ValueError, match="probabilities"):
         Smoother(EMOTIONS).update(0.0, np.array([0.5, 0.5]))
+
+
+def test_skipped_crops_never_flip_the_mood_and_keep_the_face_present() -> None:
+    smoother = Smoother(EMOTIONS)
+    feed(smoother, 0.0, 3.0, peaked("happy"))
+    assert smoother.mood == "happy"
+    events = [smoother.update(3.0 + i * DT, peaked("sad", 0.95), weight=0.0) for i in range(round(20 * FPS))]
+    assert smoother.mood == "happy" and changes([e for e in events if e]) == []  # 20 s of untrusted "sad": no change
+    assert smoother.probabilities()["happy"] > 0.7  # the average did not move
+
+
+def test_a_low_weight_crop_moves_the_average_less() -> None:
+    full, light = Smoother(EMOTIONS), Smoother(EMOTIONS)
+    for smoother, weight in ((full, 1.0), (light, 0.3)):
+        feed(smoother, 0.0, 2.0, peaked("happy"))
+        smoother.update(2.0, peaked("sad"), weight=weight)
+    assert 0 < light.probabilities()["sad"] < full.probabilities()["sad"]
+    with pytest.raises(ValueError, match="weight"):
+        full.update(3.0, peaked("sad"), weight=1.5)

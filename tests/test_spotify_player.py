@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
+import re
 import stat
 import time
 from collections.abc import Iterator
@@ -102,16 +104,32 @@ def test_wait_track_change_reports_the_next_track_then_the_end(fake: FakeSpotify
     player = _player(fake, tmp_path)
     tracks = run(player.playlist_tracks(PLAYLIST))[:2]
 
-    async def scenario() -> tuple[Track | None, Track | None]:
+    async def scenario() -> tuple[Track | None, Track | None, Track | None]:
         await player.play(tracks)
+        first = await player.wait_track_change()  # the first track of a playlist is a change too
         asyncio.get_running_loop().call_later(0.3, lambda: setattr(fake, "position", 1))  # track 1 ends
         changed = await player.wait_track_change()
         asyncio.get_running_loop().call_later(0.3, lambda: fake.__setattr__("position", 2))  # the list is over
-        return changed, await player.wait_track_change()
+        return first, changed, await player.wait_track_change()
 
-    changed, ended = run(scenario())
+    first, changed, ended = run(scenario())
+    assert first == tracks[0]
     assert changed == tracks[1]
     assert ended is None
+
+
+def test_the_first_track_is_reported_even_to_a_watcher_already_waiting(fake: FakeSpotify, tmp_path: Path) -> None:
+    fake.active_device = "dev-speaker"
+    player = _player(fake, tmp_path)
+    tracks = run(player.playlist_tracks(PLAYLIST))
+
+    async def scenario() -> Track | None:
+        watcher = asyncio.create_task(player.wait_track_change())  # the service's watcher waits all the time
+        await asyncio.sleep(0.05)
+        await player.play(tracks)
+        return await asyncio.wait_for(watcher, 2)
+
+    assert run(scenario()) == tracks[0]
 
 
 def test_play_next_with_nothing_playing_starts_at_once(fake: FakeSpotify, tmp_path: Path) -> None:
@@ -128,6 +146,7 @@ def test_play_next_starts_the_new_list_when_the_current_track_ends(fake: FakeSpo
 
     async def scenario() -> Track | None:
         await player.play(old)
+        assert await player.wait_track_change() == old[0]
         fake.progress_ms = 180_000 - 150  # 0.15 s left of the first track: less than one poll (0.2 s)
         await player.play_next(new)
         assert fake.queue == [t.uri for t in old]  # nothing changes before the track ends
@@ -148,6 +167,7 @@ def test_play_next_starts_the_new_list_on_a_skip(fake: FakeSpotify, tmp_path: Pa
 
     async def scenario() -> Track | None:
         await player.play(old)
+        assert await player.wait_track_change() == old[0]
         await player.play_next(new)
         await player.next()  # the listener skips the old mood's track
         return await player.wait_track_change()
@@ -237,14 +257,173 @@ def test_a_revoked_refresh_token_is_a_clear_player_error(fake: FakeSpotify, tmp_
         run(_player(fake, tmp_path, token=old).current())
 
 
-def test_403_says_premium_and_no_login_says_to_log_in(fake: FakeSpotify, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("path", "reason", "message", "says"), [
+    ("/v1/me/player/next", "PREMIUM_REQUIRED", "Player command failed: Premium required", r"needs Spotify Premium.*renew"),
+    ("/v1/me/player/next", None, "Insufficient client scope", r"lacks a permission.*moodspeaker spotify-login"),
+    ("/v1/playlists/moodsad/items", None, "Forbidden", r"owns or collaborates on.*copy it"),
+], ids=["premium-lapsed", "login", "playlist-not-yours"])
+def test_403s_are_told_apart_with_what_to_do(fake: FakeSpotify, tmp_path: Path, path: str, reason: str | None,
+                                             message: str, says: str) -> None:
     fake.active_device = "dev-speaker"
     player = _player(fake, tmp_path)
-    fake.fail("POST", "/v1/me/player/next", 403)
-    with pytest.raises(PlayerError, match=r"403.*Premium"):
-        run(player.next())
+    fake.fail("GET" if "playlists" in path else "POST", path, 403, reason=reason, message=message)
+    with pytest.raises(PlayerError, match=says):
+        run(player.playlist_tracks(PLAYLIST) if "playlists" in path else player.next())
+    assert re.search(says, player.last_error or "")
+
+
+def test_an_editorial_playlist_404_says_to_copy_it(fake: FakeSpotify, tmp_path: Path) -> None:
+    with pytest.raises(PlayerError, match=r"not found \(404\).*Spotify's own.*copy it"):
+        run(_player(fake, tmp_path).playlist_tracks("spotify:playlist:37i9dQZF1DXcBWIGoYBM5M"))
+
+
+def test_no_login_says_to_log_in(fake: FakeSpotify, tmp_path: Path) -> None:
     with pytest.raises(PlayerError, match=r"not logged in to Spotify.*spotify-login"):
-        run(_player(fake, tmp_path / "other", token=False).current())
+        run(_player(fake, tmp_path, token=False).current())
+
+
+def test_playlists_are_read_in_pages_of_at_most_50(fake: FakeSpotify, tmp_path: Path) -> None:
+    fake.page_size = 1000  # the fake serves what is asked for, up to 50, and answers 400 above that
+    fake.add_playlist("long", 120)
+    tracks = run(_player(fake, tmp_path).playlist_tracks("spotify:playlist:long"))
+    assert [t.uri for t in tracks] == fake.playlists["long"]
+    pages = fake.calls("GET", "/v1/playlists/long/items")
+    assert [int(p.query["limit"][0]) for p in pages] == [50, 50, 50] and len(pages) == 3
+
+
+def test_a_long_list_starts_with_100_and_tops_the_queue_up_as_it_plays(fake: FakeSpotify, tmp_path: Path) -> None:
+    fake.active_device = "dev-speaker"
+    fake.page_size = 50
+    fake.add_playlist("long", 130)
+    player = _player(fake, tmp_path)
+    tracks = run(player.playlist_tracks("spotify:playlist:long"))
+
+    async def scenario() -> list[Track | None]:
+        await player.play(tracks)
+        seen = [await player.wait_track_change()]
+        for position in (98, 103):  # two tracks from the end of what Spotify has (100, then 105): queue 5 more
+            fake.position = position
+            seen.append(await player.wait_track_change())
+        return seen
+
+    seen = run(scenario())
+    (start,) = fake.calls("PUT", "/v1/me/player/play")
+    assert start.body == {"uris": [t.uri for t in tracks[:100]]}
+    assert seen == [tracks[0], tracks[98], tracks[103]]
+    queued = [r.query["uri"][0] for r in fake.calls("POST", "/v1/me/player/queue")]
+    assert queued == [t.uri for t in tracks[100:110]]  # two top-ups of 5, in the ranked order
+    assert fake.queue == [t.uri for t in tracks[:110]]
+
+
+class FakeClock:
+    """Monotonic time that moves only when the player sleeps (back-off) or the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def _clocked(fake: FakeSpotify, tmp_path: Path, clock: FakeClock, **overrides) -> SpotifyPlayer:
+    player = _player(fake, tmp_path, sleep=clock.sleep, **overrides)
+    player._clock = clock
+    return player
+
+
+@pytest.mark.parametrize("retry_after", [40, 3600])
+def test_a_long_retry_after_is_honoured_without_blocking_the_loop(fake: FakeSpotify, tmp_path: Path,
+                                                                  retry_after: int) -> None:
+    clock = FakeClock()
+    player = _clocked(fake, tmp_path, clock)
+    fake.fail("GET", "/v1/me/player", 429, retry_after=retry_after)
+    with pytest.raises(PlayerUnavailable, match=f"rate-limits this app for {retry_after} s"):
+        run(player.current())
+    assert clock.slept == []  # not slept through: the call returned at once
+    for _ in range(5):  # the loop keeps asking; nobody asks Spotify before Retry-After is over
+        clock.now += retry_after / 10
+        with pytest.raises(PlayerUnavailable, match="s more"):
+            run(player.current())
+    assert len(fake.calls("GET", "/v1/me/player")) == 1
+    clock.now += retry_after / 2 + 1
+    assert run(player.current()) is None and player.last_error is None  # over: asks again
+    assert len(fake.calls("GET", "/v1/me/player")) == 2
+
+
+def test_a_5xx_storm_gives_up_within_the_call_budget(fake: FakeSpotify, tmp_path: Path) -> None:
+    clock = FakeClock()
+    player = _clocked(fake, tmp_path, clock, max_attempts=20)
+    fake.fail("GET", "/v1/me/player", 503, times=100)
+    with pytest.raises(PlayerUnavailable, match=r"within 12 s"):
+        run(player.current())
+    budget = player.budget_s
+    assert sum(clock.slept) + player.client.requests_timeout <= budget < 30 / 2  # WatchdogSec=30 in the unit
+    assert 2 <= len(fake.calls("GET", "/v1/me/player")) < 20
+
+
+def test_slow_answers_end_the_call_within_its_budget(fake: FakeSpotify, tmp_path: Path) -> None:
+    cfg = _config(fake, tmp_path)
+    TokenFile(Path(cfg.token_cache)).save_token_to_cache(fake.issue_token())
+    player = SpotifyPlayer.from_config(cfg, budget_s=1.0)  # requests time out after half of it
+    player.client.prefix = fake.api_prefix
+    fake.fail("GET", "/v1/me/player", 503, delay_s=3.0, times=5)  # answers after 3 s: three budgets
+    started = time.monotonic()
+    with pytest.raises(PlayerUnavailable):
+        run(player.current())
+    assert time.monotonic() - started < 1.0 + 0.5
+    assert "ReadTimeout" in (player.last_error or "")
+
+
+def test_a_non_json_200_on_devices_is_reported_not_a_crash(fake: FakeSpotify, tmp_path: Path) -> None:
+    player = _player(fake, tmp_path)
+    fake.fail("GET", "/v1/me/player/devices", 200, body=b"<html>captive portal</html>")
+    with pytest.raises(PlayerUnavailable, match="cannot read"):
+        run(player.play([Track("spotify:track:moodsad000")]))
+    run(player.play([Track("spotify:track:moodsad000")]))  # the next try works
+    assert fake.queue == ["spotify:track:moodsad000"]
+
+
+@pytest.mark.parametrize("answer", [
+    b'{"is_playing": "yes", "item": null}',
+    b'{"is_playing": true, "progress_ms": 5, "item": {"type": "track", "name": "no uri"}}',
+    b'[1, 2]',
+], ids=["is_playing-not-bool", "item-without-uri", "not-an-object"])
+def test_a_malformed_poll_answer_is_unavailable_not_the_end_of_the_list(fake: FakeSpotify, tmp_path: Path,
+                                                                        answer: bytes) -> None:
+    fake.active_device = "dev-speaker"
+    player = _player(fake, tmp_path)
+    tracks = run(player.playlist_tracks(PLAYLIST))
+
+    async def scenario() -> None:
+        await player.play(tracks)
+        assert await player.wait_track_change() == tracks[0]
+        fake.fail("GET", "/v1/me/player", 200, body=answer)
+        await player.wait_track_change()  # None here would make the service restart the playlist
+
+    with pytest.raises(PlayerUnavailable, match="cannot read"):
+        run(scenario())
+    assert len(fake.calls("PUT", "/v1/me/player/play")) == 1
+
+
+def test_verbose_logs_carry_no_token_or_secret(fake: FakeSpotify, tmp_path: Path,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)  # as `moodspeaker -v player`
+    old = fake.issue_token()
+    old["expires_at"] = int(time.time()) - 10  # expired: the player refreshes it first
+    player = _player(fake, tmp_path, token=old)
+    run(player.playlist_tracks(PLAYLIST))
+    fake.fail("GET", "/v1/me/player", 500)
+    run(player.current())
+    cached = json.loads(Path(player.token.cache.path).read_text())
+    secrets = [old["access_token"], old["refresh_token"], cached["access_token"], fake.client_secret]
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert caplog.records  # -v does log (the retry), just not the secrets
+    assert not [secret for secret in secrets if secret in logged]
 
 
 def test_an_offline_device_is_named_with_the_devices_seen(fake: FakeSpotify, tmp_path: Path) -> None:
@@ -274,10 +453,13 @@ def test_spotify_login_exchanges_the_pasted_redirect_and_writes_a_0600_cache(
         return f"{query['redirect_uri'][0]}?code={code}&state={query['state'][0]}\n"
 
     monkeypatch.setattr("sys.stdin", type("Paste", (), {"readline": staticmethod(listener_pastes_redirect)})())
+    before = time.time()
     assert main(["spotify-login", "--config", str(cfg)]) == 0
-    assert "Logged in" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Logged in" in out and "six months from now" in out
     assert stat.S_IMODE(cache.stat().st_mode) == 0o600
     token = json.loads(cache.read_text())
+    assert before <= token["logged_in_at"] <= time.time()  # the six months count from here
     assert token["access_token"] in fake.access_tokens and token["refresh_token"] in fake.refresh_tokens
 
 
@@ -295,3 +477,42 @@ def test_spotify_login_refuses_a_url_without_a_code_or_from_another_attempt(fake
     assert main(["spotify-login", "--config", str(cfg)]) == 2
     assert "has no ?code=" in capsys.readouterr().err
     assert not (tmp_path / "t.json").exists()
+
+
+def test_token_file_fsyncs_its_folder_after_the_rename(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    cache = TokenFile(tmp_path / "state" / "token.json")
+    cache.save_token_to_cache({"access_token": "a", "refresh_token": "r"})
+    assert synced == [str(tmp_path / "state" / "token.json.tmp"), str(tmp_path / "state")]
+    assert cache.get_cached_token() == {"access_token": "a", "refresh_token": "r"}
+
+
+def test_the_login_date_survives_refreshes_and_status_warns_before_six_months(fake: FakeSpotify, tmp_path: Path,
+                                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from moodspeaker.adapters.spotify_auth import LOGIN_LIFETIME_S
+    from moodspeaker.commands.status import gather, render
+    from moodspeaker.config import parse_config
+
+    old = fake.issue_token()
+    old["expires_at"] = int(time.time()) - 10
+    player = _player(fake, tmp_path, token=old)
+    logged_in = time.time() - 175 * 86400  # 175 days ago: a week left
+    assert player.token.cache.record_login(logged_in) == logged_in + LOGIN_LIFETIME_S
+    run(player.current())  # refreshes the expired access token: spotipy writes a new token_info
+    assert json.loads(Path(player.token.cache.path).read_text())["logged_in_at"] == logged_in
+    config = parse_config(f'[player]\nbackend = "spotify"\n[spotify]\nclient_id = "{fake.client_id}"\n'
+                          f'token_cache = "{player.token.cache.path}"\n')
+    report = gather(config, tmp_path / "run")
+    assert report["spotify_login"]["warn"] and 6 < report["spotify_login"]["days_left"] < 8
+    assert "log in again now" in render(report)
+    player.token.cache.record_login(time.time())
+    assert "spotify login until" in render(gather(config, tmp_path / "run"))

@@ -143,3 +143,57 @@ def test_cli_reads_the_path_from_the_config_and_does_not_create_a_missing_db(tmp
     cfg.write_text('[feedback]\npaht = "x"\n')
     assert main(["feedback", "show", "--config", str(cfg)]) == 2
     assert "did you mean 'path'" in capsys.readouterr().err
+
+
+def test_a_full_disk_keeps_events_in_memory_and_writes_them_once_there_is_room(tmp_path: Path) -> None:
+    """Before, a full disk raised sqlite3.OperationalError out of record() and the player died at the next track end."""
+    from moodspeaker.adapters.sqlite_feedback import FeedbackNotSaved
+
+    db = tmp_path / "feedback.db"
+    store = SqliteFeedbackStore(db)
+    pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+    store._db.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own SQLITE_FULL: the file may not grow
+    written = 0
+    with pytest.raises(FeedbackNotSaved, match="kept in memory"):
+        for written in range(10_000):
+            store.record("sad", f"track-{written}-" + "x" * 500, FULL_PLAY, float(written))
+    with pytest.raises(FeedbackNotSaved, match="2 feedback events kept in memory"):
+        store.record("sad", "liked.mp3", LIKE, 1e6)
+    assert store.unsaved == 2
+    assert store.counts("sad")["liked.mp3"] == {LIKE: 1}  # ranking sees what waits in memory
+    store._db.execute(f"PRAGMA max_page_count = {10 * pages + 1000}")  # room again
+    store.record("sad", "liked.mp3", LIKE, 1e6 + 1)
+    assert store.unsaved == 0
+    store.close()
+    with SqliteFeedbackStore(db) as reopened:
+        counts = reopened.counts("sad")
+    assert counts["liked.mp3"] == {LIKE: 2} and len(counts) == written + 2  # nothing lost
+
+
+def _corrupt_a_page(db: Path) -> None:
+    data = bytearray(db.read_bytes())
+    page = int.from_bytes(data[16:18], "big")
+    data[2 * page: 3 * page] = b"\xa5" * page  # the third page: part of the events table or its index
+    db.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["header", "page"])
+def test_a_corrupt_database_is_moved_aside_and_a_new_one_started(tmp_path: Path, damage: str,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    db = tmp_path / "feedback.db"
+    with SqliteFeedbackStore(db) as store:
+        for i in range(300):
+            store.record("sad", f"track-{i}-" + "x" * 100, FULL_PLAY, float(i))
+    with sqlite3.connect(db) as con:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    if damage == "header":
+        db.write_bytes(b"\x00" * 100 + db.read_bytes()[100:])
+    else:
+        _corrupt_a_page(db)
+    with pytest.raises(FeedbackStoreError, match=r"not a usable|corrupt"):  # `moodspeaker feedback` leaves it alone
+        SqliteFeedbackStore(db)
+    with SqliteFeedbackStore(db, move_corrupt_aside=True) as store:  # the player: a new database, the music goes on
+        store.record("sad", "new.mp3", LIKE, 1.0)
+        assert store.counts("sad") == {"new.mp3": {LIKE: 1}}
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("feedback.db.corrupt-") and p.name[-4:] not in ("-wal", "-shm")]
+    assert len(aside) == 1 and f"moved it to {aside[0]} " in caplog.text

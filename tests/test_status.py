@@ -78,3 +78,50 @@ def test_a_corrupt_state_file_is_reported_not_fatal(tmp_path, shipped_model):
     (tmp_path / "vision.json").write_text("{not json")
     report = gather(Config(), tmp_path)
     assert report["services"]["vision"]["state"] == "unreadable" and "vision.json" in report["services"]["vision"]["error"]
+
+
+def test_a_broken_config_does_not_stop_status_it_says_why(tmp_path, shipped_model, capsys):
+    _runtimes(tmp_path, shipped_model)
+    config = tmp_path / "config.toml"
+    config.write_text("[camera]\nfsp = 5\n")
+    assert main(["status", "--config", str(config), "--runtime-dir", str(tmp_path)]) == 1  # before: exit 2, nothing shown
+    out = capsys.readouterr().out
+    assert "vision  running" in out and "config  broken" in out and "unknown key 'fsp'" in out
+
+
+def test_a_non_utf8_state_file_is_reported_not_a_traceback(tmp_path, shipped_model):
+    (tmp_path / "vision.json").write_bytes(b'{"service": "vision\xff\xfe"}')
+    report = gather(Config(), tmp_path)
+    assert report["services"]["vision"]["state"] == "unreadable" and "vision.json" in report["services"]["vision"]["error"]
+
+
+def test_state_files_are_readable_by_the_group_only(tmp_path, shipped_model):
+    _runtimes(tmp_path, shipped_model)
+    assert (tmp_path / "vision.json").stat().st_mode & 0o777 == 0o640
+
+
+def test_a_crashed_daemon_is_shown_as_crashed_with_its_reason(tmp_path, shipped_model, capsys):
+    from moodspeaker.app.lifecycle import Daemon
+    from moodspeaker.errors import SetupError
+
+    config = Config(service=ServiceConfig(runtime_dir=str(tmp_path)))
+    try:
+        with Daemon("player", config) as daemon:
+            daemon.runtime.iteration({"backend": "mpd"})
+            raise SetupError("feedback.db: disk I/O error")
+    except SetupError:
+        pass
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    state = json.loads((tmp_path / "player.json").read_text())  # before: the file was deleted, status said "stopped"
+    assert state["phase"] == "failed"
+    write_state(tmp_path / "player.json", {**state, "pid": int(dead.stdout)})  # the process is gone
+    main(["status", "--runtime-dir", str(tmp_path)])
+    assert "player  crashed: feedback.db: disk I/O error" in capsys.readouterr().out
+
+
+def test_an_error_is_cleared_once_its_source_recovers(tmp_path, shipped_model):
+    vision, _ = _runtimes(tmp_path, shipped_model)
+    vision.error("camera: vanished", "camera")
+    assert gather(Config(), tmp_path)["last_error"] == "vision: camera: vanished"
+    vision.clear_error("camera")
+    assert gather(Config(), tmp_path)["last_error"] is None  # before: shown forever

@@ -79,8 +79,14 @@ def test_the_daemons_load_no_development_tool(shipped_model: Path, tmp_path: Pat
         deadline = time.monotonic() + 30
         while not (tmp_path / "player.json").exists() and time.monotonic() < deadline and player.poll() is None:
             time.sleep(0.05)
+        started = (tmp_path / "player.json").exists()
         player.send_signal(signal.SIGTERM)
-        out, err = player.communicate(timeout=20)
+        try:
+            out, err = player.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            player.kill()
+            out, err = player.communicate()
+            pytest.fail(f"the player did not stop on SIGTERM (state file written: {started}):\n{err[-3000:]}")
     finally:
         if player.poll() is None:
             player.kill()
@@ -97,13 +103,23 @@ def test_a_config_mistake_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.
     assert err.count("\n") == 1 and err.startswith("moodspeaker player: ") and "'mpd'" in err
 
 
+def test_a_spotify_backend_without_client_id_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """This used to escape as a traceback with exit 1."""
+    config = tmp_path / "config.toml"
+    config.write_text('[player]\nbackend = "spotify"\n')
+    assert cli.main(["player", "--config", str(config)]) == EXIT_OWNER
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "[spotify].client_id" in err and "Traceback" not in err
+
+
 def test_a_model_problem_is_one_line_and_exit_3(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     config = tmp_path / "config.toml"
     config.write_text(f'[model]\npath = "{tmp_path / "missing.tflite"}"\n[service]\nruntime_dir = "{tmp_path}"\n'
                       f'[mood_socket]\npath = "{tmp_path / "mood.sock"}"\n')
     assert cli.main(["vision", "--config", str(config), "--source", str(FIXTURES / "fullframe_tiny.npz")]) == EXIT_MODEL
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("moodspeaker vision: ") and "missing.json" in err
+    assert err.count("\n") == 1 and err.startswith("moodspeaker vision: ")
+    assert "missing.tflite: model file not found" in err  # the .tflite is named before its missing card
 
 
 def test_a_bug_is_exit_1_with_the_traceback_only_under_verbose(monkeypatch: pytest.MonkeyPatch,

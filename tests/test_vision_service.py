@@ -67,13 +67,17 @@ class Recorder:
         self.statuses: list[dict[str, Any]] = []
         self.errors: list[str] = []
         self.reloads: list[tuple[bool, str]] = []
+        self.recovered = 0
 
     def send(self, event: MoodEvent) -> None:
         self.events.append(event)
 
     def callbacks(self) -> dict[str, Callable]:
         return {"on_iteration": self.statuses.append, "on_error": self.errors.append,
-                "on_reloaded": lambda ok, why: self.reloads.append((ok, why))}
+                "on_recovered": self._recovered}
+
+    def _recovered(self) -> None:
+        self.recovered += 1
 
 
 class ScriptedCamera:
@@ -166,6 +170,7 @@ def test_a_source_that_dies_is_reopened_with_exponential_backoff(model: Path, fa
     assert gaps[3] == pytest.approx(0.4, abs=0.05) and gaps[4] == pytest.approx(0.4, abs=0.05)
     assert gaps[5] < 0.3
     assert rec.errors == ["camera: camera vanished"] + ["camera: camera busy"] * 4 + ["camera: camera vanished"]
+    assert rec.recovered == 2  # once per failure streak, at the first frame after it: status clears the error
     assert camera.closed == 2 + 1  # each source that opened was closed, the last one on stop
     assert service.status()["source_errors"] == 6
     assert {s["state"] for s in rec.statuses} >= {"running", "reopening camera"}
@@ -232,7 +237,8 @@ def test_the_rate_cap_skips_frames_that_come_faster(model: Path, face_frames: li
     assert 0.8 <= elapsed < 3.0  # and in real time, not as fast as possible
 
 
-def test_reload_rebuilds_and_a_failed_reload_keeps_the_old_setup(model: Path, face_frames: list[np.ndarray]) -> None:
+def test_reload_swaps_in_a_new_setup_and_a_failed_reload_keeps_the_old_one(model: Path,
+                                                                          face_frames: list[np.ndarray]) -> None:
     rec, closed = Recorder(), []
     cameras: list[ScriptedCamera] = []
     builds = {"n": 0}
@@ -244,7 +250,16 @@ def test_reload_rebuilds_and_a_failed_reload_keeps_the_old_setup(model: Path, fa
         cameras.append(ScriptedCamera(face_frames, [None]))
         return make_setup(model, rec, cameras[-1].open, max_fps=50, closed=closed)
 
-    service = VisionService(build, **rec.callbacks())
+    def reload() -> None:  # what Daemon.reload does, without a config file
+        try:
+            new = build()
+        except ValueError as exc:
+            rec.reloads.append((False, str(exc)))
+            return
+        service.swap(new)
+        rec.reloads.append((True, ""))
+
+    service = VisionService(build, on_reload=reload, **rec.callbacks())
     stop = threading.Event()
     thread = run_in_thread(service, stop)
     wait_for(lambda: service.status()["frames"] >= 3)

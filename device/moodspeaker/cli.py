@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "moodspeaker.commands.spotify_login",
     "moodspeaker.commands.model",
     "moodspeaker.commands.status",
+    "moodspeaker.commands.privacy",
     "moodspeaker.commands.reload",
     "moodspeaker.commands.config",
 )
@@ -32,7 +33,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    _describe_subcommands(parser)
     return parser
+
+
+def _describe_subcommands(parser: argparse.ArgumentParser) -> None:
+    """Give every (sub)command's own --help the one line it shows in its parent's list, unless it has a description."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                child = action.choices[choice.dest]
+                if child.description is None:
+                    child.description = choice.help
+                _describe_subcommands(child)
 
 
 def main(argv: list[str] | None = None) -> int:

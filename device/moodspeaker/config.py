@@ -1,20 +1,23 @@
 """The appliance's one TOML config file, parsed into frozen dataclasses.
 
 Every section is a dataclass below; every key has a default, so an empty file is a valid config.
-Unknown sections/keys and bad values are rejected with the file, the key and a suggestion.
-To add a setting: add a field to its section's dataclass (with a default and a comment).
+Unknown sections/keys and bad values are rejected with the file, the key and a suggestion, every problem in
+the file at once; numbers must be finite (TOML allows nan and inf). `check_across` holds the checks that
+span sections. To add a setting: add a field to its section's dataclass (with a default and a comment).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from moodspeaker.core.emotions import EMOTIONS
 from moodspeaker.core.policy import check_settings
@@ -28,6 +31,10 @@ DEFAULT_CONFIG_PATH = Path("/etc/moodspeaker/config.toml")
 class ModelConfig:
     path: str = ""  # .tflite with its .json card beside it; empty = the installed/checkout default
     threads: int = 1  # LiteRT threads
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.threads <= 16:
+            raise ValueError(f"threads must be 1..16, got {self.threads}")
 
 
 @dataclass(frozen=True)
@@ -110,7 +117,7 @@ class FeedbackConfig:
 class SpotifyConfig:
     client_id: str = ""  # from your app at developer.spotify.com (needed for the spotify backend)
     client_secret: str = ""  # the app's secret; empty = PKCE login, which needs no secret on the device
-    redirect_uri: str = "http://127.0.0.1:8888/callback"  # must be listed in the app's settings; nothing listens there
+    redirect_uri: str = "http://127.0.0.1:8888/callback"  # a loopback IP, not localhost; listed in the app; nothing listens
     device_name: str = "moodspeaker"  # the Spotify Connect device to play on (raspotify/spotifyd name), case-insensitive
     token_cache: str = "/var/lib/moodspeaker/spotify-token.json"  # written 0600 by `moodspeaker spotify-login`
     poll_s: float = 2.0  # how often to ask Spotify what is playing (it has no push for track changes)
@@ -119,8 +126,15 @@ class SpotifyConfig:
     def __post_init__(self) -> None:
         if not self.device_name:
             raise ValueError("device_name must name the Spotify Connect device to play on")
-        if not self.redirect_uri.startswith(("http://", "https://")):
-            raise ValueError(f"redirect_uri must be an http(s) URL registered with the app, got {self.redirect_uri!r}")
+        url = urlsplit(self.redirect_uri)
+        try:
+            port = url.port
+        except ValueError:
+            port = None
+        if url.scheme != "http" or url.hostname not in ("127.0.0.1", "::1") or port is None:
+            raise ValueError("redirect_uri must be a loopback IP address with a port, such as "
+                             "http://127.0.0.1:8888/callback, registered with the app (Spotify refuses localhost "
+                             f"and plain-http addresses other than loopback IPs), got {self.redirect_uri!r}")
         if not 0.2 <= self.poll_s <= 60:
             raise ValueError("poll_s must be between 0.2 and 60 seconds")
         if not 1 <= self.max_attempts <= 20:
@@ -131,8 +145,8 @@ class SpotifyConfig:
 class CameraConfig:
     kind: Literal["picamera2", "opencv"] = "picamera2"  # Pi camera (libcamera), or OpenCV: a USB camera or a video file
     device: str = "0"  # picamera2: camera number; opencv: camera index or the path of a video file
-    width: int = 320  # frame width the pipeline analyses (the Pi camera's ISP scales to it for free)
-    height: int = 240  # frame height
+    width: int = 640  # frame width the pipeline analyses (the Pi camera's ISP scales to it for free)
+    height: int = 480  # frame height: at 480 lines a face 3.2 m away is 36 px (the detector's floor is 24 px)
     fps: float = 5.0  # frames per second captured and analysed; 5 keeps the vision process near 10% of a core
     capture_timeout: float = 2.0  # seconds without a frame before the camera counts as hung and is reopened
     loop: bool = False  # opencv with a video file: play it in a loop (demos, shop displays, system tests)
@@ -151,20 +165,21 @@ class CameraConfig:
 @dataclass(frozen=True)
 class DetectorConfig:
     scale_factor: float = 1.1  # Haar image-pyramid step; larger is faster but misses more faces
-    min_neighbors: int = 4  # overlapping hits needed to accept a face; larger = fewer false faces, more misses
-    min_size: float = 0.12  # smallest face side, fraction of the frame height (~2 m from a wide-angle camera)
+    min_neighbors: int = 3  # overlapping hits needed to accept a face; larger = fewer false faces, more misses
+    min_size: float = 0.05  # smallest face side, fraction of the frame height (never below the cascade's 24 px)
     max_size: float = 0.9  # largest face side, fraction of the frame height
     track: bool = True  # search around the last face first (much cheaper than a full scan)
     track_margin: float = 0.3  # how far around the last face to search, in face sizes
     full_every: int = 10  # scan the whole frame at least every this many frames while tracking
+    fine_every: int = 3  # with nobody in view, look for small (distant) faces every this many frames
 
     def __post_init__(self) -> None:
         if self.scale_factor <= 1.0:
             raise ValueError(f"scale_factor must be greater than 1, got {self.scale_factor}")
         if not 0 < self.min_size < self.max_size <= 1:
             raise ValueError(f"need 0 < min_size < max_size <= 1, got {self.min_size} and {self.max_size}")
-        if self.min_neighbors < 0 or self.track_margin < 0 or self.full_every < 1:
-            raise ValueError("min_neighbors and track_margin must be >= 0 and full_every >= 1")
+        if self.min_neighbors < 0 or self.track_margin < 0 or self.full_every < 1 or self.fine_every < 1:
+            raise ValueError("min_neighbors and track_margin must be >= 0, full_every and fine_every >= 1")
 
 
 @dataclass(frozen=True)
@@ -235,6 +250,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -244,16 +261,22 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 
 
 def parse_section(cls: type, values: dict[str, Any], where: str) -> Any:
-    """Build section dataclass `cls` from a TOML table, rejecting unknown keys and bad values."""
+    """Build section dataclass `cls` from a TOML table; a ConfigError lists every unknown key and bad value."""
     if not isinstance(values, dict):
         raise ConfigError(f"{where}: expected a [table]")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls) if f.init]
-    kwargs = {}
+    kwargs, problems = {}, []
     for key, value in values.items():
         if key not in names:
-            raise ConfigError(f"{where}: unknown key {key!r}{_suggest(key, names)}")
-        kwargs[key] = _coerce(value, hints[key], f"{where}.{key}")
+            problems.append(f"{where}: unknown key {key!r}{_suggest(key, names)}")
+            continue
+        try:
+            kwargs[key] = _coerce(value, hints[key], f"{where}.{key}")
+        except ConfigError as exc:
+            problems += exc.problems
+    if problems:
+        raise ConfigError(*problems)
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as exc:
@@ -272,12 +295,29 @@ def parse_config(text: str, source: Path | None = None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{name}: not valid TOML: {exc}") from None
     sections = _sections()
-    parsed = {}
+    parsed, problems = {}, []
     for key, table in raw.items():
         if key not in sections:
-            raise ConfigError(f"{name}: unknown section [{key}]{_suggest(key, sections)}")
-        parsed[key] = parse_section(sections[key], table, f"{name} [{key}]")
-    return Config(**parsed, source=source)
+            problems.append(f"{name}: unknown section [{key}]{_suggest(key, sections)}")
+            continue
+        try:
+            parsed[key] = parse_section(sections[key], table, f"{name} [{key}]")
+        except ConfigError as exc:
+            problems += exc.problems
+    config = Config(**parsed, source=source)
+    problems += check_across(config, name, failed={key for key in raw if key not in parsed})
+    if problems:
+        raise ConfigError(*problems)
+    return config
+
+
+def check_across(config: Config, name: str, failed: set[str]) -> list[str]:
+    """Problems that span sections (a section in `failed` did not parse and is not judged again)."""
+    problems = []
+    if config.player.backend == "spotify" and not config.spotify.client_id and not failed & {"player", "spotify"}:
+        problems.append(f"{name} [spotify].client_id: the spotify backend ([player] backend) needs the client id of "
+                        "your app at developer.spotify.com; or set [player] backend = \"mpd\"")
+    return problems
 
 
 def load_config(path: Path | None) -> Config:
@@ -292,4 +332,7 @@ def load_config(path: Path | None) -> Config:
         raise ConfigError(f"{path}: no such config file; copy the template from systemd/config.toml.example") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start} is {exc.object[exc.start:exc.start + 1]!r}); "
+                          "save the file as UTF-8") from None
     return parse_config(text, path)

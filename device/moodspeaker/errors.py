@@ -22,9 +22,13 @@ class MoodspeakerError(Exception):
 
 
 class ConfigError(MoodspeakerError, ValueError):
-    """A bad config file; the message names the file and key and says what to do."""
+    """A bad config file: one or more `problems`, each naming the file and key and saying what to do."""
 
     exit_code = EXIT_OWNER
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
 
 
 class UsageError(MoodspeakerError):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from moodspeaker.core.emotions import EMOTIONS
 from moodspeaker.errors import ModelError
 
 CARD_FORMAT = "moodspeaker-model-card/1"
+FACE_MARGIN_RANGE = (-0.25, 1.0)  # a tighter crop than the detector box, up to twice its size
+INPUT_SIZE_RANGE = (8, 512)  # pixels per side
 
 
 @dataclass(frozen=True)
@@ -62,29 +65,69 @@ def load_card(path: Path) -> ModelCard:
         raise ModelError(f"{path}: model card is not valid JSON ({exc})") from None
     if not isinstance(raw, dict) or raw.get("format") != CARD_FORMAT:
         raise ModelError(f"{path}: not a moodspeaker model card (expected \"format\": \"{CARD_FORMAT}\")")
-    try:
-        labels = tuple(raw["labels"])
-        size = int(raw["input"]["height"])
-        if int(raw["input"]["width"]) != size or int(raw["input"]["channels"]) != 1:
-            raise ModelError(f"{path}: input must be square grayscale, got {raw['input']}")
-        prep = Preprocessing(**raw.get("preprocessing", {}).get("device", {}))
-        sha = str(raw["sha256"])
-    except ModelError:
-        raise
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelError(f"{path}: model card is missing or has a bad field ({exc!r})") from None
-    unknown = [lab for lab in labels if lab not in EMOTIONS]
-    if unknown or len(set(labels)) != len(labels):
-        raise ModelError(f"{path}: labels {list(labels)} must be distinct names from {list(EMOTIONS)}")
+    labels = raw.get("labels")
+    if not isinstance(labels, list) or not all(isinstance(lab, str) for lab in labels):
+        raise ModelError(f"{path}: \"labels\" must be a list of emotion names, got {labels!r}")
+    if [lab for lab in labels if lab not in EMOTIONS] or len(set(labels)) != len(labels):
+        raise ModelError(f"{path}: labels {labels} must be distinct names from {list(EMOTIONS)}")
+    size = _input_size(path, raw.get("input"))
+    sha = raw.get("sha256")
+    if not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        raise ModelError(f"{path}: \"sha256\" must be the model file's SHA-256 as 64 lower-case hex digits")
+    return ModelCard(sha256=sha, labels=tuple(labels), input_size=size, preprocessing=_preprocessing(path, raw),
+                     raw=raw)
+
+
+def _whole(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def finite_number(x: Any) -> bool:
+    """A JSON number that is not a bool, NaN or infinite."""
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _input_size(path: Path, spec: Any) -> int:
+    if not isinstance(spec, dict) or not all(_whole(spec.get(k)) for k in ("height", "width", "channels")):
+        raise ModelError(f"{path}: \"input\" must give whole-number height, width and channels, got {spec!r}")
+    size = spec["height"]
+    if spec["width"] != size or spec["channels"] != 1:
+        raise ModelError(f"{path}: input must be square grayscale, got {spec}")
+    low, high = INPUT_SIZE_RANGE
+    if not low <= size <= high:
+        raise ModelError(f"{path}: input size {size} is outside {low}..{high} pixels")
+    return size
+
+
+def _preprocessing(path: Path, raw: dict[str, Any]) -> Preprocessing:
+    """preprocessing.device, every field checked for type and range: vision uses them on every face."""
+    section = raw.get("preprocessing", {})
+    device = section.get("device", {}) if isinstance(section, dict) else None
+    if not isinstance(device, dict):
+        raise ModelError(f"{path}: \"preprocessing\" must be an object with a \"device\" object, got {section!r}")
+    if unknown := sorted(set(device) - {"face_margin", "resize", "flip_tta"}):
+        raise ModelError(f"{path}: preprocessing.device has unknown keys {unknown}")
+    prep = Preprocessing(**device)
+    low, high = FACE_MARGIN_RANGE
+    if not finite_number(prep.face_margin) or not low <= prep.face_margin <= high:
+        raise ModelError(f"{path}: preprocessing.device.face_margin must be a number in {low}..{high}, "
+                         f"got {prep.face_margin!r}")
     if prep.resize not in {"area", "linear"}:
-        raise ModelError(f"{path}: preprocessing.device.resize must be 'area' or 'linear'")
-    return ModelCard(sha256=sha, labels=labels, input_size=size, preprocessing=prep, raw=raw)
+        raise ModelError(f"{path}: preprocessing.device.resize must be 'area' or 'linear', got {prep.resize!r}")
+    if not isinstance(prep.flip_tta, bool):
+        raise ModelError(f"{path}: preprocessing.device.flip_tta must be true or false, got {prep.flip_tta!r}")
+    return Preprocessing(face_margin=float(prep.face_margin), resize=prep.resize, flip_tta=prep.flip_tta)
+
+
+def require_model_file(model: Path) -> None:
+    """Checked before the card: a missing .tflite is the first thing to fix (its card is usually missing with it)."""
+    if not model.is_file():
+        raise ModelError(f"{model}: model file not found")
 
 
 def verify_model_file(model: Path, card: ModelCard) -> None:
     """The file must be the one the card describes (SHA-256)."""
-    if not model.is_file():
-        raise ModelError(f"{model}: model file not found")
+    require_model_file(model)
     actual = sha256_file(model)
     if actual != card.sha256:
         raise ModelError(

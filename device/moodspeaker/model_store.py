@@ -7,25 +7,36 @@ Layout of the models directory (/var/lib/moodspeaker/models on a Pi):
     previous -> versions/<sha12>    what `moodspeaker model rollback` returns to
 
 A candidate is checked where it lies, then copied into a staging folder whose files must hash to what was
-checked, then renamed into versions/; `current` only moves once all of that has succeeded.
+checked, then renamed into versions/; `current` only moves once all of that has succeeded. The card is not
+trusted: its golden entry must be well-formed, its tolerance small and its accuracy above a floor, so a card
+cannot wave through a model with the wrong labels; files are size-capped; one install or rollback at a time
+(a lock file in the models directory).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from moodspeaker.errors import ModelError
-from moodspeaker.model_card import ModelCard, load_card, sha256_file
+from moodspeaker.model_card import ModelCard, finite_number, load_card, sha256_file
 
 MODEL_FILE = "emotion.tflite"
 CARD_FILE = "emotion.json"
 VERSIONS = "versions"
+LOCK_FILE = ".install.lock"
+MAX_TOLERANCE = 0.05  # a card may allow the golden accuracy to differ by at most this (int8 rounding, not labels)
+GOLDEN_ACCURACY_FLOOR = 0.4  # on 7 classes chance is 0.14; a model below this is not worth running
+MIN_GOLDEN_FACES = 50  # fewer cannot tell a right card from a wrong one
+MAX_BYTES = {"model": 64 << 20, "card": 1 << 20, "golden faces": 64 << 20}  # a Pi has little RAM and disk
 
 
 @dataclass(frozen=True)
@@ -58,14 +69,19 @@ def golden_spec(card: ModelCard, where: Path) -> GoldenSpec:
     raw = card.raw.get("golden")
     if not isinstance(raw, dict):
         raise ModelError(f"{where}: the card has no \"golden\" entry; write the card with `moodspeaker-train report`")
-    try:
-        spec = GoldenSpec(file=str(raw["file"]), sha256=str(raw["sha256"]), n=int(raw["n"]),
-                          accuracy=float(raw["accuracy"]), tolerance=float(raw["tolerance"]))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelError(f"{where}: the card's \"golden\" entry is missing or has a bad field ({exc!r})") from None
-    if Path(spec.file).name != spec.file:
-        raise ModelError(f"{where}: golden.file must be a plain file name, got {spec.file!r}")
-    return spec
+    file, sha, n, accuracy, tolerance = (raw.get(k) for k in ("file", "sha256", "n", "accuracy", "tolerance"))
+    if not isinstance(file, str) or not file or Path(file).name != file:
+        raise ModelError(f"{where}: golden.file must be a plain file name, got {file!r}")
+    if not isinstance(sha, str) or len(sha) != 64:
+        raise ModelError(f"{where}: golden.sha256 must be 64 hex digits, got {sha!r}")
+    if not isinstance(n, int) or isinstance(n, bool) or n < MIN_GOLDEN_FACES:
+        raise ModelError(f"{where}: golden.n must be a whole number of at least {MIN_GOLDEN_FACES} faces, got {n!r}")
+    if not finite_number(accuracy) or not GOLDEN_ACCURACY_FLOOR <= accuracy <= 1:
+        raise ModelError(f"{where}: golden.accuracy must be a number from {GOLDEN_ACCURACY_FLOOR} (the floor for a "
+                         f"model worth running) to 1, got {accuracy!r}")
+    if not finite_number(tolerance) or not 0 <= tolerance <= MAX_TOLERANCE:
+        raise ModelError(f"{where}: golden.tolerance must be a number from 0 to {MAX_TOLERANCE}, got {tolerance!r}")
+    return GoldenSpec(file=file, sha256=sha, n=n, accuracy=float(accuracy), tolerance=float(tolerance))
 
 
 def check_golden(model: Path, card_path: Path, golden: Path, spec: GoldenSpec) -> GoldenResult:
@@ -86,7 +102,10 @@ def check_golden(model: Path, card_path: Path, golden: Path, spec: GoldenSpec) -
     classifier = LiteRTClassifier(model, card_path)  # checks SHA-256, loads in LiteRT, checks shapes/dtype/labels
     measured = evaluate_crops(classifier.classify, classifier.labels, images, labels)["accuracy"]
     result = GoldenResult(n=spec.n, accuracy=measured, claimed=spec.accuracy, tolerance=spec.tolerance)
-    if abs(measured - spec.accuracy) > spec.tolerance:
+    if measured < GOLDEN_ACCURACY_FLOOR:
+        raise ModelError(f"{model}: accuracy on the {spec.n} golden faces is {measured:.4f}, below the floor of "
+                         f"{GOLDEN_ACCURACY_FLOOR}; the card's labels or preprocessing do not fit this model")
+    if not abs(measured - spec.accuracy) <= spec.tolerance:
         raise ModelError(f"{model}: accuracy on the {spec.n} golden faces is {measured:.4f}, the card claims "
                          f"{spec.accuracy:.4f} (tolerance {spec.tolerance}); the labels or preprocessing in the card "
                          "do not fit this model, or the file is not the model the card was written for")
@@ -113,12 +132,18 @@ class ModelStore:
         `golden` defaults to the card's golden file beside the card, else the one the current model came with.
         Raises ModelError, leaving `current` untouched, if anything does not match.
         """
+        with self._locked():
+            return self._install(model, card, golden)
+
+    def _install(self, model: Path, card: Path, golden: Path | None) -> tuple[Path, GoldenResult]:
+        _check_size(card, "card")
         parsed = load_card(card)
         spec = golden_spec(parsed, card)
         golden = golden or self._find_golden(card, spec)
-        for path in (model, golden):
+        for path, what in ((model, "model"), (golden, "golden faces")):
             if not path.is_file():
                 raise ModelError(f"{path}: no such file")
+            _check_size(path, what)
         result = check_golden(model, card, golden, spec)
         versions = self.root / VERSIONS
         versions.mkdir(parents=True, exist_ok=True)
@@ -146,12 +171,32 @@ class ModelStore:
         """Make `previous` current again (and the current one previous), after re-checking its file."""
         from moodspeaker.adapters.litert_classifier import LiteRTClassifier
 
-        previous = self.previous()
-        if previous is None:
-            raise ModelError(f"{self.root}: no previous model to roll back to")
-        LiteRTClassifier(previous / MODEL_FILE, previous / CARD_FILE)
-        self._switch_to(previous)
-        return previous
+        with self._locked():
+            previous = self.previous()
+            if previous is None:
+                raise ModelError(f"{self.root}: no previous model to roll back to")
+            LiteRTClassifier(previous / MODEL_FILE, previous / CARD_FILE)
+            self._switch_to(previous)
+            return previous
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One install or rollback at a time: two at once would race on the current/previous links."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ModelError(f"{self.root}: cannot write the models directory ({exc.strerror}); run as root or "
+                             "the moodspeaker user") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ModelError(f"{self.root}: another `moodspeaker model install` or `rollback` is running; "
+                                 "wait for it to finish, then try again") from None
+            yield
+        finally:
+            os.close(fd)
 
     def versions(self) -> list[InstalledVersion]:
         current, previous = self.current(), self.previous()
@@ -186,6 +231,12 @@ class ModelStore:
         if current is not None:
             _point(self.root / "previous", current)
         _point(self.root / "current", target)
+
+
+def _check_size(path: Path, what: str) -> None:
+    size, cap = path.stat().st_size, MAX_BYTES[what]
+    if size > cap:
+        raise ModelError(f"{path}: {size / 2**20:.0f} MiB is too large for a {what} file (at most {cap >> 20} MiB)")
 
 
 def _point(link: Path, target: Path) -> None:

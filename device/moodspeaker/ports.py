@@ -101,9 +101,10 @@ class Player(Protocol):
 
 class FeedbackStore(Protocol):
     def record(self, emotion: str, track_uri: str, event: str, t: float) -> None:
-        """Persist one feedback event: 'like', 'skip', 'early_skip' or 'full_play'."""
+        """Persist one feedback event: 'like', 'skip', 'early_skip' or 'full_play'. If it cannot be written now,
+        the event is kept for later and a MoodspeakerError says so."""
         ...
 
     def counts(self, emotion: str) -> dict[str, dict[str, int]]:
-        """Per track URI, event name -> count, for one emotion."""
+        """Per track URI, event name -> count, for one emotion; never fails (what cannot be read counts as nothing)."""
         ...

@@ -1,5 +1,5 @@
-"""`moodspeaker-train fit|distill|import|export|report`: train a model (Keras on a CPU, or PyTorch on a GPU),
-export it to int8 TFLite, report on val."""
+"""`moodspeaker-train fit|distill|import|export|report|living-room`: train a model (Keras on a CPU, or PyTorch
+on a GPU), export it to int8 TFLite, report on val, and measure it under living-room conditions."""
 
 from __future__ import annotations
 
@@ -72,6 +72,36 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_living_room(args: argparse.Namespace) -> int:
+    import json
+
+    from moodspeaker_train import living_room
+
+    val = load_split(args.data, "val")
+    result = living_room.benchmark(val, args.work, model=args.model, frames=args.frames, seed=args.seed,
+                                   sets=tuple(args.sets) if args.sets else None, keep=args.keep)
+    crop_sets = tuple(name for name in result["sets"] if name in living_room.CROP_SETS)
+    result["mood_gate"] = living_room.mood_gate_study(val, args.model, args.seed, crop_sets)
+    result["false_faces"] = living_room.false_faces(args.seed, rooms=args.rooms)
+    args.out.mkdir(parents=True, exist_ok=True)
+    table = "\n".join((living_room.markdown_table(result), living_room.markdown_false_faces(result["false_faces"]),
+                       living_room.markdown_gate_table(result["mood_gate"])))
+    (args.out / "living_room.md").write_text(table)
+    (args.out / "living_room.json").write_text(json.dumps(result, indent=1))
+    figures = living_room.plot(result, args.out)
+    print(table)
+    print(f"wrote {args.out / 'living_room.md'}, living_room.json, " + ", ".join(f.name for f in figures))
+    if args.card:
+        card_path = args.model.with_suffix(".json")
+        card = json.loads(card_path.read_text())
+        where = args.out / "living_room.md"
+        card["living_room"] = living_room.card_summary(result, str(where.relative_to(REPO) if where.is_relative_to(REPO)
+                                                                     else where))
+        card_path.write_text(json.dumps(card, indent=1) + "\n")
+        print(f"summary in {card_path} (living_room)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="moodspeaker-train", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -118,6 +148,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--face-margin", type=float, default=0.0,
                    help="fraction of the detector's face box added per side before cropping (tuned on val frames)")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("living-room", help="accuracy under dim light, noise, blur, distance and occlusion (sets built "
+                       "from val only), through `moodspeaker eval`, ours and the peer side by side")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help=DATA_HELP + "; only val is read")
+    p.add_argument("--model", type=Path, default=REPO / "models/emotion.tflite", help="our int8 model (with its card)")
+    p.add_argument("--frames", type=int, default=600, help="val faces per whole-frame set (seeded subset; crop sets "
+                   "use all of val)")
+    p.add_argument("--seed", type=int, default=11, help="seed for every perturbation, room and face subset")
+    p.add_argument("--rooms", type=int, default=300, help="empty rooms per frame size for the false-face rate")
+    p.add_argument("--sets", nargs="+", help="only these sets (default: all; names as in the table)")
+    p.add_argument("--work", type=Path, default=RUNS / "living-room", help="where the set files are built")
+    p.add_argument("--keep", action="store_true", help="keep the built npz sets in --work (frame sets are ~180 MB each)")
+    p.add_argument("--out", type=Path, default=REPO / "training/report", help="table (living_room.md/.json) and plots")
+    p.add_argument("--card", action="store_true", help="also write the summary into --model's card (its SHA stays)")
+    p.set_defaults(func=_cmd_living_room)
     return parser
 
 

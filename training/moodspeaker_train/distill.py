@@ -29,6 +29,7 @@ from torch import nn
 from tqdm import tqdm
 
 from moodspeaker_train import torch_models
+from moodspeaker_train.camera_model import blur_kernels, dct_matrix, jpeg_table
 from moodspeaker_train.data import LABELS, FaceSet
 from moodspeaker_train.plots import record_epoch
 from moodspeaker_train.recipe import AugmentConfig, Recipe, recipe_from_dict
@@ -69,6 +70,8 @@ def augment(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
     bright = (uniform(-cfg.brightness, cfg.brightness) * 255.0).view(-1, 1, 1, 1)
     x = ((x - mean) * contrast + mean + bright).clamp(0.0, 255.0)
 
+    x = camera(x, cfg)
+
     if cfg.erase_prob > 0:
         area = uniform(*cfg.erase_area) * s * s
         aspect = torch.exp(uniform(math.log(0.3), math.log(3.3)))
@@ -81,6 +84,57 @@ def augment(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
         mask = (in_y[:, :, None] & in_x[:, None, :] & chosen[:, None, None])[:, None]
         x = torch.where(mask, torch.rand_like(x) * 255.0, x)
     return x
+
+
+def jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
+    """JPEG's lossy step on (B, 1, S, S) grayscale, like `augment._jpeg`: 8x8 DCT quantised at `quality`."""
+    table = torch.from_numpy(jpeg_table(quality)).to(x.device)
+    d = torch.from_numpy(dct_matrix()).to(x.device)
+    n, s = x.shape[0], x.shape[-1]
+    blocks = (x[:, 0] - 128.0).reshape(n, s // 8, 8, s // 8, 8).permute(0, 1, 3, 2, 4)
+    coef = torch.einsum("ij,bxyjk,lk->bxyil", d, blocks, d)
+    coef = torch.round(coef / table) * table
+    back = torch.einsum("ji,bxyjk,kl->bxyil", d, coef, d)
+    return back.permute(0, 1, 3, 2, 4).reshape(n, 1, s, s) + 128.0
+
+
+def camera(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
+    """The camera model on (B, 1, S, S) float pixels, like `augment._camera` (same kernels, tables and order)."""
+    n, s = x.shape[0], x.shape[-1]
+
+    def chosen(prob: float) -> torch.Tensor:
+        return (torch.rand(n, device=x.device) < prob).view(-1, 1, 1, 1)
+
+    def uniform(lo: float, hi: float) -> torch.Tensor:
+        return (torch.rand(n, device=x.device) * (hi - lo) + lo).view(-1, 1, 1, 1)
+
+    if cfg.blur_prob > 0:
+        bank = torch.from_numpy(blur_kernels()).to(x.device)
+        pad = bank.shape[1] // 2
+        every = F.conv2d(F.pad(x, (pad, pad, pad, pad), mode="reflect"), bank[:, None])  # (B, K, S, S)
+        pick = torch.randint(0, len(bank), (n,), device=x.device)
+        blurred = every[torch.arange(n, device=x.device), pick][:, None]
+        x = torch.where(chosen(cfg.blur_prob), blurred, x)
+    if cfg.lowlight_prob > 0:
+        x = torch.where(chosen(cfg.lowlight_prob), x * uniform(cfg.gain_min, 1.0), x)
+    if cfg.downscale_prob > 0:
+        small = int(torch.randint(cfg.downscale_min, s, ()).item())
+        up = F.interpolate(F.interpolate(x, size=(small, small), mode="area"), size=(s, s), mode="bilinear",
+                           align_corners=False)
+        x = torch.where(chosen(cfg.downscale_prob), up, x)
+    if cfg.noise_prob > 0:
+        shot, read = uniform(0.0, cfg.shot_noise_max), uniform(0.0, cfg.read_noise_max)
+        noisy = x + torch.sqrt(shot * x + read * read) * torch.randn_like(x)
+        x = torch.where(chosen(cfg.noise_prob), noisy, x).clamp(0.0, 255.0)
+    if cfg.jpeg_prob > 0:
+        quality = int(torch.randint(int(cfg.jpeg_quality_min), 96, ()).item())
+        x = torch.where(chosen(cfg.jpeg_prob), jpeg(x, quality), x)
+    if cfg.occlude_prob > 0:
+        top = uniform(0.55, 0.8).view(-1, 1) * s
+        below = (torch.arange(s, device=x.device, dtype=x.dtype)[None, :] >= top)[:, None, :, None]  # (B, 1, S, 1)
+        patch = uniform(20.0, 235.0) + 3.0 * torch.randn_like(x)
+        x = torch.where(below & chosen(cfg.occlude_prob), patch, x)
+    return x.clamp(0.0, 255.0)
 
 
 def lr_at(step: int, total: int, warmup: int, lr: float) -> float:

@@ -19,6 +19,18 @@ class AugmentConfig:
     contrast: float = 0.25  # multiplicative around the image mean
     erase_prob: float = 0.5
     erase_area: tuple[float, float] = (0.02, 0.15)
+    # The camera model (camera_model.py), each step applied to a face with its own probability (0 = off):
+    blur_prob: float = 0.0  # defocus or motion blur, one of camera_model.blur_kernels() at random
+    lowlight_prob: float = 0.0  # exposure times a gain drawn from [gain_min, 1]
+    gain_min: float = 0.25
+    downscale_prob: float = 0.0  # a distant face: shrunk to a side in [downscale_min, size) px, enlarged again (linear)
+    downscale_min: int = 16
+    noise_prob: float = 0.0  # Poisson-Gaussian sensor noise: variance shot * pixel + read^2, both drawn up to their max
+    shot_noise_max: float = 1.0
+    read_noise_max: float = 10.0
+    jpeg_prob: float = 0.0  # JPEG's 8x8 DCT quantisation at a quality drawn from [jpeg_quality_min, 95]
+    jpeg_quality_min: int = 30
+    occlude_prob: float = 0.0  # a flat object (hand, mug) over the lower 20-45% of the face
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -84,17 +85,28 @@ class GpioButtons:
 
     def __init__(self, config: ButtonsConfig, on_action: Callable[[ButtonAction], None], pin_factory: Any = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        try:
-            from gpiozero import LED, Button
-            from gpiozero.exc import GPIOZeroError
+        # gpiozero tries its pin factories in turn and warns once per factory it falls back from; those
+        # warnings are caught here and folded into one line (the error below, or a debug line on success).
+        with warnings.catch_warnings(record=True) as fallbacks:
+            warnings.simplefilter("always")
+            try:
+                from gpiozero import LED, Button
+                from gpiozero.exc import GPIOZeroError
 
-            self._skip = Button(config.skip_pin, pull_up=True, bounce_time=None, pin_factory=pin_factory)
-            self._like = Button(config.like_pin, pull_up=True, bounce_time=None, pin_factory=pin_factory)
-            self._led = LED(config.led_pin, pin_factory=pin_factory) if config.led_pin != -1 else None
-        except (GPIOZeroError, OSError, ImportError) as exc:
-            self._close_devices()
-            raise GpioUnavailable(f"cannot use GPIO pins {config.skip_pin}/{config.like_pin}/{config.led_pin} ({exc}); "
-                                  "on a Pi add this user to the gpio group, elsewhere set [buttons] enabled = false") from None
+                self._skip = Button(config.skip_pin, pull_up=True, bounce_time=None, pin_factory=pin_factory)
+                self._like = Button(config.like_pin, pull_up=True, bounce_time=None, pin_factory=pin_factory)
+                self._led = LED(config.led_pin, pin_factory=pin_factory) if config.led_pin != -1 else None
+                failure = None
+            except (GPIOZeroError, OSError, ImportError) as exc:
+                self._close_devices()
+                failure = exc
+        tried = "; ".join(str(w.message) for w in fallbacks if type(w.message).__name__ == "PinFactoryFallback")
+        if failure is not None:
+            raise GpioUnavailable(f"buttons and LED off: cannot use GPIO pins {config.skip_pin}/{config.like_pin}/"
+                                  f"{config.led_pin} ({failure}{': ' + tried if tried else ''}); on a Pi add this user "
+                                  "to the gpio group, elsewhere set [buttons] enabled = false") from None
+        if tried:
+            log.debug("gpiozero: %s", tried)
 
         def act(action: ButtonAction) -> Callable[[], None]:
             def fire() -> None:

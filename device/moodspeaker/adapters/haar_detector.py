@@ -1,10 +1,13 @@
 """FaceDetector on OpenCV's Haar cascade (the frontal-face XML shipped in the package's data/), on the grayscale frame.
 
-Sizes are relative to the frame, so one setting works at any capture size, and each scan runs on a copy
-shrunk until the smallest face wanted is 36 px, so a larger frame costs little more. With tracking on, the
-detector first searches a margin around the last face at nearby scales (a fraction of a full scan's
-cost) and falls back to the full frame on a miss and every `full_every` frames, so a second, larger
-face entering the scene is found within that many frames.
+Coarse to fine. The coarse pass looks for faces of FINE_BELOW_PX and more on a copy shrunk until the
+smallest is SCAN_MIN_FACE_PX, so a larger frame costs little more. Only when it finds nothing does the fine
+pass look for the small faces of a listener on the sofa (down to the cascade's 24 px window, about 4.5 m
+at 640x480), on a copy enlarged by FINE_UPSCALE (bit-exact linear, so ARM and x86 agree): the cascade
+misses many faces near its window size and finds them once enlarged. With tracking on, the detector first
+searches a margin around the last face at nearby scales (a fraction of a full scan's cost) and scans the
+whole frame on a miss and every `full_every` frames, so a second, larger face entering the scene is found
+within that many frames; while nobody is in view the fine pass runs only every `fine_every` frames.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from moodspeaker.errors import SetupError
 
 CASCADE_NAME = "haarcascade_frontalface_default.xml"
 SCAN_MIN_FACE_PX = 36  # the smallest face wanted is scanned at this size (the cascade window is 24 px; 36 holds recall)
+CASCADE_WINDOW_PX = 24  # the cascade's own window: no smaller face can be found
+FINE_BELOW_PX = 48  # faces smaller than this (in the frame) are left to the fine pass
+FINE_UPSCALE = 1.5  # the fine pass enlarges the frame this much (24 px faces are scanned at 36)
 TRACK_SCALE_RANGE = 1.5  # the tracked search looks for faces between 1/1.5 and 1.5 times the last one
 
 
@@ -48,6 +54,7 @@ class HaarFaceDetector:
             raise DetectorError(f"{self.cascade_path}: not a readable Haar cascade XML")
         self._last: Box | None = None
         self._since_full = 0
+        self._since_fine = 0
 
     def detect(self, gray: np.ndarray) -> list[Box]:
         """Faces in a grayscale frame, largest first."""
@@ -61,27 +68,47 @@ class HaarFaceDetector:
                 self._last = faces[0]
                 return faces
         self._since_full = 0
-        short = min(gray.shape)
-        faces = self._scan(gray, round(short * cfg.min_size), round(short * cfg.max_size))
+        faces = self._full(gray)
         self._last = faces[0] if faces else None
         return faces
+
+    def _full(self, gray: np.ndarray) -> list[Box]:
+        """Coarse pass for faces of FINE_BELOW_PX and up; the fine pass for smaller ones only if it finds none
+        (the largest face is the one that counts) and, while tracking finds nobody, every `fine_every` frames."""
+        cfg = self.config
+        short = min(gray.shape)
+        lo, hi = max(round(short * cfg.min_size), CASCADE_WINDOW_PX), round(short * cfg.max_size)
+        faces = self._scan(gray, max(lo, FINE_BELOW_PX), hi) if hi >= FINE_BELOW_PX else []
+        if faces or lo >= FINE_BELOW_PX:
+            self._since_fine = 0
+            return faces
+        self._since_fine += 1
+        if cfg.track and self._last is None and self._since_fine < cfg.fine_every:
+            return faces
+        self._since_fine = 0
+        return self._scan(gray, lo, min(FINE_BELOW_PX, hi), FINE_UPSCALE)
 
     def _around(self, gray: np.ndarray, last: Box) -> list[Box]:
         pad_x, pad_y = round(last.w * self.config.track_margin), round(last.h * self.config.track_margin)
         x0, y0 = max(last.x - pad_x, 0), max(last.y - pad_y, 0)
         x1, y1 = min(last.x + last.w + pad_x, gray.shape[1]), min(last.y + last.h + pad_y, gray.shape[0])
         side = max(last.w, last.h)
-        faces = self._scan(gray[y0:y1, x0:x1], round(side / TRACK_SCALE_RANGE), round(side * TRACK_SCALE_RANGE))
+        lo = max(round(side / TRACK_SCALE_RANGE), CASCADE_WINDOW_PX)
+        faces = self._scan(gray[y0:y1, x0:x1], lo, max(round(side * TRACK_SCALE_RANGE), lo))
         return [Box(b.x + x0, b.y + y0, b.w, b.h) for b in faces]
 
-    def _scan(self, gray: np.ndarray, min_side: int, max_side: int) -> list[Box]:
-        """Faces between min_side and max_side px, found on a copy shrunk so the smallest is SCAN_MIN_FACE_PX:
-        the cost then depends on the face sizes wanted, not on the frame's resolution."""
-        shrink = min(1.0, SCAN_MIN_FACE_PX / max(min_side, 1))
-        if shrink < 1.0:
-            gray = cv2.resize(gray, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
-        lo, hi = max(round(min_side * shrink), 1), max(round(max_side * shrink), 1)
+    def _scan(self, gray: np.ndarray, min_side: int, max_side: int, scale: float | None = None) -> list[Box]:
+        """Faces between min_side and max_side px, found on a copy resized by `scale`: by default so that the
+        smallest is scanned at SCAN_MIN_FACE_PX (never enlarged), so the cost depends on the face sizes wanted,
+        not on the frame's resolution. Shrunk by area averaging, enlarged bit-exact linear."""
+        if scale is None:
+            scale = min(1.0, SCAN_MIN_FACE_PX / max(min_side, 1))
+        if scale < 1.0:
+            gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        elif scale > 1.0:
+            gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR_EXACT)
+        lo, hi = max(round(min_side * scale), 1), max(round(max_side * scale), 1)
         found = self._cascade.detectMultiScale(gray, scaleFactor=self.config.scale_factor, minNeighbors=self.config.min_neighbors,
                                                minSize=(lo, lo), maxSize=(hi, hi))
-        boxes = [Box(*(round(v / shrink) for v in (x, y, w, h))) for x, y, w, h in found]
+        boxes = [Box(*(round(v / scale) for v in (x, y, w, h))) for x, y, w, h in found]
         return sorted(boxes, key=lambda b: b.area, reverse=True)

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from moodspeaker.errors import ModelError
-from moodspeaker.model_card import ModelCard, card_path_for, load_card, verify_model_file
+from moodspeaker.model_card import ModelCard, card_path_for, load_card, require_model_file, verify_model_file
 
 # The exact variants: INTER_LINEAR differs by up to 2 grey levels between ARM and x86; these give the same pixels.
 _INTERP = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR_EXACT}
@@ -30,6 +30,7 @@ class LiteRTClassifier:
         from ai_edge_litert.interpreter import Interpreter
 
         self.model_path = Path(model)
+        require_model_file(self.model_path)
         self.card: ModelCard = load_card(Path(card) if card else card_path_for(self.model_path))
         verify_model_file(self.model_path, self.card)
         try:

@@ -15,11 +15,14 @@ import select
 import socket
 import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
 from moodspeaker.core.mood import MAX_DATAGRAM, MalformedEvent, MoodEvent
 from moodspeaker.errors import SetupError
+
+DROP_LOG_INTERVAL_S = 10.0  # after the first dropped datagram, at most one log line per this many seconds
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +69,19 @@ class MoodSocketSender:
 class MoodSocketReceiver:
     """MoodSource: binds `path` (creating its directory, replacing a stale socket) and yields valid events.
 
-    Every datagram is validated; a malformed, oversized or unknown-version one is dropped with one log line.
+    Every datagram is validated; a malformed, oversized or unknown-version one is dropped. The first drop is
+    logged at once, later ones at most once per `log_every_s` as a count with the latest reason, so a flood of
+    bad datagrams cannot flood the journal.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, log_every_s: float = DROP_LOG_INTERVAL_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.path = Path(path)
         self.dropped = 0  # datagrams rejected since start
+        self._log_every_s, self._clock = log_every_s, clock
+        self._drop_logged_at: float | None = None
+        self._unlogged = 0  # drops since the last log line
+        self._latest_drop = ""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -98,6 +108,7 @@ class MoodSocketReceiver:
                 return event
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
+                self._log_drops()  # a flood that stopped still gets its count logged
                 return None
             select.select([self._sock], [], [], left)
 
@@ -112,8 +123,25 @@ class MoodSocketReceiver:
             try:
                 return MoodEvent.from_bytes(data)
             except MalformedEvent as exc:
-                self.dropped += 1
-                log.warning("dropped a mood datagram on %s: %s", self.path, exc)
+                self._drop(exc)
+
+    def _drop(self, why: MalformedEvent) -> None:
+        self.dropped += 1
+        self._unlogged += 1
+        self._latest_drop = str(why)
+        self._log_drops()
+
+    def _log_drops(self) -> None:
+        """One line for the drops not yet logged, unless one was written less than `log_every_s` ago."""
+        now = self._clock()
+        if not self._unlogged or (self._drop_logged_at is not None and now - self._drop_logged_at < self._log_every_s):
+            return
+        if self._drop_logged_at is None:
+            log.warning("dropped a mood datagram on %s: %s", self.path, self._latest_drop)
+        else:
+            log.warning("dropped %d more mood datagrams on %s (%d since start); the latest: %s",
+                        self._unlogged, self.path, self.dropped, self._latest_drop)
+        self._drop_logged_at, self._unlogged = now, 0
 
     def close(self) -> None:
         self._sock.close()

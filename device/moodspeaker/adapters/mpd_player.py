@@ -1,21 +1,28 @@
 """ports.Player on MPD through python-mpd2's asyncio client (the sync client cannot leave `idle`).
 
 One connection carries commands and a background `idle player` listener. When MPD restarts or drops
-the connection, `wait_track_change` reconnects with exponential backoff and restores what should be
-playing: our queue, the song and the position where it was when the connection was lost (extrapolated
-from the last status seen), paused or not; an MPD that carried on by itself is left alone. The restore
-happens under the lock, before anything is observed, so a recovered restart is not reported as a track
-change or a stop; `play` holds the lock too, so its clear-and-load is not seen as playback stopping.
-A command issued while MPD is away makes one connection attempt and otherwise raises PlayerUnavailable.
+the connection, `wait_track_change` reconnects and restores what should be playing: our queue, the song and
+the position where it was when the connection was lost (extrapolated from the last status seen), paused or
+not; an MPD that carried on by itself is left alone. Each of its connection attempts that fails raises
+PlayerUnavailable (so the service reports MPD as unavailable, from the start too), and the next attempt
+waits an exponentially growing back-off first. The restore happens under the lock, before anything is
+observed, so a recovered restart is not reported as a track change or a stop; `play` holds the lock too,
+so its clear-and-load is not seen as playback stopping. A command issued while MPD is away makes one
+connection attempt and otherwise raises PlayerUnavailable.
+
+No port call takes longer than CALL_BUDGET_S (under half of the unit's WatchdogSec): a hung MPD (it accepts
+connections but never answers) costs one budget, the connection is dropped and PlayerUnavailable raised.
+MPD's refusals (ACK) become MpdRefused, a PlayerError: nothing from python-mpd2 crosses the port.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,9 +32,30 @@ from moodspeaker.errors import PlayerError, PlayerUnavailable
 
 log = logging.getLogger(__name__)
 
-CONNECT_TIMEOUT_S = 5.0
-COMMAND_TIMEOUT_S = 10.0
+CONNECT_TIMEOUT_S = 3.0
+COMMAND_TIMEOUT_S = 3.0
+CALL_BUDGET_S = 10.0  # the most one port call may take: under half of the player unit's WatchdogSec (30 s)
 FIRST_BACKOFF_S = 0.1
+
+
+class MpdRefused(PlayerError):
+    """MPD understood a command and refused it (an ACK: no such playlist, no such file, ...)."""
+
+
+def _lost() -> tuple[type[BaseException], ...]:
+    """What a dead or dropped connection raises: OS errors, timeouts, and python-mpd2's own ConnectionError
+    (not a subclass of the builtin one)."""
+    from mpd import ConnectionError as MpdConnectionError
+
+    return OSError, TimeoutError, ConnectionError, MpdConnectionError
+
+
+def _bounded(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """A port call that ends within CALL_BUDGET_S (MpdPlayer._in_budget)."""
+    @functools.wraps(method)
+    async def call(self: MpdPlayer, *args: Any) -> Any:
+        return await self._in_budget(method(self, *args))
+    return call
 
 
 @dataclass
@@ -83,6 +111,7 @@ class MpdPlayer:
         self._known: tuple[str, int] | None = None  # (file, pos) last reported by wait_track_change
         self.reconnects = 0  # connections after the first
         self._connected_before = False
+        self._backoff_s = 0.0  # wait_track_change waits this long before its next connection attempt
 
     @classmethod
     def from_config(cls, config: MpdConfig) -> MpdPlayer:
@@ -111,7 +140,7 @@ class MpdPlayer:
         client = MPDClient()
         try:
             await asyncio.wait_for(client.connect(self.host, self.port), CONNECT_TIMEOUT_S)
-        except (OSError, TimeoutError, ConnectionError) as exc:
+        except _lost() as exc:
             raise PlayerUnavailable(f"MPD at {self.where} is not reachable ({exc or type(exc).__name__})") from None
         try:
             if self.password:
@@ -129,7 +158,7 @@ class MpdPlayer:
             if self._playback.queue:
                 await self._restore()
             await self._observe()
-        except (OSError, TimeoutError, ConnectionError) as exc:  # MPD went away again: the restore stays pending
+        except _lost() as exc:  # MPD went away again: the restore stays pending
             self._drop()
             raise PlayerUnavailable(f"MPD at {self.where} dropped the connection while restoring ({exc!r})") from None
 
@@ -145,19 +174,17 @@ class MpdPlayer:
                 self._playback.lost_at = self._clock()
             self._changed.set()
 
-    async def _reconnect_with_backoff(self) -> None:
-        delay = FIRST_BACKOFF_S
-        while True:
+    async def _reconnect(self) -> None:
+        """One connection attempt (and restore), after the back-off the failed attempts before it built up."""
+        await asyncio.sleep(self._backoff_s)
+        try:
             async with self._lock:
-                if self.connected:
-                    return
-                try:
+                if not self.connected:
                     await self._connect_once()
-                    return
-                except PlayerUnavailable as exc:
-                    log.warning("%s; retrying in %.1fs", exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.reconnect_max_s)
+        except PlayerUnavailable as exc:
+            self._backoff_s = min(max(2 * self._backoff_s, FIRST_BACKOFF_S), self.reconnect_max_s)
+            raise PlayerUnavailable(f"{exc}; trying again in {self._backoff_s:.1f} s") from None
+        self._backoff_s = 0.0
 
     async def _restore(self) -> None:
         """Put back what should be playing, after MPD restarted or lost our queue."""
@@ -191,13 +218,22 @@ class MpdPlayer:
                         await self._connect_once()
             try:
                 return await asyncio.wait_for(_awaited(getattr(self._client, name), *args), COMMAND_TIMEOUT_S)
-            except CommandError:
-                raise
-            except (OSError, TimeoutError, ConnectionError) as exc:
+            except CommandError as exc:
+                raise MpdRefused(f"MPD refused {name} {' '.join(map(str, args))}: {exc}") from None
+            except _lost() as exc:
                 self._drop()
                 if attempt == 2:
                     raise PlayerUnavailable(f"MPD at {self.where} dropped the connection during {name} ({exc!r})") from None
         raise AssertionError("unreachable")
+
+    async def _in_budget(self, work: Awaitable[Any]) -> Any:
+        """`work` within CALL_BUDGET_S; past that MPD counts as hung, and the connection is dropped."""
+        try:
+            return await asyncio.wait_for(work, CALL_BUDGET_S)
+        except TimeoutError:
+            self._drop()
+            raise PlayerUnavailable(f"MPD at {self.where} did not answer within {CALL_BUDGET_S:g} s; it may be hung "
+                                    "(`systemctl restart mpd`)") from None
 
     def _drop(self) -> None:
         if self._client is not None:
@@ -217,12 +253,11 @@ class MpdPlayer:
 
     # --- ports.Player -------------------------------------------------------------------------------
 
+    @_bounded
     async def playlist_tracks(self, playlist: str) -> list[Track]:
-        from mpd import CommandError
-
         try:
             songs = await self._command("listplaylistinfo", playlist)
-        except CommandError as exc:
+        except MpdRefused as exc:
             raise PlayerError(f"MPD has no stored playlist {playlist!r} ({exc}); create it (e.g. `mpc save {playlist}`) "
                               "or fix [player] playlists") from None
         return [_track(song) for song in songs]
@@ -243,7 +278,13 @@ class MpdPlayer:
                 log.warning("MPD cannot add %s: %s", uri, exc)
         return added
 
+    @_bounded
     async def play(self, tracks: list[Track]) -> None:
+        await self._play_now(tracks)
+
+    async def _play_now(self, tracks: list[Track]) -> None:
+        from mpd import CommandError
+
         async with self._lock:  # the watcher must not take the cleared queue for playback stopping
             if not self.connected:
                 await self._connect_once()
@@ -255,28 +296,39 @@ class MpdPlayer:
                 self._playback.queue = added
                 await self._client.play(0)
                 await self._observe()
-            except (OSError, ConnectionError) as exc:
+            except CommandError as exc:
+                raise MpdRefused(f"MPD refused to play the mood playlist: {exc}") from None
+            except _lost() as exc:
                 self._drop()
                 raise PlayerUnavailable(f"MPD at {self.where} dropped the connection while loading ({exc!r})") from None
 
+    @_bounded
     async def play_next(self, tracks: list[Track]) -> None:
         status = await self._command("status")
         if status.get("state", "stop") == "stop" or "song" not in status:
-            await self.play(tracks)
+            await self._play_now(tracks)
             return
         pos, length = int(status["song"]), int(status.get("playlistlength", 0))
         if length > pos + 1:
             await self._command("delete", (pos + 1, length))
         added = []
         for t in tracks:
-            await self._command("add", t.uri)
-            added.append(t.uri)
+            try:
+                await self._command("add", t.uri)
+                added.append(t.uri)
+            except MpdRefused as exc:  # a file deleted since the playlist was stored: play the others
+                log.warning("%s; left out", exc)
         self._playback.queue = self._playback.queue[:pos + 1] + added
+        if not added:
+            raise PlayerError(f"none of the {len(tracks)} tracks is in MPD's database; run `mpc update` "
+                              "or fix the stored playlist")
 
+    @_bounded
     async def next(self) -> None:
         await self._command("next")
         await self._observe()
 
+    @_bounded
     async def toggle_pause(self) -> None:
         status = await self._command("status")
         state = status.get("state", "stop")
@@ -288,31 +340,30 @@ class MpdPlayer:
             await self._command("play", self._playback.pos)
         await self._observe()
 
+    @_bounded
     async def current(self) -> Track | None:
         song = await self._command("currentsong")
         return _track(song) if song else None
 
+    @_bounded
     async def like(self, track: Track) -> None:
-        from mpd import CommandError
-
         try:
             liked = await self._command("listplaylist", self.liked_playlist)
-        except CommandError:  # no such playlist yet: playlistadd creates it
+        except MpdRefused:  # no such playlist yet: playlistadd creates it
             liked = []
         if track.uri not in liked:
             await self._command("playlistadd", self.liked_playlist, track.uri)
 
     async def wait_track_change(self) -> Track | None:
-        """Block until another song plays (or playback stops); survives MPD restarts, restoring playback."""
+        """Block until another song plays (or playback stops). A lost connection is re-made (and playback
+        restored) here; while MPD is away or hung, each failed attempt raises PlayerUnavailable."""
         while True:
             if not self.connected:
-                await self._reconnect_with_backoff()
+                await self._in_budget(self._reconnect())
             self._changed.clear()
             try:
-                async with self._lock:  # not halfway through a restore or a play()
-                    status = await self._observe()
-                    song = await self._client.currentsong() if status.get("state") != "stop" else {}
-            except (OSError, ConnectionError) as exc:
+                song = await self._in_budget(self._look())
+            except _lost() as exc:
                 log.debug("MPD connection lost while watching: %r", exc)
                 self._drop()
                 continue
@@ -321,6 +372,12 @@ class MpdPlayer:
                 self._known = key
                 return _track(song) if song else None
             await self._changed.wait()
+
+    async def _look(self) -> dict[str, Any]:
+        """The song playing now ({} when stopped), with what should be playing updated from MPD's status."""
+        async with self._lock:  # not halfway through a restore or a play()
+            status = await self._observe()
+            return await self._client.currentsong() if status.get("state") != "stop" else {}
 
     async def close(self) -> None:
         self._drop()

@@ -21,6 +21,9 @@ from moodspeaker.config import SpotifyConfig
 from moodspeaker.errors import PlayerError
 
 log = logging.getLogger(__name__)
+# spotipy's debug lines carry the bearer token, the refresh token and the app's secret (request headers, token
+# bodies): never let them reach the journal, even with -v. Its warnings and errors name only URLs.
+logging.getLogger("spotipy").setLevel(logging.INFO)
 
 SCOPES = (
     "user-read-playback-state",  # devices, what is playing
@@ -29,13 +32,19 @@ SCOPES = (
     "playlist-read-private",  # the mood playlists' tracks
     "playlist-read-collaborative",
 )
-REQUEST_TIMEOUT_S = 10
+LOGIN_LIFETIME_S = 182 * 86400  # Spotify ends a refresh token six months after the login, however often it is used
+LOGIN_WARN_S = 14 * 86400  # `moodspeaker status` warns this long before
+REQUEST_TIMEOUT_S = 5  # per HTTP request; a port call allows two within its budget (spotify_player.CALL_BUDGET_S)
 RELOGIN = "run `moodspeaker spotify-login` on the speaker"
 
 
 class TokenFile(CacheHandler):
     """spotipy's token cache as one JSON file, created 0600 (never readable by others, not even for a moment)
-    and replaced atomically with an fsync, so a power cut leaves the old token or the new one."""
+    and replaced atomically with an fsync of the file and of its folder, so a power cut leaves the old token or
+    the new one: with PKCE each refresh token works once, and losing the new one would mean logging in again.
+
+    `logged_in_at` (Unix time, written by `record_login`) is carried over every refresh: it dates the login.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -51,6 +60,9 @@ class TokenFile(CacheHandler):
         return token if isinstance(token, dict) else None
 
     def save_token_to_cache(self, token_info: dict[str, Any]) -> None:
+        previous = self.get_cached_token() or {}
+        if "logged_in_at" not in token_info and "logged_in_at" in previous:
+            token_info = {**token_info, "logged_in_at": previous["logged_in_at"]}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -61,6 +73,25 @@ class TokenFile(CacheHandler):
         finally:
             os.close(fd)
         os.replace(tmp, self.path)
+        folder = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(folder)  # the rename itself is durable only once the folder is
+        finally:
+            os.close(folder)
+
+    def record_login(self, now: float) -> float:
+        """Date a fresh login; returns when Spotify will end it (LOGIN_LIFETIME_S later)."""
+        token = self.get_cached_token()
+        if token is None:
+            raise PlayerError(f"{self.path}: no token to date; {RELOGIN}")
+        self.save_token_to_cache({**token, "logged_in_at": now})
+        return now + LOGIN_LIFETIME_S
+
+    def login_ends_at(self) -> float | None:
+        """When the refresh token stops working (None: no token, or a login from before this was recorded)."""
+        token = self.get_cached_token()
+        logged_in = token.get("logged_in_at") if token else None
+        return float(logged_in) + LOGIN_LIFETIME_S if isinstance(logged_in, int | float) else None
 
 
 def make_auth_manager(cfg: SpotifyConfig, *, state: str | None = None) -> SpotifyOAuth | SpotifyPKCE:

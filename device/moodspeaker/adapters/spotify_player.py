@@ -1,15 +1,22 @@
 """ports.Player on Spotify Connect, through spotipy (which is synchronous: each call runs in a worker thread).
 
 Plays on the Connect device named in [spotify] device_name (the speaker's raspotify/spotifyd). A mood playlist is
-started as an explicit, ordered list of its track URIs, so the feedback ranking decides the order, not Spotify.
+started as an explicit, ordered list of its track URIs, so the feedback ranking decides the order, not Spotify:
+the first START_URIS of them (longer lists get 413/500), the rest added to Spotify's queue a few at a time as
+the started ones run out. Playlists are read in pages of PAGE_SIZE (Spotify refuses larger pages).
 
-Failure handling, per Web API call:
+Every port call has a budget of CALL_BUDGET_S in all (waiting for another call, retries, back-off): under half
+of the unit's WatchdogSec, so no call holds up the player's loop long enough for the watchdog to kill it. What
+does not fit in the budget becomes PlayerUnavailable, and the service tries again later.
 - 404 NO_ACTIVE_DEVICE (or device not found): transfer playback to our device, then repeat the command once.
-- 429: wait the Retry-After seconds (up to MAX_RETRY_AFTER_S, else PlayerUnavailable), then retry.
-- 5xx, connection errors, timeouts: exponential back-off, retry; at most `max_attempts` tries in all, then
-  PlayerUnavailable (the service tries again later).
+- 429: a Retry-After that fits in the budget is waited, then the call repeated; a longer one is honoured
+  without blocking: every call until then fails at once with PlayerUnavailable, without asking Spotify.
+- 5xx, connection errors, timeouts: exponential back-off, retry; at most `max_attempts` tries, then
+  PlayerUnavailable.
 - 401: refresh the token once and retry (the server may have revoked it early); then PlayerError.
-- 403 and other refusals: PlayerError with what to do. `last_error` keeps the message for `moodspeaker status`.
+- 403: PlayerError saying which refusal it is (lapsed Premium, a playlist the account may not read, the login's
+  permissions) and what to do. `last_error` keeps the message for `moodspeaker status`.
+- An answer that is not what the endpoint returns (not JSON, missing fields) is PlayerUnavailable, never a crash.
 spotipy's own urllib3 retries are switched off (a plain requests.Session) so that these rules are the only ones.
 """
 
@@ -34,17 +41,52 @@ from moodspeaker.errors import PlayerError, PlayerUnavailable
 log = logging.getLogger(__name__)
 
 R = TypeVar("R")
-MAX_RETRY_AFTER_S = 120.0  # a longer rate-limit ban is reported as an error instead of silently freezing the player
+CALL_BUDGET_S = 12.0  # the most one port call may take: under half of the player unit's WatchdogSec (30 s)
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 8.0
-PAGE_SIZE = 100
+PAGE_SIZE = 50  # Spotify answers 400 for a playlist page of more than 50 items
+START_URIS = 100  # the most track URIs one start-playback request carries
+TOP_UP_AHEAD = 2  # when the current track is this close to the end of what Spotify has, queue more
+TOP_UP_BATCH = 5  # tracks added to Spotify's queue per top-up (one request each)
 
 
-def _track(item: dict[str, Any] | None) -> Track | None:
-    if not item or item.get("type", "track") != "track" or item.get("is_local"):
+class BadAnswer(Exception):
+    """Spotify answered, but not with what the endpoint returns."""
+
+
+class Forbidden(PlayerError):
+    """A 403; `why` is premium | login | other (for a playlist, other means one the account may not read)."""
+
+    def __init__(self, message: str, why: str) -> None:
+        super().__init__(message)
+        self.why = why
+
+
+def _track(item: Any) -> Track | None:
+    if not isinstance(item, dict) or item.get("type", "track") != "track" or item.get("is_local"):
         return None
-    artists = ", ".join(a.get("name", "") for a in item.get("artists", []))
-    return Track(uri=item["uri"], title=item.get("name", ""), artist=artists)
+    uri = item.get("uri")
+    if not isinstance(uri, str) or not uri:
+        return None
+    artists = item.get("artists")
+    names = [a.get("name", "") for a in artists if isinstance(a, dict)] if isinstance(artists, list) else []
+    return Track(uri=uri, title=str(item.get("name", "")), artist=", ".join(map(str, names)))
+
+
+def _playback_state(state: Any) -> dict[str, Any] | None:
+    """GET /me/player: None for nothing playing (204); a dict with a bool is_playing; else BadAnswer."""
+    if state is None:
+        return None
+    if not isinstance(state, dict) or not isinstance(state.get("is_playing"), bool):
+        raise BadAnswer(f"playback state without is_playing: {str(state)[:80]!r}")
+    progress = state.get("progress_ms")
+    if progress is not None and not isinstance(progress, int | float):
+        raise BadAnswer(f"playback state with progress_ms {progress!r}")
+    item = state.get("item")
+    if isinstance(item, dict) and item.get("type", "track") == "track" and not item.get("is_local") and (
+            _track(item) is None or not isinstance(item.get("duration_ms"), int | float)):
+        raise BadAnswer(f"playing item without a uri or duration: {str(item)[:80]!r}")
+    return state
 
 
 def _retry_after(exc: SpotifyException) -> float | None:
@@ -64,29 +106,54 @@ def _no_device(exc: SpotifyException) -> bool:
     return exc.http_status == 404 and (exc.reason == "NO_ACTIVE_DEVICE" or "device not found" in _message(exc).lower())
 
 
+def _forbidden(what: str, exc: SpotifyException) -> Forbidden:
+    """Spotify's 403s, told apart: each has a different fix."""
+    message = _message(exc)
+    lowered = message.lower()
+    if exc.reason == "PREMIUM_REQUIRED" or "premium" in lowered:
+        return Forbidden(f"Spotify refused to {what} (403: {message}): the account needs Spotify Premium to control "
+                           "playback, and a development-mode app works only while its owner's Premium is active; "
+                           "renew Premium, then the speaker carries on by itself", "premium")
+    if "scope" in lowered or "registered" in lowered or "user may not" in lowered:
+        return Forbidden(f"Spotify refused to {what} (403: {message}): the login lacks a permission or the account "
+                           "is not in the app's User Management list (at most 5 users in development mode); add it "
+                           f"there if needed, then {RELOGIN}", "login")
+    return Forbidden(f"Spotify refused to {what} (403: {message}); if this keeps happening, {RELOGIN}", "other")
+
+
 class SpotifyPlayer:
     """The Player port on Spotify Connect. Build it with `SpotifyPlayer.from_config(config.spotify)`."""
 
     def __init__(self, client: spotipy.Spotify, token: HeadlessToken, device_name: str, *, max_attempts: int = 5,
-                 poll_s: float = 2.0, sleep: Callable[[float], None] = time.sleep) -> None:
+                 poll_s: float = 2.0, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic, budget_s: float = CALL_BUDGET_S) -> None:
         self.client = client
         self.token = token
         self.device_name = device_name
         self.max_attempts = max_attempts
         self.poll_s = poll_s
+        self.budget_s = budget_s
         self.last_error: str | None = None  # the latest failure (for status); None after a call succeeds
-        self._sleep = sleep
+        self._sleep, self._clock = sleep, clock
         self._lock = threading.Lock()  # one Web API conversation at a time (the session is shared)
+        self._deadline = 0.0  # the running call's budget ends then (set under the lock)
+        self._blocked_until = 0.0  # a Retry-After too long to wait: no request before then
         self._device_id: str | None = None
-        self._last_uri: str | None = None
+        self._last_uri: str | None = None  # the track last seen playing
+        self._unreported: Track | None = None  # play() started it; wait_track_change() reports it next
         self._paused = False
         self._pending: list[Track] | None = None  # play_next(): what starts when the current track ends
+        self._started: list[str] = []  # the URIs Spotify has now: the started ones, then those queued since
+        self._rest: list[str] = []  # the rest of the mood list, queued as the started ones run out
 
     @classmethod
-    def from_config(cls, cfg: SpotifyConfig, *, sleep: Callable[[float], None] = time.sleep) -> SpotifyPlayer:
+    def from_config(cls, cfg: SpotifyConfig, *, sleep: Callable[[float], None] = time.sleep,
+                    budget_s: float = CALL_BUDGET_S) -> SpotifyPlayer:
         token = HeadlessToken(make_auth_manager(cfg))
-        client = spotipy.Spotify(auth_manager=token, requests_session=requests.Session(), requests_timeout=REQUEST_TIMEOUT_S)
-        return cls(client, token, cfg.device_name, max_attempts=cfg.max_attempts, poll_s=cfg.poll_s, sleep=sleep)
+        timeout = min(REQUEST_TIMEOUT_S, budget_s / 2)  # room for a second try within the budget
+        client = spotipy.Spotify(auth_manager=token, requests_session=requests.Session(), requests_timeout=timeout)
+        return cls(client, token, cfg.device_name, max_attempts=cfg.max_attempts, poll_s=cfg.poll_s, sleep=sleep,
+                   budget_s=budget_s)
 
     # --- the Player port -------------------------------------------------------------------------------------
 
@@ -98,6 +165,7 @@ class SpotifyPlayer:
             raise ValueError("play() needs at least one track")
         self._pending = None
         await self._in_thread(self._play, [t.uri for t in tracks])
+        self._unreported = tracks[0]
 
     async def play_next(self, tracks: list[Track]) -> None:
         """Start `tracks` when the current track ends. Spotify cannot replace the rest of a queue, so the switch is
@@ -132,10 +200,14 @@ class SpotifyPlayer:
         """Poll every `poll_s` (Spotify has no push) until another track plays (-> it) or playback stops (-> None).
 
         With a play_next() list waiting, the track's end (or a skip, or a stop) starts that list instead.
+        The first track of a list play() started is reported at once.
         """
-        delay = self.poll_s
         while True:
-            await asyncio.sleep(delay)
+            for pause in (0.0, self.poll_s):  # a play() during the pause is seen before the next poll
+                await asyncio.sleep(pause)
+                if self._unreported is not None:  # the first track play() started is a change too (as on MPD)
+                    track, self._unreported = self._unreported, None
+                    return track
             state = await self._in_thread(self._playback)
             item = _track(state.get("item")) if state else None
             stopped = item is None or (not state["is_playing"] and not self._paused and not state.get("progress_ms"))
@@ -145,10 +217,11 @@ class SpotifyPlayer:
                 return None
             if item.uri != self._last_uri:
                 self._last_uri = item.uri
+                if self._rest:
+                    await self._in_thread(self._top_up, item.uri)
                 return item
-            delay = self.poll_s
             if self._pending and state["is_playing"]:
-                remaining_s = (state["item"].get("duration_ms", 0) - (state.get("progress_ms") or 0)) / 1000
+                remaining_s = (state["item"]["duration_ms"] - (state.get("progress_ms") or 0)) / 1000
                 if remaining_s < self.poll_s:
                     await asyncio.sleep(max(0.0, remaining_s))
                     return await self._start_pending()
@@ -170,15 +243,29 @@ class SpotifyPlayer:
         return await asyncio.to_thread(self._guarded, fn, *args)
 
     def _guarded(self, fn: Callable[..., R], *args: Any) -> R:
-        with self._lock:
+        """Run `fn` within one call's budget, waiting for the call before it within the same budget."""
+        deadline = self._clock() + self.budget_s
+        try:
+            if not self._lock.acquire(timeout=self.budget_s):
+                raise PlayerUnavailable(f"Spotify did not answer the previous request within {self.budget_s:g} s")
             try:
+                self._deadline = deadline
+                if (banned_s := self._blocked_until - self._clock()) > 0:
+                    raise PlayerUnavailable(f"Spotify rate-limits this app for {banned_s:.0f} s more; "
+                                            "the speaker waits before asking again")
                 result = fn(*args)
-            except (PlayerError, PlayerUnavailable) as exc:
-                self.last_error = str(exc)
-                log.error("spotify: %s", exc)
-                raise
-            self.last_error = None
-            return result
+            finally:
+                self._lock.release()
+        except BadAnswer as exc:
+            self.last_error = f"Spotify sent an answer the speaker cannot read ({exc}); it tries again later"
+            log.error("spotify: %s", self.last_error)
+            raise PlayerUnavailable(self.last_error) from None
+        except (PlayerError, PlayerUnavailable) as exc:
+            self.last_error = str(exc)
+            log.error("spotify: %s", exc)
+            raise
+        self.last_error = None
+        return result
 
     def _call(self, what: str, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
         """One Web API call with the retry rules in the module docstring. Other HTTP errors pass through."""
@@ -195,14 +282,15 @@ class SpotifyPlayer:
                 if exc.http_status == 401:
                     raise PlayerError(f"Spotify rejected the login while trying to {what} (401): {RELOGIN}") from None
                 if exc.http_status == 403:
-                    raise PlayerError(f"Spotify refused to {what} (403: {_message(exc)}); controlling "
-                                      f"playback needs Spotify Premium and the scopes granted at login: {RELOGIN}") from None
+                    raise _forbidden(what, exc) from None
                 if exc.http_status == 429:
                     wait = _retry_after(exc)
                     if wait is None:
                         wait = self._backoff(attempt)
-                    elif wait > MAX_RETRY_AFTER_S:
-                        raise PlayerUnavailable(f"Spotify rate-limits this app for {wait:.0f} s") from None
+                    elif not self._fits(wait):
+                        self._blocked_until = self._clock() + wait
+                        raise PlayerUnavailable(f"Spotify rate-limits this app for {wait:.0f} s; the speaker "
+                                                "waits before asking again") from None
                     problem = f"rate limited (429), Retry-After {wait:g} s"
                 elif exc.http_status >= 500:
                     wait, problem = self._backoff(attempt), f"server error {exc.http_status}"
@@ -212,9 +300,16 @@ class SpotifyPlayer:
                 wait, problem = self._backoff(attempt), f"network error ({type(exc).__name__})"
             if attempt == self.max_attempts:
                 raise PlayerUnavailable(f"could not {what} on Spotify after {attempt} tries: {problem}")
+            if not self._fits(wait):
+                raise PlayerUnavailable(f"could not {what} on Spotify within {self.budget_s:g} s ({attempt} tries): "
+                                        f"{problem}")
             log.warning("spotify: %s while trying to %s; retrying in %.1f s", problem, what, wait)
             self._sleep(wait)
         raise PlayerError(f"could not {what} on Spotify: the login was refreshed but {RELOGIN}")
+
+    def _fits(self, wait: float) -> bool:
+        """Whether waiting `wait` s and then one more request (at most its timeout) ends within the call's budget."""
+        return self._clock() + wait + self.client.requests_timeout <= self._deadline
 
     @staticmethod
     def _backoff(attempt: int) -> float:
@@ -223,7 +318,10 @@ class SpotifyPlayer:
     def _device(self, refresh: bool = False) -> str:
         if self._device_id and not refresh:
             return self._device_id
-        devices = self._call("list Connect devices", self.client.devices)["devices"]
+        answer = self._call("list Connect devices", self.client.devices)
+        devices = answer.get("devices") if isinstance(answer, dict) else None
+        if not isinstance(devices, list) or not all(isinstance(d, dict) for d in devices):
+            raise BadAnswer(f"device list {str(answer)[:80]!r}")
         for device in devices:
             if device.get("name", "").casefold() == self.device_name.casefold() and device.get("id"):
                 self._device_id = device["id"]
@@ -250,8 +348,20 @@ class SpotifyPlayer:
                               f"({exc.http_status}: {_message(exc)})") from None
 
     def _play(self, uris: list[str]) -> None:
-        self._on_device("start the mood playlist", lambda d: self.client.start_playback(device_id=d, uris=uris))
-        self._last_uri, self._paused = uris[0], False
+        """Start the first START_URIS; the rest wait in `_rest` for `_top_up`."""
+        first = uris[:START_URIS]
+        self._on_device("start the mood playlist", lambda d: self.client.start_playback(device_id=d, uris=first))
+        self._started, self._rest = list(first), list(uris[START_URIS:])
+        self._last_uri, self._paused = first[0], False
+
+    def _top_up(self, playing: str) -> None:
+        """Queue the next TOP_UP_BATCH of the mood list when `playing` is within TOP_UP_AHEAD of what Spotify has."""
+        if playing not in self._started or len(self._started) - self._started.index(playing) > TOP_UP_AHEAD:
+            return
+        batch, self._rest = self._rest[:TOP_UP_BATCH], self._rest[TOP_UP_BATCH:]
+        for uri in batch:
+            self._on_device("queue the next track", lambda d, uri=uri: self.client.add_to_queue(uri, device_id=d))
+            self._started.append(uri)
 
     def _toggle_pause(self) -> None:
         state = self._playback()
@@ -264,7 +374,7 @@ class SpotifyPlayer:
 
     def _playback(self) -> dict[str, Any] | None:
         try:
-            return self._call("read what is playing", self.client.current_playback)
+            return _playback_state(self._call("read what is playing", self.client.current_playback))
         except SpotifyException as exc:
             raise PlayerError(f"Spotify refused to say what is playing ({exc.http_status}: {_message(exc)})") from None
 
@@ -274,13 +384,25 @@ class SpotifyPlayer:
                               additional_types=("track",))
             tracks: list[Track] = []
             while page:
+                if not isinstance(page, dict) or not isinstance(page.get("items", []), list):
+                    raise BadAnswer(f"playlist page {str(page)[:80]!r}")
                 for entry in page.get("items", []):
                     # Spotify's newer playlist-item objects call it "item", older ones "track".
-                    track = _track(entry.get("item") or entry.get("track"))
+                    track = _track(entry.get("item") or entry.get("track")) if isinstance(entry, dict) else None
                     if track:
                         tracks.append(track)
                 page = self._call("read the playlist", self.client.next, page) if page.get("next") else None
+        except Forbidden as exc:
+            if exc.why != "other":
+                raise
+            raise PlayerError(f"Spotify playlist {playlist!r} cannot be read (403): apps in development mode may read "
+                              "only playlists the logged-in account owns or collaborates on; copy it into a playlist "
+                              "of your own and put that one in [player] playlists") from None
         except SpotifyException as exc:
+            if exc.http_status == 404:
+                raise PlayerError(f"Spotify playlist {playlist!r} was not found (404): it does not exist, or it is one "
+                                  "of Spotify's own (editorial or generated) playlists, which apps cannot read; copy "
+                                  "it into a playlist of your own and put that one in [player] playlists") from None
             raise PlayerError(f"Spotify playlist {playlist!r} cannot be read ({exc.http_status}: {_message(exc)}); check "
                               "[player] playlists (a spotify:playlist:... URI the logged-in account can see)") from None
         return tracks

@@ -4,16 +4,25 @@ Durability: WAL journal with synchronous=FULL. In WAL mode NORMAL keeps the data
 but may drop the last commits; FULL fsyncs the WAL on every commit, so a like pressed a second before the plug
 is pulled survives. Events come a few per track, so the extra fsync costs nothing that matters.
 The schema version lives in PRAGMA user_version; a database from a newer moodspeaker is refused, not guessed at.
+
+The music never waits for the database. A full disk (or any failed write) keeps the event in memory, says so
+once, and writes it with the next event once there is room; a corrupt database is moved aside (with a log line
+naming both files) and a new one started, when the player opens it or finds it corrupt while running.
+Reads that fail answer from what is in memory.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 from moodspeaker.core.feedback import EVENTS, FeedbackState, Weights, check_event
-from moodspeaker.errors import SetupError
+from moodspeaker.errors import MoodspeakerError, SetupError
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 _SCHEMA = f"""
@@ -32,55 +41,153 @@ class FeedbackStoreError(SetupError):
     """The database cannot be opened or is not ours; the message says which file and what to do."""
 
 
-class SqliteFeedbackStore:
-    """Thread-safe (one connection behind a lock), so the player may call it from a worker thread."""
+class CorruptFeedbackDatabase(FeedbackStoreError):
+    """SQLite says the file is not a database or its pages are damaged."""
 
-    def __init__(self, path: Path | str) -> None:
+
+class FeedbackNotSaved(MoodspeakerError):
+    """Events are kept in memory because the database cannot take them now (disk full, I/O error)."""
+
+
+def _corrupt(exc: sqlite3.Error) -> bool:
+    """SQLite's 'database disk image is malformed' (SQLITE_CORRUPT) and 'file is not a database' (SQLITE_NOTADB)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB) or any(
+        words in str(exc) for words in ("malformed", "not a database"))
+
+
+class SqliteFeedbackStore:
+    """Thread-safe (one connection behind a lock), so the player may call it from a worker thread.
+
+    `move_corrupt_aside`: the player's choice (a new, empty database beats no music and a crash at every
+    start); `moodspeaker feedback` leaves a corrupt file alone and reports it.
+    """
+
+    def __init__(self, path: Path | str, move_corrupt_aside: bool = False) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
+        self._unsaved: list[tuple[str, str, str, float]] = []  # events the database did not take yet
+        self._move_corrupt_aside = move_corrupt_aside
+        try:
+            self._db = self._open()
+        except CorruptFeedbackDatabase:
+            if not move_corrupt_aside:
+                raise
+            self._set_aside()
+            self._db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
             raise FeedbackStoreError(f"{self.path}: cannot open the feedback database ({exc}); check [feedback] path "
                                      "and that the directory is writable by this user") from None
         try:
-            self._setup()
+            self._setup(db)
+            check = db.execute("PRAGMA quick_check").fetchone()[0]  # damaged pages would fail a later read
         except sqlite3.Error as exc:
-            self._db.close()
-            raise FeedbackStoreError(f"{self.path}: not a usable feedback database ({exc}); move it aside or point "
-                                     "[feedback] path elsewhere") from None
+            db.close()
+            error = CorruptFeedbackDatabase if _corrupt(exc) else FeedbackStoreError
+            raise error(f"{self.path}: not a usable feedback database ({exc}); move it aside or point "
+                        "[feedback] path elsewhere") from None
         except FeedbackStoreError:
-            self._db.close()
+            db.close()
             raise
+        if check != "ok":
+            db.close()
+            raise CorruptFeedbackDatabase(f"{self.path}: corrupt feedback database (quick_check: {check}); move it "
+                                          "aside or point [feedback] path elsewhere")
+        return db
 
-    def _setup(self) -> None:
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+    def _setup(self, db: sqlite3.Connection) -> None:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise FeedbackStoreError(f"{self.path}: schema version {version} is newer than this moodspeaker "
                                      f"understands ({SCHEMA_VERSION}); upgrade moodspeaker or point [feedback] path elsewhere")
-        mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode.lower() != "wal":
             raise FeedbackStoreError(f"{self.path}: the filesystem does not support SQLite's WAL mode (got {mode!r})")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=5000")  # `moodspeaker feedback` may read while the player writes
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA busy_timeout=5000")  # `moodspeaker feedback` may read while the player writes
         if version < SCHEMA_VERSION:
-            self._db.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+            db.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+
+    def _set_aside(self) -> None:
+        """Rename the corrupt database (and its WAL and shared-memory files) to <name>.corrupt-<time>."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            src = self.path.with_name(self.path.name + suffix)
+            if src.exists():
+                src.rename(aside.with_name(aside.name + suffix))
+        log.error("%s is corrupt: moved it to %s and started a new feedback database; what the speaker had learnt "
+                  "stays in the old file (sqlite3's .recover may get it back)", self.path, aside)
+
+    def _recover_from_corruption(self, exc: sqlite3.Error) -> None:
+        """While running: the database turned out corrupt. Set it aside and continue with a new one."""
+        if not self._move_corrupt_aside:
+            raise CorruptFeedbackDatabase(f"{self.path}: corrupt feedback database ({exc}); move it aside") from None
+        self._db.close()
+        self._set_aside()
+        self._db = self._open()
 
     def record(self, emotion: str, track_uri: str, event: str, t: float) -> None:
+        """Store one event; if the database cannot take it now, keep it (and any before it) in memory and raise
+        FeedbackNotSaved, to be written with a later event."""
         check_event(event)
         with self._lock:
-            self._db.execute("INSERT INTO events (emotion, track, event, t) VALUES (?, ?, ?, ?)",
-                             (emotion, track_uri, event, t))
+            self._unsaved.append((emotion, track_uri, event, t))
+            self._flush()
+
+    def _flush(self) -> None:
+        try:
+            self._insert(self._unsaved)
+        except sqlite3.Error as exc:
+            if not _corrupt(exc):
+                raise FeedbackNotSaved(f"{self.path}: cannot write ({exc}); {len(self._unsaved)} feedback events "
+                                       "kept in memory until it can") from None
+            self._recover_from_corruption(exc)
+            self._insert(self._unsaved)
+        if len(self._unsaved) > 1:
+            log.info("%s: wrote %d feedback events kept in memory", self.path, len(self._unsaved))
+        self._unsaved.clear()
+
+    def _insert(self, rows: list[tuple[str, str, str, float]]) -> None:
+        with self._db:  # one transaction: all or none
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT INTO events (emotion, track, event, t) VALUES (?, ?, ?, ?)", rows)
 
     def counts(self, emotion: str) -> dict[str, dict[str, int]]:
+        """Per track, event -> count for one emotion, the unsaved events included; when the database cannot be
+        read, the unsaved ones alone (ranking then treats the tracks as new) and a log line."""
         with self._lock:
-            rows = self._db.execute("SELECT track, event, COUNT(*) FROM events WHERE emotion = ? GROUP BY track, event",
-                                    (emotion,)).fetchall()
+            try:
+                rows = self._select_counts(emotion)
+            except sqlite3.Error as exc:
+                if _corrupt(exc) and self._move_corrupt_aside:
+                    self._recover_from_corruption(exc)
+                    rows = self._select_counts(emotion)
+                else:
+                    log.warning("%s: cannot read feedback (%s); ranking without it", self.path, exc)
+                    rows = []
+            unsaved = [(track, event) for e, track, event, _ in self._unsaved if e == emotion]
         result: dict[str, dict[str, int]] = {}
         for track, event, n in rows:
             result.setdefault(track, {})[event] = n
+        for track, event in unsaved:
+            per_track = result.setdefault(track, {})
+            per_track[event] = per_track.get(event, 0) + 1
         return result
+
+    def _select_counts(self, emotion: str) -> list[tuple[str, str, int]]:
+        return self._db.execute("SELECT track, event, COUNT(*) FROM events WHERE emotion = ? GROUP BY track, event",
+                                (emotion,)).fetchall()
+
+    @property
+    def unsaved(self) -> int:
+        """How many events wait in memory for the database."""
+        return len(self._unsaved)
 
     def state(self, weights: Weights | None = None) -> FeedbackState:
         """Everything, aggregated: the pure model's serialisable state."""
@@ -107,7 +214,14 @@ class SqliteFeedbackStore:
                     for name in ("journal_mode", "synchronous", "user_version")}
 
     def close(self) -> None:
+        """Close the database; events still in memory get one last try, and are named in the log if lost."""
         with self._lock:
+            if self._unsaved:
+                try:
+                    self._flush()
+                except MoodspeakerError:
+                    log.error("%s: %d feedback events could not be written and are lost: %s", self.path,
+                              len(self._unsaved), self._unsaved)
             self._db.close()
 
     def __enter__(self) -> SqliteFeedbackStore:

@@ -1,10 +1,11 @@
-"""What a daemon needs to live under systemd: signals as plain requests, and one object that reports its state.
+"""One daemon lifecycle for `vision`, `player` and `run`: build -> READY -> serve -> SIGHUP: build a new setup
+beside the running one and swap only if it works -> SIGTERM -> STOPPING.
 
-A daemon's main loop asks `ControlSignals` whether to stop or reload (SIGTERM/SIGINT and SIGHUP become flags
-and optional callbacks, nothing happens inside the handler), and tells `ServiceRuntime` about each completed
-iteration. `ServiceRuntime` turns that into systemd notifications — WATCHDOG=1 from the main loop itself, so a
-hung camera or model stops the pings and systemd restarts the unit — and into the state file that
-`moodspeaker status` reads.
+`ControlSignals` turns SIGTERM/SIGINT and SIGHUP into flags and optional callbacks (nothing happens inside the
+handler). `ServiceRuntime` is a daemon's outward state: systemd notifications (WATCHDOG=1 from the main loop
+itself, so a hung camera, model or backend stops the pings and systemd restarts the unit) and the state file
+that `moodspeaker status` and `moodspeaker reload` read. `Daemon` ties them together with the reload procedure
+every daemon shares: read the config afresh, build beside, swap, say how it went.
 """
 
 from __future__ import annotations
@@ -17,15 +18,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from moodspeaker.adapters.sd_notify import SystemdNotifier
 from moodspeaker.adapters.state_file import state_path, write_state
-from moodspeaker.config import ServiceConfig
+from moodspeaker.config import Config, ServiceConfig, load_config
+from moodspeaker.errors import MoodspeakerError
 
 log = logging.getLogger(__name__)
 
 Callback = Callable[[], None]
+S = TypeVar("S")
 
 
 class ControlSignals:
@@ -83,15 +86,21 @@ class ServiceRuntime:
     """A daemon's outward state: systemd notifications plus its JSON state file under the runtime directory.
 
     `iteration(status)` after every completed loop iteration: WATCHDOG=1 each time; READY=1 after the first;
-    STATUS= and the state file at most once per `status_interval`. Around a SIGHUP rebuild: `reloading()`, then
-    `reloaded(ok, why)`; a failed reload keeps the old setup running and its reason shows in STATUS and the
-    state file until a later reload succeeds.
+    STATUS= and the state file at most once per `status_interval`. Problems the daemon survives are kept per
+    source (`error(why, source)`, e.g. "camera", "backend", "reload") until that source recovers
+    (`clear_error(source)`), so `moodspeaker status` shows what is wrong now, not what once was. Around a
+    SIGHUP rebuild: `reloading()`, then `reloaded(ok, why)`: READY=1 again only after the rebuild; a failed
+    reload keeps the old setup and its reason shows in STATUS and the state file until a reload succeeds.
+    `close(clean=True)` removes the state file; after a crash `close(clean=False, why)` leaves it, in phase
+    "failed" with the reason, so status can tell a crash from a stop.
     """
 
     def __init__(self, name: str, config: ServiceConfig | None = None, notifier: SystemdNotifier | None = None,
-                 clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time,
+                 state_file: bool = True) -> None:
         config = config or ServiceConfig()
         self.name = name
+        self._writes_state = state_file  # `moodspeaker run` (development) writes none
         self.notifier = notifier or SystemdNotifier()
         self.status_interval = config.status_interval
         self._state_path = state_path(Path(config.runtime_dir), name)
@@ -100,12 +109,16 @@ class ServiceRuntime:
         self._phase = "starting"
         self._ready = False
         self._status: dict[str, Any] = {}
-        self._last_error: str | None = None
-        self._last_error_at: float | None = None
-        self._reload_error: str | None = None
-        self._reloads = 0  # rebuilds finished (ok or not): `moodspeaker reload` waits for this to grow
+        self._errors: dict[str, tuple[str, float]] = {}  # source -> (why, wall time), the problems of now
+        self._reloads = 0
+        self._last_reload: dict[str, Any] | None = None
         self._last_publish: float | None = None
         self._state_file_warned = False
+
+    @property
+    def watchdog_interval(self) -> float | None:
+        """systemd's WatchdogSec for this process, if it has one."""
+        return self.notifier.watchdog_interval
 
     def ready(self) -> None:
         """The daemon serves: READY=1 with the current status."""
@@ -126,10 +139,16 @@ class ServiceRuntime:
             self.notifier.status(self._status_line())
             self._publish_state()
 
-    def error(self, why: str) -> None:
-        """Something went wrong that the daemon survives (camera lost, backend down): keep it for status."""
-        self._last_error, self._last_error_at = why, self._wall()
+    def error(self, why: str, source: str = "") -> None:
+        """Something went wrong that the daemon survives (camera lost, backend down): shown until `clear_error`."""
+        self._errors.pop(source, None)  # the newest error is the last one
+        self._errors[source] = (why, self._wall())
         self._publish_state()
+
+    def clear_error(self, source: str = "") -> None:
+        """`source` works again: its error no longer shows."""
+        if self._errors.pop(source, None) is not None:
+            self._publish_state()
 
     def reloading(self) -> None:
         self._phase = "reloading"
@@ -137,16 +156,17 @@ class ServiceRuntime:
         self._publish_state()
 
     def reloaded(self, ok: bool, why: str = "") -> None:
-        """The rebuild after SIGHUP finished; on failure the old config and model keep running."""
+        """The rebuild after SIGHUP finished (and, if ok, the new setup is swapped in); READY=1 follows."""
         self._phase = "running"
         self._reloads += 1
+        self._last_reload = {"ok": ok, "error": None if ok else why, "finished_at": self._wall()}
         if ok:
-            self._reload_error = None
+            self._errors.pop("reload", None)
             log.info("%s: reloaded config and model", self.name)
         else:
-            self._reload_error = why
             log.error("%s: reload failed, still running the previous config and model: %s", self.name, why)
-            self.error(f"reload failed: {why}")
+            self._errors.pop("reload", None)
+            self._errors["reload"] = (f"reload failed: {why}", self._wall())
         self.notifier.ready(self._status_line())
         self._publish_state()
 
@@ -155,24 +175,41 @@ class ServiceRuntime:
         self.notifier.stopping()
         self._publish_state()
 
-    def close(self) -> None:
-        """After the loop ended: remove the state file (nothing runs any more) and the notify socket."""
-        self._state_path.unlink(missing_ok=True)
+    def close(self, clean: bool = True, why: str = "") -> None:
+        """After the loop ended. A clean stop removes the state file (nothing runs any more); a daemon that dies
+        of an error leaves it in phase "failed" with `why`, so `moodspeaker status` says it crashed and why."""
+        if clean:
+            if self._writes_state:
+                self._state_path.unlink(missing_ok=True)
+        else:
+            self._phase = "failed"
+            self._errors.pop("exit", None)
+            self._errors["exit"] = (why, self._wall())
+            self._publish_state()
         self.notifier.close()
+
+    @property
+    def reload_error(self) -> str | None:
+        return None if self._last_reload is None or self._last_reload["ok"] else self._last_reload["error"]
 
     def _status_line(self) -> str:
         line = format_status(self._status)
-        if self._reload_error:
-            line = f"reload failed, kept previous: {self._reload_error}; {line}"
+        if self.reload_error:
+            line = f"reload failed, kept previous: {self.reload_error}; {line}"
         return line
 
     def _publish_state(self) -> None:
+        """The state file (see adapters/state_file.py for its keys)."""
         self._last_publish = self._clock()
+        if not self._writes_state:
+            return
+        latest = list(self._errors.values())[-1] if self._errors else (None, None)
         state = {
             "service": self.name, "pid": os.getpid(), "phase": self._phase,
             "started_at": self._started_at, "updated_at": self._wall(),
-            "status": self._status, "last_error": self._last_error, "last_error_at": self._last_error_at,
-            "reload_error": self._reload_error, "reloads": self._reloads,
+            "status": self._status, "last_error": latest[0], "last_error_at": latest[1],
+            "errors": {source or self.name: why for source, (why, _) in self._errors.items()},
+            "reload_error": self.reload_error, "reloads": self._reloads, "last_reload": self._last_reload,
         }
         try:
             write_state(self._state_path, state)
@@ -180,3 +217,67 @@ class ServiceRuntime:
             if not self._state_file_warned:  # status is a convenience; the daemon keeps serving without it
                 log.warning("%s: cannot write state file %s: %s", self.name, self._state_path, exc)
                 self._state_file_warned = True
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for status and logs: our errors carry their own message; anything else is named by its type."""
+    return str(exc) if isinstance(exc, MoodspeakerError) else f"{type(exc).__name__}: {exc}"
+
+
+class Daemon:
+    """The lifecycle every daemon shares, as a context manager around its main loop.
+
+    On entry the signal handlers are installed (`stop` is set by SIGTERM/SIGINT; SIGHUP calls `on_reload`, which
+    the loop turns into a `reload()` at its next safe point). On a clean exit: STOPPING, the state file goes;
+    on an exception: the state file stays in phase "failed" with the reason, and the exception propagates
+    (cli.main makes it one line and an exit code).
+    """
+
+    def __init__(self, name: str, config: Config, runtime: ServiceRuntime | None = None) -> None:
+        self.name = name
+        self.config = config
+        self.runtime = runtime or ServiceRuntime(name, config.service)
+        self.on_stop: Callback | None = None  # e.g. wake an event loop
+        self.on_reload: Callback | None = None  # e.g. tell the loop a reload is due
+        self.signals = ControlSignals(on_stop=self._stop_requested, on_reload=self._reload_requested)
+
+    @property
+    def stop(self) -> threading.Event:
+        return self.signals.stop
+
+    def _stop_requested(self) -> None:
+        if self.on_stop is not None:
+            self.on_stop()
+
+    def _reload_requested(self) -> None:
+        if self.on_reload is not None:
+            self.on_reload()
+
+    def reload(self, build: Callable[[Config], S], swap: Callable[[S], None]) -> bool:
+        """Read the config file afresh, `build` a new setup from it beside the running one and, only if that
+        worked, `swap` it in. A failure keeps the running setup and says why (STATUS, state file, log)."""
+        self.runtime.reloading()
+        try:
+            fresh = load_config(self.config.source)
+            new = build(fresh)
+        except Exception as exc:  # whatever broke the new setup, the running one stays
+            if not isinstance(exc, MoodspeakerError):
+                log.exception("%s: building the new setup failed", self.name)
+            self.runtime.reloaded(False, describe_error(exc))
+            return False
+        swap(new)
+        self.config = fresh
+        self.runtime.reloaded(True)
+        return True
+
+    def __enter__(self) -> Daemon:
+        self.signals.__enter__()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.signals.__exit__(exc_type, exc, tb)
+        if exc is None or isinstance(exc, KeyboardInterrupt):
+            self.runtime.stopping()
+            self.runtime.close()
+        else:
+            self.runtime.close(clean=False, why=describe_error(exc))

@@ -1,12 +1,13 @@
 """The player side: mood events and button actions in, music and feedback out.
 
-`PlayerService.run()` is one asyncio loop. Everything reaches it through one thread-safe inbox: mood
-events (`send`, so the service is itself a MoodSink for `moodspeaker run`; or a MoodSource read by a
-thread), button actions (`submit_action`, from gpiozero's threads) and track changes (a task awaiting
-`Player.wait_track_change`). The loop applies the mood policy, orders each playlist by Thompson sampling
-over the listener's feedback for the mood, and records feedback: a like, a skip (early in the first
-`early_skip_s`), a full play when a track ends by itself. A playlist change is not the listener's verdict
-on the track it interrupts, so it records nothing.
+`core.session.Session` decides (which mood plays, what counts as a like, a skip, a full play, privacy mode);
+`PlayerService` executes its commands against the backend and the feedback store in one asyncio loop.
+Everything reaches the loop through one thread-safe inbox: mood events (`send`, so the service is itself a
+MoodSink for `moodspeaker run`; or a MoodSource read by a thread), button actions (`submit_action`, from
+gpiozero's threads), track changes (a task awaiting `Player.wait_track_change`) and reload requests. Every
+backend command has a time limit below half of systemd's WatchdogSec: a stuck backend is an error in status,
+the loop (and its watchdog pings) goes on. `PlayerApp` wires it from the config and swaps in a new setup on
+reload, keeping the session (what plays, privacy, counters).
 """
 
 from __future__ import annotations
@@ -24,23 +25,24 @@ from typing import Any
 
 from moodspeaker.config import Config
 from moodspeaker.core.domain import ButtonAction, Track
-from moodspeaker.core.feedback import FULL_PLAY, LIKE, rank, skip_event
-from moodspeaker.core.mood import NO_FACE, MoodEvent
-from moodspeaker.core.policy import MoodPolicy, Switch
-from moodspeaker.errors import PlayerError, PlayerUnavailable
+from moodspeaker.core.feedback import rank
+from moodspeaker.core.mood import MoodEvent
+from moodspeaker.core.policy import MoodPolicy
+from moodspeaker.core.session import Command, Like, Next, PlaySwitch, Record, Session, SetPrivacy, TogglePause
+from moodspeaker.errors import MoodspeakerError, PlayerError, PlayerUnavailable
 from moodspeaker.ports import FeedbackStore, MoodSource, Player
 
 log = logging.getLogger(__name__)
 
-TICK_S = 0.5  # the loop wakes at least this often: cool-downs expire, status is reported
+TICK_S = 0.5  # the loop wakes at least this often: cool-downs expire, status is reported, the watchdog is fed
 WATCH_RETRY_S = 2.0  # pause before watching the backend again after it failed in a way it cannot retry itself
+CALL_TIMEOUT_S = 10.0  # the longest one backend command may take; lower under a short WatchdogSec
 
 
-@dataclass
-class _Playing:
-    track: Track
-    emotion: str | None  # the mood it was queued for (None: not queued by us, no feedback)
-    started_at: float
+def call_timeout(watchdog_s: float | None) -> float:
+    """The time limit for one backend command: CALL_TIMEOUT_S, and under systemd well below half of WatchdogSec
+    (one command, plus the loop's own work, must fit between two pings)."""
+    return CALL_TIMEOUT_S if watchdog_s is None else min(CALL_TIMEOUT_S, watchdog_s / 3)
 
 
 def policy_from_config(config: Config) -> MoodPolicy:
@@ -58,28 +60,23 @@ class PlayerService:
     def __init__(self, player: Player, policy: MoodPolicy, feedback: FeedbackStore, *, backend: str,
                  early_skip_s: float = 30.0, rng: random.Random | None = None, clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time, on_iteration: Callable[[dict[str, Any]], None] | None = None,
-                 on_privacy: Callable[[bool], None] | None = None) -> None:
-        self.player, self.policy, self.feedback = player, policy, feedback
+                 on_privacy: Callable[[bool], None] | None = None, on_reload: Callable[[], None] | None = None,
+                 call_timeout_s: float = CALL_TIMEOUT_S) -> None:
+        self.player, self.feedback = player, feedback
+        self.session = Session(policy, early_skip_s)
         self.backend = backend
-        self.early_skip_s = early_skip_s
+        self.call_timeout_s = call_timeout_s
         self._rng = rng or random.Random()
         self._clock, self._wall = clock, wall_clock
-        self._on_iteration, self._on_privacy = on_iteration, on_privacy
+        self._on_iteration, self._on_privacy, self._on_reload = on_iteration, on_privacy, on_reload
         self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._stop = threading.Event()
-        self.mood = NO_FACE
-        self.confidence = 0.0
-        self.privacy = False
-        self.paused = False
-        self.playing: _Playing | None = None
-        self._emotion_of: dict[str, str] = {}  # track URI -> the mood it was queued for
-        self._expected_change: str | None = None  # "skip" or "switch": the next track change is ours, not an end
-        self.mood_changes = 0
-        self.tracks_started = 0
+        self._watcher: asyncio.Task[None] | None = None
+        self._retired: list[Player] = []  # backends replaced by a reload, closed by the loop
         self.errors = 0
-        self.last_error = ""
+        self.last_error = ""  # the backend's problem now; cleared when a command works again
 
     # --- thread-safe inputs -------------------------------------------------------------------------
 
@@ -89,6 +86,10 @@ class PlayerService:
 
     def submit_action(self, action: ButtonAction) -> None:
         self._submit("action", action)
+
+    def request_reload(self) -> None:
+        """Call `on_reload` from the loop at its next turn; safe from any thread or a signal handler."""
+        self._submit("reload", None)
 
     def stop(self) -> None:
         """Ask `run()` to finish; safe from any thread or a signal handler."""
@@ -104,12 +105,24 @@ class PlayerService:
         if loop is not None and wake is not None and not loop.is_closed():
             loop.call_soon_threadsafe(wake.set)
 
+    # --- a reload's new setup (from the loop's thread, inside on_reload) ------------------------------
+
+    def replace(self, player: Player, feedback: FeedbackStore, policy: MoodPolicy, early_skip_s: float,
+                backend: str) -> None:
+        """Carry on with a new backend, store and rules; the session (what plays, privacy, counters) stays.
+        The old backend is closed by the loop right after."""
+        self.session.reconfigure(policy, early_skip_s)
+        self.feedback, self.backend = feedback, backend
+        if player is not self.player:
+            self._retired.append(self.player)
+            self.player = player
+
     # --- the loop -----------------------------------------------------------------------------------
 
     async def run(self, source: MoodSource | None = None) -> None:
         """Serve until stop(); then close the player. `source`: read mood events from it in a thread."""
         self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
-        watcher = asyncio.create_task(self._watch_tracks())
+        self._watcher = asyncio.create_task(self._watch_tracks(self.player))
         reader = None
         if source is not None:
             reader = threading.Thread(target=self._read_source, args=(source,), name="mood-source", daemon=True)
@@ -117,85 +130,126 @@ class PlayerService:
         try:
             while not self._stop.is_set():
                 self._wake.clear()
-                while not self._inbox.empty():
+                while not self._inbox.empty() and not self._stop.is_set():
                     await self._handle(*self._inbox.get())
-                await self._handle("tick", None)
+                await self._execute(self.session.tick(self._clock()))
                 self._report()
                 if self._inbox.empty() and not self._stop.is_set():
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), TICK_S)
         finally:
-            watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
             if reader is not None:
                 reader.join(timeout=2)
-            await self.player.close()
+            self._retired.append(self.player)
+            await self._close_retired()
             self._loop = self._wake = None
 
     def _read_source(self, source: MoodSource) -> None:
         while not self._stop.is_set():
-            event = source.receive(TICK_S)
+            try:
+                event = source.receive(TICK_S)
+            except Exception as exc:  # a bug in the transport must not end mood reception silently
+                log.exception("player: receiving mood events failed; retrying")
+                self._submit("error", exc)
+                self._stop.wait(WATCH_RETRY_S)
+                continue
             if event is not None:
                 self.send(event)
 
-    async def _watch_tracks(self) -> None:
+    async def _watch_tracks(self, player: Player) -> None:
         while True:
             try:
-                self._submit("track", await self.player.wait_track_change())
-            except (PlayerError, PlayerUnavailable) as exc:
+                self._submit("track", await player.wait_track_change())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a PlayerError, or a bug in the backend: report it, keep watching
+                if not isinstance(exc, MoodspeakerError):
+                    log.exception("player: watching %s failed", self.backend)
                 self._submit("error", exc)
                 await asyncio.sleep(WATCH_RETRY_S)
 
+    async def _close_retired(self) -> None:
+        while self._retired:
+            player = self._retired.pop(0)
+            try:
+                await asyncio.wait_for(player.close(), self.call_timeout_s)
+            except (TimeoutError, MoodspeakerError) as exc:
+                log.warning("player: closing the previous backend: %s", exc or "timed out")
+
     async def _handle(self, kind: str, item: Any) -> None:
+        now, wall = self._clock(), self._wall()
+        if kind == "mood":
+            before = self.session.mood_changes
+            commands = self.session.on_mood(item.mood, item.confidence, now)
+            if self.session.mood_changes != before:
+                log.info("mood: %s (confidence %.2f)", item.mood, item.confidence)
+            await self._execute(commands)
+        elif kind == "action":
+            await self._execute(self.session.on_action(item, now, wall))
+        elif kind == "track":
+            self._recovered()
+            before = self.session.tracks_started
+            commands = self.session.on_track(item, now, wall)
+            if self.session.tracks_started != before:
+                log.info("track: %s", describe(item))
+            await self._execute(commands)
+        elif kind == "error":
+            self._failed(item)
+        elif kind == "reload" and self._on_reload is not None:
+            self._on_reload()
+            if self._retired:  # a new backend: watch it instead, close the old one
+                assert self._watcher is not None
+                self._watcher.cancel()
+                await asyncio.gather(self._watcher, return_exceptions=True)
+                self._watcher = asyncio.create_task(self._watch_tracks(self.player))
+                await self._close_retired()
+
+    async def _execute(self, commands: list[Command]) -> None:
+        for command in commands:
+            try:
+                await self._carry_out(command)
+            except (PlayerError, PlayerUnavailable) as exc:
+                self.session.failed(command, transient=isinstance(exc, PlayerUnavailable))
+                self._failed(exc)
+            except MoodspeakerError as exc:  # the feedback store: the music goes on
+                self._failed(exc)
+            except Exception as exc:  # a bug (a foreign exception an adapter let through): report it, keep serving
+                log.exception("player: %s failed", type(command).__name__)
+                self.session.failed(command, transient=False)
+                self._failed(exc)
+            self._report()  # after every command: the watchdog waits at most one command's time limit
+
+    async def _carry_out(self, command: Command) -> None:
+        if isinstance(command, Record):
+            self.feedback.record(command.emotion, command.track_uri, command.event, command.at)
+            return
+        if isinstance(command, SetPrivacy):
+            log.info("privacy mode %s: camera %s, music continues", "on" if command.on else "off",
+                     "off" if command.on else "on")
+            if self._on_privacy is not None:
+                self._on_privacy(command.on)
+            return
         try:
-            if kind == "mood":
-                await self._on_mood(item)
-            elif kind == "action":
-                await self._on_action(item)
-            elif kind == "track":
-                await self._on_track(item)
-            elif kind == "tick":
-                await self._apply(self.policy.tick(self._clock()))
-            elif kind == "error":
-                raise item
-        except (PlayerError, PlayerUnavailable) as exc:
-            self.errors += 1
-            self.last_error = str(exc)
-            log.warning("player: %s", exc)
+            await asyncio.wait_for(self._backend_command(command), self.call_timeout_s)
+        except TimeoutError:
+            raise PlayerUnavailable(f"{self.backend} did not answer within {self.call_timeout_s:g} s; "
+                                    "the player keeps serving and tries again") from None
+        self._recovered()
 
-    def _report(self) -> None:
-        if self._on_iteration is not None:
-            self._on_iteration(self.status())
+    async def _backend_command(self, command: Command) -> None:
+        if isinstance(command, PlaySwitch):
+            await self._play(command)
+        elif isinstance(command, Next):
+            await self.player.next()
+        elif isinstance(command, TogglePause):
+            await self.player.toggle_pause()
+        elif isinstance(command, Like):
+            await self.player.like(command.track)
 
-    def status(self) -> dict[str, Any]:
-        return {"mood": self.mood, "confidence": round(self.confidence, 3), "backend": self.backend,
-                "track": describe(self.playing.track if self.playing else None), "paused": self.paused,
-                "privacy": self.privacy, "mood_changes": self.mood_changes, "tracks_started": self.tracks_started,
-                "errors": self.errors, "last_error": self.last_error}
-
-    # --- what happens ---------------------------------------------------------------------------------
-
-    async def _on_mood(self, event: MoodEvent) -> None:
-        if self.privacy:
-            return
-        self.confidence = event.confidence
-        if event.mood == self.mood:
-            return
-        self.mood = event.mood
-        self.mood_changes += 1
-        log.info("mood: %s (confidence %.2f)", event.mood, event.confidence)
-        await self._apply(self.policy.on_mood(event.mood, self._clock()))
-
-    async def _apply(self, switch: Switch | None) -> None:
-        if switch is None:
-            return
-        try:
-            await self._carry_out(switch)
-        except PlayerUnavailable:  # transient: retried after the cool-down (a PlayerError needs the user)
-            self.policy.failed(switch)
-            raise
-
-    async def _carry_out(self, switch: Switch) -> None:
+    async def _play(self, command: PlaySwitch) -> None:
+        switch = command.switch
         emotion = switch.selection.emotion
         counts = self.feedback.counts(emotion)
         tracks: list[Track] = []
@@ -207,51 +261,31 @@ class PlayerService:
         log.info("%s %d tracks for %s from %s", "playing" if switch.at_once else "queueing after this track",
                  len(tracks), emotion, ", ".join(switch.selection.playlists))
         if switch.at_once:
-            self._emotion_of = {t.uri: emotion for t in tracks}
             await self.player.play(tracks)
-            self._expected_change = "switch" if self.playing else None
-            self.paused = False
         else:
-            keep = {self.playing.track.uri: self.playing.emotion} if self.playing and self.playing.emotion else {}
-            self._emotion_of = {**{t.uri: emotion for t in tracks}, **keep}
             await self.player.play_next(tracks)
+        self.session.queued(switch, [t.uri for t in tracks])
 
-    async def _on_track(self, track: Track | None) -> None:
-        now = self._clock()
-        ended, reason = self.playing, self._expected_change
-        self._expected_change = None
-        if ended is not None and reason is None and ended.emotion is not None:
-            self.feedback.record(ended.emotion, ended.track.uri, FULL_PLAY, self._wall())
-        if track is None:
-            self.playing = None
-            await self._apply(self.policy.on_queue_end(now))
-            return
-        self.playing = _Playing(track, self._emotion_of.get(track.uri), now)
-        self.tracks_started += 1
-        log.info("track: %s", describe(track))
+    def _failed(self, exc: BaseException) -> None:
+        self.errors += 1
+        self.last_error = str(exc)
+        log.warning("player: %s", exc)
 
-    async def _on_action(self, action: ButtonAction) -> None:
-        playing = self.playing
-        if action == ButtonAction.SKIP:
-            if playing is not None and playing.emotion is not None:
-                event = skip_event(self._clock() - playing.started_at, self.early_skip_s)
-                self.feedback.record(playing.emotion, playing.track.uri, event, self._wall())
-            await self.player.next()
-            self._expected_change = "skip"
-        elif action == ButtonAction.PAUSE:
-            await self.player.toggle_pause()
-            self.paused = not self.paused
-        elif action == ButtonAction.LIKE:
-            if playing is not None:
-                if playing.emotion is not None:
-                    self.feedback.record(playing.emotion, playing.track.uri, LIKE, self._wall())
-                await self.player.like(playing.track)
-        elif action == ButtonAction.PRIVACY:
-            self.privacy = not self.privacy
-            log.info("privacy mode %s: camera %s, music continues", "on" if self.privacy else "off",
-                     "off" if self.privacy else "on")
-            if self._on_privacy is not None:
-                self._on_privacy(self.privacy)
+    def _recovered(self) -> None:
+        if self.last_error:
+            log.info("player: %s works again", self.backend)
+            self.last_error = ""
+
+    def _report(self) -> None:
+        if self._on_iteration is not None:
+            self._on_iteration(self.status())
+
+    def status(self) -> dict[str, Any]:
+        s = self.session
+        return {"mood": s.mood, "confidence": round(s.confidence, 3), "backend": self.backend,
+                "track": describe(s.playing.track if s.playing else None), "paused": s.paused,
+                "privacy": s.privacy, "mood_changes": s.mood_changes, "tracks_started": s.tracks_started,
+                "errors": self.errors, "last_error": self.last_error}
 
 
 def build_player(config: Config) -> Player:
@@ -265,39 +299,91 @@ def build_player(config: Config) -> Player:
     return MpdPlayer.from_config(config.mpd)
 
 
+@dataclass
+class PlayerSetup:
+    """What one (re)build from the config makes; the buttons belong to PlayerApp (they keep their pins)."""
+
+    config: Config
+    player: Player
+    store: Any  # SqliteFeedbackStore: a FeedbackStore that is closed with the setup
+    policy: MoodPolicy
+
+
+def build_setup(config: Config) -> PlayerSetup:
+    """Backend, feedback store and policy from `config`; raises (ConfigError, SetupError, ...) if any cannot be made."""
+    from moodspeaker.adapters.sqlite_feedback import SqliteFeedbackStore
+
+    policy = policy_from_config(config)
+    store = SqliteFeedbackStore(config.feedback.path, move_corrupt_aside=True)  # music first; the old file is kept
+    try:
+        player = build_player(config)
+    except BaseException:
+        store.close()
+        raise
+    return PlayerSetup(config, player, store, policy)
+
+
 class PlayerApp:
     """The player side wired from the config: backend, policy, feedback store, buttons and status LED.
 
-    `on_privacy(on)` lets the owner of the camera turn it off (`moodspeaker run`); the LED follows here.
-    A machine without usable GPIO runs without buttons, with a warning.
+    `on_privacy(on)` lets the owner of the camera turn it off (the vision daemon through the privacy flag, or
+    vision in the same process). `camera_on()` says whether the camera really captures now; the LED follows it.
+    `swap(setup)` takes a reload's new setup (see Daemon.reload). A machine without usable GPIO runs without
+    buttons, with a warning.
     """
 
     def __init__(self, config: Config, on_iteration: Callable[[dict[str, Any]], None] | None = None,
-                 on_privacy: Callable[[bool], None] | None = None, pin_factory: Any = None) -> None:
-        from moodspeaker.adapters.gpio_buttons import GpioButtons, GpioUnavailable
-        from moodspeaker.adapters.sqlite_feedback import SqliteFeedbackStore
-
-        self.buttons: GpioButtons | None = None
-        self.store = SqliteFeedbackStore(config.feedback.path)
-
-        def privacy(on: bool) -> None:
-            if self.buttons is not None:
-                self.buttons.set_led(not on)
-            if on_privacy is not None:
-                on_privacy(on)
-
-        self.service = PlayerService(build_player(config), policy_from_config(config), self.store,
+                 on_privacy: Callable[[bool], None] | None = None, on_reload: Callable[[], None] | None = None,
+                 camera_on: Callable[[], bool] | None = None, call_timeout_s: float = CALL_TIMEOUT_S,
+                 pin_factory: Any = None) -> None:
+        self._pin_factory = pin_factory
+        self._camera_on = camera_on
+        self._on_iteration = on_iteration
+        self.buttons: Any = None  # GpioButtons, when the config enables them and GPIO is usable
+        self.setup = build_setup(config)
+        self.service = PlayerService(self.setup.player, self.setup.policy, self.setup.store,
                                      backend=config.player.backend, early_skip_s=config.player.early_skip_s,
-                                     on_iteration=on_iteration, on_privacy=privacy)
-        if config.buttons.enabled:
-            try:
-                self.buttons = GpioButtons(config.buttons, self.service.submit_action, pin_factory=pin_factory)
-                self.buttons.set_led(True)
-            except GpioUnavailable as exc:
-                log.warning("%s; running without buttons", exc)
+                                     on_iteration=self._iteration, on_privacy=on_privacy, on_reload=on_reload,
+                                     call_timeout_s=call_timeout_s)
+        self._open_buttons(config)
 
-    def close(self) -> None:
+    def _open_buttons(self, config: Config) -> None:
+        from moodspeaker.adapters.gpio_buttons import GpioButtons, GpioUnavailable
+
+        if not config.buttons.enabled:
+            return
+        try:
+            self.buttons = GpioButtons(config.buttons, self.service.submit_action, pin_factory=self._pin_factory)
+        except GpioUnavailable as exc:
+            log.warning("%s; running without buttons", exc)
+            return
+        self._update_led()
+
+    def _close_buttons(self) -> None:
         if self.buttons is not None:
             self.buttons.set_led(False)
             self.buttons.close()
-        self.store.close()
+            self.buttons = None
+
+    def _update_led(self) -> None:
+        if self.buttons is not None:
+            self.buttons.set_led(self._camera_on() if self._camera_on is not None else not self.service.session.privacy)
+
+    def _iteration(self, status: dict[str, Any]) -> None:
+        self._update_led()
+        if self._on_iteration is not None:
+            self._on_iteration(status)
+
+    def swap(self, new: PlayerSetup) -> None:
+        """Continue with a reload's setup (called from the player loop); the old store closes, the old backend
+        is closed by the loop, the buttons are reopened only if their pins changed."""
+        old, self.setup = self.setup, new
+        self.service.replace(new.player, new.store, new.policy, new.config.player.early_skip_s, new.config.player.backend)
+        old.store.close()
+        if new.config.buttons != old.config.buttons:
+            self._close_buttons()
+            self._open_buttons(new.config)
+
+    def close(self) -> None:
+        self._close_buttons()
+        self.setup.store.close()

@@ -2,8 +2,9 @@
 
 `VisionPipeline` handles one frame and times each stage (for `moodspeaker bench` and the status line).
 `VisionService` runs it on a FrameSource: capped to the configured analysis rate, reopening a failed
-camera with exponential backoff, stopping on an Event and rebuilding everything from the config when
-asked to reload. Frames live only in memory: nothing here writes a frame anywhere or touches a network.
+camera with exponential backoff, stopping on an Event, and swapping in a new setup that the daemon's
+lifecycle built beside the running one on reload. Frames live only in memory: nothing here writes a frame
+anywhere or touches a network.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from moodspeaker.config import Config
+from moodspeaker.core.crop_quality import CropQuality, QualityParams, assess
 from moodspeaker.core.domain import Box, Frame
 from moodspeaker.core.face_crop import crop_face
 from moodspeaker.core.mood import MoodEvent
@@ -37,6 +39,7 @@ STATUS_DURING_WAIT_S = 1.0  # while waiting to reopen the camera, report (and so
 class FrameResult:
     face: Box | None  # the largest face, if any
     probs: np.ndarray | None  # its probabilities in the classifier's label order
+    quality: CropQuality | None  # its crop's quality; its weight is the frame's weight in the smoother
     event: MoodEvent | None  # what was sent to the sink for this frame, if anything
     ms: dict[str, float]  # milliseconds per stage (STAGES); preprocess and classify are 0 without a face
 
@@ -60,28 +63,43 @@ class StageTimes:
 
 
 class VisionPipeline:
-    """One frame at a time: detect, crop the largest face as in training, classify, smooth, send."""
+    """One frame at a time: detect, crop the largest face as in training, judge the crop's quality, classify,
+    smooth (weighted by that quality: a dark, blurred or distant crop cannot flip the mood), send.
+
+    `quality` None gives every crop full weight (the peer's pipeline in `moodspeaker bench`)."""
 
     def __init__(self, detector: FaceDetector, classifier: EmotionClassifier, smoother: Smoother, sink: MoodSink,
-                 face_margin: float = 0.0) -> None:
+                 face_margin: float = 0.0, quality: QualityParams | None = None) -> None:
         if tuple(smoother.labels) != tuple(classifier.labels):
             raise ValueError(f"smoother labels {smoother.labels} differ from the classifier's {classifier.labels}")
         self.detector, self.classifier, self.smoother, self.sink = detector, classifier, smoother, sink
         self.face_margin = face_margin
+        self.quality = quality
+        self.last_quality: CropQuality | None = None  # the last analysed frame's, None when it had no face
         self.times = StageTimes()
+
+    def face_status(self) -> str:
+        """For the status line: "ok", the reason the last face counted less ("face too dark", "too far", ...),
+        or "none" when the last frame had no face."""
+        if self.last_quality is None:
+            return "none"
+        return self.last_quality.reason or "ok"
 
     def process(self, frame: Frame, fps: float = 0.0) -> FrameResult:
         """Run one frame through every stage; `fps` is the analysis rate reported in mood events."""
         t0 = time.perf_counter()
         boxes = self.detector.detect(frame.gray)
         t1 = t2 = t3 = time.perf_counter()
-        face, probs = (boxes[0], None) if boxes else (None, None)
+        face, probs, quality = (boxes[0], None, None) if boxes else (None, None, None)
         if face is not None:
-            prepared = self.classifier.prepare(crop_face(frame.gray, face, self.face_margin))
+            crop = crop_face(frame.gray, face, self.face_margin)
+            quality = assess(crop, self.quality) if self.quality is not None else None
+            prepared = self.classifier.prepare(crop)
             t2 = time.perf_counter()
             probs = self.classifier.classify_prepared(prepared)
             t3 = time.perf_counter()
-        event = self.smoother.update(frame.t, probs, fps)
+        self.last_quality = quality
+        event = self.smoother.update(frame.t, probs, fps, weight=1.0 if quality is None else quality.weight)
         if event is not None:
             self.sink.send(event)
         t4 = time.perf_counter()
@@ -90,7 +108,7 @@ class VisionPipeline:
         self.times.faces += face is not None
         for stage, seconds in spent.items():
             self.times.seconds[stage] += seconds
-        return FrameResult(face=face, probs=probs, event=event, ms={k: 1000 * v for k, v in spent.items()})
+        return FrameResult(face=face, probs=probs, quality=quality, event=event, ms={k: 1000 * v for k, v in spent.items()})
 
 
 @dataclass
@@ -108,26 +126,32 @@ class VisionSetup:
 
 
 class VisionService:
-    """The vision loop. `build()` makes a VisionSetup (at start and on each reload; a failed reload keeps the
-    old one). Callbacks, all optional and called from the loop's thread:
+    """The vision loop. `build()` makes the first VisionSetup, in `run`, so its errors (model, cascade) surface
+    there. Callbacks, all optional and called from the loop's thread:
 
     - `on_iteration(status)` after every analysed frame, and every second while waiting to reopen the camera
-      (the loop is alive then, not hung); status: state, mood, confidence, fps, model_path, model_sha, privacy,
-      frames, source_errors;
-    - `on_error(why)` when the source fails; `on_reloading()` / `on_reloaded(ok, why)` around a rebuild.
+      (the loop is alive then, not hung); status: state, mood, confidence, face (the last crop's quality:
+      ok, none, or why it counted less, e.g. "face too dark"), fps, model_path, model_sha, privacy, frames,
+      source_errors;
+    - `on_error(why)` when the source fails, `on_recovered()` at the first frame after that;
+    - `on_reload()` at the first safe point (between frames) after `request_reload()`: the daemon builds a new
+      setup and hands it to `swap`, or keeps this one.
 
     A source that ends (a video file) ends `run`; one that raises SourceError is reopened after a backoff.
     """
 
     def __init__(self, build: Callable[[], VisionSetup], *, on_iteration: Callable[[dict[str, Any]], None] | None = None,
-                 on_error: Callable[[str], None] | None = None, on_reloading: Callable[[], None] | None = None,
-                 on_reloaded: Callable[[bool, str], None] | None = None) -> None:
+                 on_error: Callable[[str], None] | None = None, on_recovered: Callable[[], None] | None = None,
+                 on_reload: Callable[[], None] | None = None) -> None:
         self._build = build
-        self._on_iteration, self._on_error = on_iteration, on_error
-        self._on_reloading, self._on_reloaded = on_reloading, on_reloaded
+        self._on_iteration, self._on_error, self._on_recovered = on_iteration, on_error, on_recovered
+        self._on_reload = on_reload
         self._reload = threading.Event()
         self._paused = threading.Event()
         self._setup: VisionSetup | None = None
+        self._pending: VisionSetup | None = None  # swapped in at the next safe point
+        self._pending_lock = threading.Lock()
+        self._failing = False
         self._state = "starting"
         self._fps = 0.0
         self._frames = 0
@@ -135,8 +159,15 @@ class VisionService:
         self._next_due: float | None = None
 
     def request_reload(self) -> None:
-        """Rebuild from the config at the next safe point (between frames). Safe to call from a signal handler."""
+        """Call `on_reload` at the next safe point (between frames). Safe to call from a signal handler."""
         self._reload.set()
+
+    def swap(self, setup: VisionSetup) -> None:
+        """Run `setup` from the next safe point on, closing the current one; safe from any thread."""
+        with self._pending_lock:
+            unused, self._pending = self._pending, setup
+        if unused is not None:
+            unused.close()
 
     def set_paused(self, paused: bool) -> None:
         """Privacy mode: the camera is closed and nothing is analysed until unpaused (takes effect within a second)."""
@@ -151,6 +182,7 @@ class VisionService:
         if self._setup is not None:
             smoother = self._setup.pipeline.smoother
             status.update(mood=smoother.mood, confidence=round(smoother.confidence, 3),
+                          face=self._setup.pipeline.face_status(),
                           model_path=self._setup.model_path, model_sha=self._setup.model_sha)
         return status
 
@@ -161,7 +193,10 @@ class VisionService:
         try:
             while not stop.is_set():
                 if self._reload.is_set():
-                    self._rebuild()
+                    self._reload.clear()
+                    if self._on_reload is not None:
+                        self._on_reload()
+                if self._take_pending():
                     delay = self._setup.reopen_initial_s
                     continue
                 if self._paused.is_set():
@@ -179,6 +214,20 @@ class VisionService:
         finally:
             self._state = "stopped"
             self._setup.close()
+            with self._pending_lock:
+                unused, self._pending = self._pending, None
+            if unused is not None:
+                unused.close()
+
+    def _take_pending(self) -> bool:
+        with self._pending_lock:
+            new, self._pending = self._pending, None
+        if new is None:
+            return False
+        old, self._setup = self._setup, new
+        if old is not None:
+            old.close()
+        return True
 
     def _stream(self, setup: VisionSetup, stop: threading.Event) -> str:
         """Analyse frames until the source ends ("ended"), fails ("failed") or something is requested ("interrupted")."""
@@ -192,7 +241,7 @@ class VisionService:
         last_wall: float | None = None
         try:
             for frame in source.frames():
-                if stop.is_set() or self._reload.is_set() or self._paused.is_set():
+                if stop.is_set() or self._reload.is_set() or self._pending is not None or self._paused.is_set():
                     return "interrupted"
                 if not self._due(frame.t, interval):
                     continue
@@ -204,6 +253,10 @@ class VisionService:
                 setup.pipeline.process(frame, self._fps)
                 self._frames += 1
                 self._state = "running"
+                if self._failing:
+                    self._failing = False
+                    if self._on_recovered is not None:
+                        self._on_recovered()
                 self._report()
                 stop.wait(max(0.0, last_wall + interval - time.monotonic()))  # the cap, in wall time
             return "ended"
@@ -224,6 +277,7 @@ class VisionService:
 
     def _failed(self, exc: SourceError) -> None:
         self._source_errors += 1
+        self._failing = True
         self._state = "reopening camera"
         log.warning("frame source failed: %s", exc)
         if self._on_error:
@@ -235,29 +289,13 @@ class VisionService:
         self._state = state
         deadline = None if seconds is None else time.monotonic() + seconds
         paused = self._paused.is_set()
-        while not stop.is_set() and not self._reload.is_set() and self._paused.is_set() == paused:
+        while (not stop.is_set() and not self._reload.is_set() and self._pending is None
+               and self._paused.is_set() == paused):
             self._report()
             left = STATUS_DURING_WAIT_S if deadline is None else min(deadline - time.monotonic(), STATUS_DURING_WAIT_S)
             if left <= 0:
                 return
             stop.wait(left)
-
-    def _rebuild(self) -> None:
-        self._reload.clear()
-        assert self._setup is not None
-        if self._on_reloading:
-            self._on_reloading()
-        try:
-            new = self._build()
-        except Exception as exc:  # a bad config or model: keep running the old setup, and say why
-            log.error("reload failed, keeping the previous setup: %s", exc)
-            if self._on_reloaded:
-                self._on_reloaded(False, str(exc))
-            return
-        old, self._setup = self._setup, new
-        old.close()
-        if self._on_reloaded:
-            self._on_reloaded(True, "")
 
     def _report(self) -> None:
         if self._on_iteration:
@@ -290,7 +328,7 @@ def build_vision(config: Config, sink: MoodSink, source: Path | None = None,
     model = Path(config.model.path) if config.model.path else default_model()
     classifier = LiteRTClassifier(model, num_threads=config.model.threads)
     pipeline = VisionPipeline(HaarFaceDetector(config.detector), classifier, Smoother(classifier.labels, config.smoother),
-                              sink, face_margin=classifier.card.preprocessing.face_margin)
+                              sink, face_margin=classifier.card.preprocessing.face_margin, quality=QualityParams())
     open_source = (lambda: _open_file_source(source, config)) if source is not None else (lambda: open_camera(config.camera))
     return VisionSetup(open_source=open_source, pipeline=pipeline, max_fps=config.camera.fps,
                        reopen_initial_s=config.vision.reopen_initial_s, reopen_max_s=config.vision.reopen_max_s,

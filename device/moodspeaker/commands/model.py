@@ -8,8 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from moodspeaker.errors import ModelError
+from moodspeaker.model_card import ModelCard, card_path_for, load_card
 from moodspeaker.model_store import ModelStore
-from moodspeaker.paths import INSTALLED_MODELS
+from moodspeaker.paths import INSTALLED_MODELS, default_model
 
 VISION_UNIT = "moodspeaker-vision.service"
 Runner = Callable[..., subprocess.CompletedProcess]
@@ -45,19 +46,27 @@ def _rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def _describe(card: ModelCard) -> str:
+    acc = card.val_accuracy
+    return (f"{card.raw.get('name', '?'):16s} val accuracy {'?' if acc is None else f'{acc:.4f}'}  "
+            f"measured {card.raw.get('metrics', {}).get('measured', '?')}")
+
+
 def _list(args: argparse.Namespace) -> int:
     versions = ModelStore(args.models_dir).versions()
     if not versions:
-        print(f"no models installed in {args.models_dir}; install one with `moodspeaker model install`")
+        in_use = default_model()
+        try:
+            card = load_card(card_path_for(in_use))
+            what = f"{card.sha256[:12]}  {_describe(card)}"
+        except ModelError as exc:
+            what = f"(unreadable: {exc})"
+        print(f"no models installed in {args.models_dir}; the speaker runs {in_use}:\n"
+              f"in use   {what}\ninstall another with `moodspeaker model install`")
         return 0
     for v in versions:
         mark = "current " if v.current else "previous" if v.previous else "        "
-        if v.card is None:
-            print(f"{mark} {v.sha12}  (unreadable card)")
-            continue
-        acc = v.card.val_accuracy
-        print(f"{mark} {v.sha12}  {v.card.raw.get('name', '?'):16s} val accuracy "
-              f"{'?' if acc is None else f'{acc:.4f}'}  measured {v.card.raw.get('metrics', {}).get('measured', '?')}")
+        print(f"{mark} {v.sha12}  {'(unreadable card)' if v.card is None else _describe(v.card)}")
     return 0
 
 

@@ -1,7 +1,9 @@
 """`moodspeaker player`: the player daemon — mood events from the unix socket in, music out.
 
-SIGTERM/SIGINT stop it cleanly; SIGHUP rebuilds everything from a freshly read config (a bad new config
-keeps the old one running, and says why in the log and in `moodspeaker status`).
+SIGTERM/SIGINT stop it cleanly; SIGHUP builds backend, feedback store and policy from a freshly read config
+beside the running ones and swaps them in only if that works (what plays, privacy mode and the counters carry
+over; a failed reload keeps the old setup and says why in STATUS and `moodspeaker status`). The status LED
+follows the vision daemon's camera, read from its state file.
 """
 
 from __future__ import annotations
@@ -9,63 +11,53 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
 
 from moodspeaker.commands import add_config_argument
-from moodspeaker.config import Config, load_config
-from moodspeaker.errors import ConfigError
+from moodspeaker.config import load_config
 
 log = logging.getLogger(__name__)
 
 
-def _serve(config: Config) -> int:
-    from moodspeaker.adapters.mood_socket import MoodSocketError, MoodSocketReceiver
-    from moodspeaker.adapters.privacy_flag import PrivacyFlag
-    from moodspeaker.adapters.sqlite_feedback import FeedbackStoreError
-    from moodspeaker.app.lifecycle import ControlSignals, ServiceRuntime
-    from moodspeaker.app.player import PlayerApp
+def vision_captures(runtime_dir: str, fresh_s: float) -> Callable[[], bool]:
+    """Whether the vision daemon's camera captures now, from its state file (read as `moodspeaker status` reads
+    it): vision runs, updated within `fresh_s`, and its loop analyses frames (not paused for privacy, not
+    waiting to reopen the camera)."""
+    from moodspeaker.commands.status import service_state
 
-    runtime = ServiceRuntime("player", config.service)
-    privacy = PrivacyFlag(config.service.runtime_dir)
-    app: PlayerApp | None = None
+    def captures() -> bool:
+        vision = service_state(Path(runtime_dir), "vision", fresh_s, time.time())
+        return (vision["state"] == "running" and vision.get("phase") == "running"
+                and vision.get("status", {}).get("state") == "running")
 
-    def stop_app() -> None:
-        if app is not None:
-            app.service.stop()
-
-    try:
-        with ControlSignals(on_stop=stop_app, on_reload=stop_app) as signals:
-            while not signals.stop.is_set():
-                try:
-                    privacy.set(False)  # a new player starts with privacy off; the flag follows its state
-                    app = PlayerApp(config, on_iteration=runtime.iteration, on_privacy=privacy.set)
-                    if signals.stop.is_set() or signals.reload.is_set():  # a signal came while building
-                        app.service.stop()
-                    with MoodSocketReceiver(config.mood_socket.path) as source:
-                        asyncio.run(app.service.run(source))
-                except (FeedbackStoreError, MoodSocketError) as exc:
-                    print(f"moodspeaker player: {exc}", file=sys.stderr)
-                    return 2
-                finally:
-                    if app is not None:
-                        app.close()
-                if not signals.take_reload():
-                    break
-                runtime.reloading()
-                try:
-                    config = load_config(config.source)
-                    runtime.reloaded(True)
-                except ConfigError as exc:
-                    runtime.reloaded(False, str(exc))
-        runtime.stopping()
-    finally:
-        runtime.close()
-    return 0
+    return captures
 
 
 def _run(args: argparse.Namespace) -> int:
+    from moodspeaker.adapters.mood_socket import MoodSocketReceiver
+    from moodspeaker.adapters.privacy_flag import PrivacyFlag
+    from moodspeaker.app.lifecycle import Daemon
+    from moodspeaker.app.player import PlayerApp, build_setup, call_timeout
+
     config = load_config(args.config)  # a ConfigError is reported by cli.main
-    return _serve(config)
+    with Daemon("player", config) as daemon:
+        privacy = PrivacyFlag(config.service.runtime_dir)
+        privacy.set(False)  # the player starts with privacy off; the flag follows its state (a reload keeps it)
+        app = PlayerApp(config, on_iteration=daemon.runtime.iteration, on_privacy=privacy.set,
+                        on_reload=lambda: daemon.reload(build_setup, app.swap),
+                        camera_on=vision_captures(config.service.runtime_dir, fresh_s=3 * config.service.status_interval + 2),
+                        call_timeout_s=call_timeout(daemon.runtime.watchdog_interval))
+        daemon.on_stop, daemon.on_reload = app.service.stop, app.service.request_reload
+        if daemon.stop.is_set():  # SIGTERM came while building
+            app.service.stop()
+        try:
+            with MoodSocketReceiver(config.mood_socket.path) as source:  # a new [mood_socket] path needs a restart
+                asyncio.run(app.service.run(source))
+        finally:
+            app.close()
+    return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:

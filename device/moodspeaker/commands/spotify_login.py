@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -64,10 +65,13 @@ def _run(args: argparse.Namespace) -> int:
         cfg = load_config(args.config).spotify
         manager = make_auth_manager(cfg, state=new_state())
         path = login(manager, sys.stdin.readline, sys.stdout)
+        ends = manager.cache_handler.record_login(time.time())
     except (ConfigError, PlayerError, LoginError) as exc:
         print(f"moodspeaker spotify-login: {exc}", file=sys.stderr)
         return 2
-    print(f"Logged in. The token is cached in {path} (mode 0600); the player refreshes it by itself.")
+    print(f"Logged in. The token is cached in {path} (mode 0600); the player refreshes it by itself.\n"
+          f"Spotify ends this login six months from now, on {time.strftime('%Y-%m-%d', time.localtime(ends))}: "
+          "log in again before then (`moodspeaker status` reminds you two weeks ahead).")
     return 0
 
 

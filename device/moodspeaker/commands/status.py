@@ -1,7 +1,8 @@
 """`moodspeaker status [--json]`: what the two daemons are doing, read from the state files they write.
 
 Each daemon's `ServiceRuntime` rewrites <runtime_dir>/<service>.json about once a second; a file whose process is
-gone, or that has not been rewritten for a while, means that daemon is not running or is stuck.
+gone means the daemon crashed (a clean stop removes it), one not rewritten for a while that it is stuck.
+A broken config file does not stop `status`: it says what is wrong with it and reads the state files anyway.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from moodspeaker.adapters.state_file import StateFileError, read_state, state_path
 from moodspeaker.commands import add_config_argument
 from moodspeaker.config import Config, load_config
-from moodspeaker.errors import ModelError
+from moodspeaker.errors import ConfigError, ModelError
 from moodspeaker.model_card import card_path_for, load_card
 from moodspeaker.paths import default_model
 
@@ -81,15 +82,41 @@ def gather(config: Config, runtime_dir: Path, now: float | None = None) -> dict[
     return {
         "mood": vision.get("mood", player.get("mood")),
         "confidence": vision.get("confidence", player.get("confidence")),
+        "face": vision.get("face"),
         "fps": vision.get("fps"),
         "model": model_info(config, vision),
         "backend": player.get("backend"),
         "track": player.get("track"),
         "privacy": bool(vision.get("privacy") or player.get("privacy")),
+        "spotify_login": spotify_login(config, now),
         "last_error": max(errors)[1] if errors else None,
         "uptime_s": {name: s.get("uptime_s") for name, s in services.items()},
         "services": services,
     }
+
+
+def spotify_login(config: Config, now: float) -> dict[str, Any] | None:
+    """With the Spotify backend: when its login ends (six months after `spotify-login`) and whether to warn."""
+    if config.player.backend != "spotify":
+        return None
+    from moodspeaker.adapters.spotify_auth import LOGIN_WARN_S, TokenFile
+
+    ends = TokenFile(Path(config.spotify.token_cache)).login_ends_at()
+    return {"ends_at": ends, "warn": ends is None or ends - now < LOGIN_WARN_S,
+            "days_left": None if ends is None else round((ends - now) / 86400, 1)}
+
+
+def _render_spotify_login(login: dict[str, Any]) -> str:
+    if login["ends_at"] is None:
+        return ("spotify no dated login (none yet, or from before logins were dated): run "
+                "`sudo -u moodspeaker moodspeaker spotify-login`")
+    day = time.strftime("%Y-%m-%d", time.localtime(login["ends_at"]))
+    if login["days_left"] <= 0:
+        return f"spotify login ended on {day} (Spotify ends logins after six months): run `moodspeaker spotify-login`"
+    if login["warn"]:
+        return (f"spotify login ends on {day}, in {login['days_left']:g} days (six months after it was made): "
+                "log in again now with `sudo -u moodspeaker moodspeaker spotify-login`")
+    return f"spotify login until {day}"
 
 
 def _duration(seconds: float | None) -> str:
@@ -106,6 +133,8 @@ def render(report: dict[str, Any]) -> str:
     for name, s in report["services"].items():
         state = s["state"]
         detail = f" for {_duration(s.get('uptime_s'))} (pid {s.get('pid')})" if state == "running" else ""
+        if state == "crashed" and s.get("last_error"):
+            detail = f": {s['last_error']}"
         if state == "stuck":
             detail = f": no update for {s.get('updated_s_ago')} s (pid {s.get('pid')}); the watchdog will restart it"
         if s.get("reload_error"):
@@ -114,7 +143,8 @@ def render(report: dict[str, Any]) -> str:
     if report["mood"] is not None:
         conf, fps = report["confidence"], report["fps"]
         lines.append(f"mood    {report['mood']}" + (f" ({conf:.2f})" if isinstance(conf, int | float) else "")
-                     + (f", {fps:.1f} fps" if isinstance(fps, int | float) else ""))
+                     + (f", {fps:.1f} fps" if isinstance(fps, int | float) else "")
+                     + (f"; face {report['face']}" if report.get("face") not in (None, "ok", "none") else ""))
     model = report["model"]
     if "error" in model:
         lines.append(f"model   {model['error']}")
@@ -125,21 +155,29 @@ def render(report: dict[str, Any]) -> str:
     if report["backend"] is not None:
         lines.append(f"player  {report['backend']}: {report['track'] or 'nothing playing'}")
     lines.append(f"privacy {'on: camera off' if report['privacy'] else 'off'}")
+    if report.get("spotify_login"):
+        lines.append(_render_spotify_login(report["spotify_login"]))
     lines.append(f"error   {report['last_error'] or 'none'}")
+    if report.get("config_error"):
+        lines.append(f"config  broken, a restart or reload would fail: {report['config_error']}")
     return "\n".join(lines)
 
 
 def _run(args: argparse.Namespace) -> int:
-    config = load_config(args.config)  # a ConfigError is reported by cli.main
+    try:
+        config, config_error = load_config(args.config), None
+    except ConfigError as exc:  # the daemons may still run on the config they read before; show both
+        config, config_error = Config(), str(exc)
     report = gather(config, args.runtime_dir or Path(config.service.runtime_dir))
+    report["config_error"] = config_error
     print(json.dumps(report) if args.json else render(report))
     running = all(s["state"] == "running" for s in report["services"].values())
-    return 0 if running else 1
+    return 0 if running and config_error is None else 1
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help="mood, fps, model, player and errors of the running daemons "
-                       "(exit status 1 unless both run)")
+                       "(exit status 1 unless both run and the config file is good)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     add_config_argument(p)
     p.add_argument("--runtime-dir", type=Path, default=None, help="where the daemons write their state "

@@ -9,27 +9,23 @@ ends with the file.
 from __future__ import annotations
 
 import argparse
-import sys
 
 from moodspeaker.commands import add_config_argument, add_source_argument, source_exists
-from moodspeaker.config import load_config
-from moodspeaker.errors import ConfigError
+from moodspeaker.config import Config, load_config
 
 
 def _run(args: argparse.Namespace) -> int:
-    from moodspeaker.adapters.haar_detector import DetectorError
     from moodspeaker.adapters.mood_socket import MoodSocketSender
     from moodspeaker.adapters.privacy_flag import PrivacyFlag
-    from moodspeaker.app.lifecycle import ControlSignals, ServiceRuntime
+    from moodspeaker.app.lifecycle import Daemon
     from moodspeaker.app.vision import VisionService, VisionSetup, build_vision
 
     config = load_config(args.config)  # a ConfigError is reported by cli.main
     if not source_exists("vision", args.source):
         return 2
 
-    def build() -> VisionSetup:
-        """The whole setup from the config file as it is now (at start and on each SIGHUP)."""
-        fresh = load_config(args.config)
+    def build(fresh: Config) -> VisionSetup:
+        """The whole setup from a config (at start and, beside the running one, on each SIGHUP)."""
         sender = MoodSocketSender(fresh.mood_socket.path)
         try:
             return build_vision(fresh, sender, source=args.source, close=sender.close)
@@ -37,26 +33,20 @@ def _run(args: argparse.Namespace) -> int:
             sender.close()
             raise
 
-    runtime = ServiceRuntime("vision", config.service)
-    privacy = PrivacyFlag(config.service.runtime_dir)
+    with Daemon("vision", config) as daemon:
+        privacy = PrivacyFlag(config.service.runtime_dir)
 
-    def on_iteration(status: dict) -> None:
-        runtime.iteration(status)
-        if (on := privacy.changed()) is not None:  # the player's like-button hold: camera off / on
-            service.set_paused(on)
+        def on_iteration(status: dict) -> None:
+            daemon.runtime.iteration(status)
+            if (on := privacy.changed()) is not None:  # the player's like-button hold: camera off / on
+                service.set_paused(on)
 
-    service = VisionService(build, on_iteration=on_iteration, on_error=runtime.error,
-                            on_reloading=runtime.reloading, on_reloaded=runtime.reloaded)
-    try:
-        with ControlSignals(on_reload=service.request_reload) as signals:
-            try:
-                service.run(signals.stop)
-            except (ConfigError, DetectorError) as exc:
-                print(f"moodspeaker vision: {exc}", file=sys.stderr)
-                return 2
-        runtime.stopping()
-    finally:
-        runtime.close()
+        service = VisionService(lambda: build(config), on_iteration=on_iteration,
+                                on_error=lambda why: daemon.runtime.error(why, "camera"),
+                                on_recovered=lambda: daemon.runtime.clear_error("camera"),
+                                on_reload=lambda: daemon.reload(build, service.swap))
+        daemon.on_reload = service.request_reload
+        service.run(daemon.stop)
     return 0
 
 

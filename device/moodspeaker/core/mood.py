@@ -46,7 +46,9 @@ class MoodEvent:
             raise MalformedEvent(f"datagram of {len(data)} bytes exceeds {MAX_DATAGRAM}")
         try:
             body: Any = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except RecursionError:  # e.g. 4000 bytes of "[[[[": deeper than the parser's stack
+            raise MalformedEvent("not JSON: nested too deeply") from None
+        except ValueError as exc:  # not UTF-8, not JSON, an integer too long to convert
             raise MalformedEvent(f"not JSON: {exc}") from None
         if not isinstance(body, dict):
             raise MalformedEvent("not a JSON object")

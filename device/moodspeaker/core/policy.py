@@ -13,6 +13,7 @@ Pure: no I/O, time passed in. The player service feeds it moods and track ends a
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -66,7 +67,12 @@ def check_settings(strategy: str, playlists: Mapping[str, str], lift: Mapping[st
             if missing:
                 raise ValueError(f"lift.{emotion} uses {missing} but playlists has no such key; add "
                                  f"playlists.{missing[0]} = \"...\" or override lift.{emotion}")
+    known = set(EMOTIONS) | {key for keys in lift_table(lift).values() for key in keys}
     for key, playlist in playlists.items():
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"use an emotion ({', '.join(EMOTIONS)}) or a key lift uses"
+            raise ValueError(f"playlists.{key}: no mood plays this key (a typo would leave that mood silent); {hint}")
         if not playlist:
             raise ValueError(f"playlists.{key} is empty; name a playlist or remove the key")
 
@@ -124,6 +130,16 @@ class MoodPolicy:
         if self.current is None:
             return None
         return self._switch(self.current, now, at_once=True)
+
+    def carry_over(self, old: MoodPolicy) -> None:
+        """Continue where `old` (the policy before a reload) left off: same music, same cool-down. If the new
+        settings give the current mood other playlists, that change waits like any other."""
+        self.current, self.pending, self._last_switch_t, self._previous = (old.current, old.pending,
+                                                                           old._last_switch_t, old._previous)
+        if self.current is not None and self.pending is None:
+            selection = self.selection_for(self.current.emotion)
+            if selection is not None and selection.playlists != self.current.playlists:
+                self.pending = self.current.emotion
 
     def failed(self, switch: Switch) -> None:
         """The player could not carry out `switch`: the previous music is still current, and the mood is

@@ -3,7 +3,9 @@
 A single frame's prediction flickers; a speaker that changes playlist on every flicker is unusable. So:
 
 - an EMA over the class probabilities, weighted by elapsed time (a time constant, not a per-frame factor, so
-  the result does not depend on the analysis frame rate);
+  the result does not depend on the analysis frame rate) and by the crop's quality (core.crop_quality): a
+  poor crop moves the average less, and a crop of weight 0 not at all, so it cannot flip the mood (it
+  still counts as a face being there);
 - a challenger emotion replaces the current mood only when its smoothed probability reaches the confidence
   threshold, beats the current mood's by a margin (hysteresis), and has done both without a break for the
   dwell time;
@@ -83,12 +85,23 @@ class Smoother:
             return {}
         return {lab: float(p) for lab, p in zip(self.labels, self._avg, strict=True)}
 
-    def update(self, t: float, probs: np.ndarray | None, fps: float = 0.0) -> MoodEvent | None:
-        """One analysed frame captured at `t` seconds (monotonic): class probabilities, or None for no face."""
+    def update(self, t: float, probs: np.ndarray | None, fps: float = 0.0, weight: float = 1.0) -> MoodEvent | None:
+        """One analysed frame captured at `t` seconds (monotonic): class probabilities, or None for no face.
+
+        `weight` (0..1) is the crop's quality: it scales the frame's share of the average; 0 skips the
+        frame's probabilities (a face is there, but what it shows is not trusted)."""
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"weight must be between 0 and 1, got {weight}")
         if probs is None:
             changed = self._no_face(t)
+        elif weight == 0.0:
+            # A face is there but its crop is not trusted: nothing moves, and a challenger has to hold its lead
+            # for the dwell time again, on trusted crops (otherwise frozen averages would run out its dwell).
+            self._last_face_t = t
+            self._challenger = None
+            changed = False
         else:
-            self._average(t, np.asarray(probs, np.float64))
+            self._average(t, np.asarray(probs, np.float64), weight)
             changed = self._contest(t)
         if changed:
             return self._event("mood", t, fps)
@@ -96,7 +109,7 @@ class Smoother:
             return self._event("heartbeat", t, fps)
         return None
 
-    def _average(self, t: float, probs: np.ndarray) -> None:
+    def _average(self, t: float, probs: np.ndarray, quality: float) -> None:
         if probs.shape != (len(self.labels),):
             raise ValueError(f"expected {len(self.labels)} probabilities, got shape {probs.shape}")
         if self._avg is None:
@@ -104,7 +117,7 @@ class Smoother:
         else:
             dt = max(t - self._avg_t, 0.0)
             weight = 1.0 if self.params.ema_tau_s == 0 else 1.0 - math.exp(-dt / self.params.ema_tau_s)
-            self._avg += weight * (probs - self._avg)
+            self._avg += quality * weight * (probs - self._avg)
         self._avg_t = t
         self._last_face_t = t
 

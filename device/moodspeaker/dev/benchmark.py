@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from moodspeaker.app.vision import VisionPipeline
+from moodspeaker.core.crop_quality import QualityParams
 from moodspeaker.core.domain import Frame
 from moodspeaker.core.mood import NO_FACE, MoodEvent
 from moodspeaker.core.smoother import Smoother
@@ -47,7 +48,7 @@ def ours(model: Path | None) -> VisionPipeline:
     from moodspeaker.paths import default_model
 
     classifier = LiteRTClassifier(model or default_model(), num_threads=1)
-    return _pipeline(HaarFaceDetector(), classifier, classifier.card.preprocessing.face_margin)
+    return _pipeline(HaarFaceDetector(), classifier, classifier.card.preprocessing.face_margin, QualityParams())
 
 
 def peer() -> VisionPipeline:
@@ -58,8 +59,9 @@ def peer() -> VisionPipeline:
     return _pipeline(PeerDetector(default_cascade()), PeerClassifier(num_threads=1), 0.0)
 
 
-def _pipeline(detector: FaceDetector, classifier: EmotionClassifier, margin: float) -> VisionPipeline:
-    return VisionPipeline(detector, classifier, Smoother(classifier.labels), EventLog(), face_margin=margin)
+def _pipeline(detector: FaceDetector, classifier: EmotionClassifier, margin: float,
+              quality: QualityParams | None = None) -> VisionPipeline:
+    return VisionPipeline(detector, classifier, Smoother(classifier.labels), EventLog(), face_margin=margin, quality=quality)
 
 
 def _frames(truth: ClipTruth, size: tuple[int, int]) -> Iterator[Frame]:

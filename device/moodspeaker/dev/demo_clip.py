@@ -10,6 +10,7 @@ their second half is mostly the true one: the smoother needs a moment to settle 
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,3 +95,37 @@ def _changes(times: list[float], moods: list[str]) -> list[list]:
             out.append([round(t, 2), mood])
             last = mood
     return out
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Which of the clip's segments the speaker's mood reached, against what the model's recall predicts."""
+
+    found: tuple[Segment, ...]
+    missed: tuple[Segment, ...]
+    expected_found: float  # the model card's validation recall summed over the face segments, 1 per empty one
+
+    @property
+    def as_expected(self) -> bool:
+        """At most one miss more than the recall predicts (rounded up): a face read wrongly is a missed mood."""
+        return len(self.missed) <= math.ceil(len(self.found) + len(self.missed) - self.expected_found) + 1
+
+    def line(self) -> str:
+        total = len(self.found) + len(self.missed)
+        missed = f" (missed {', '.join(s.mood for s in self.missed)})" if self.missed else ""
+        judgement = ("so this is as expected" if self.as_expected else
+                     "so it missed more than the model's accuracy explains: is the machine busy? try --speed 1")
+        return (f"found {len(self.found)} of {total}{missed}; the model finds about {self.expected_found:.1f} of {total} "
+                f"on average (its recall on validation), {judgement}")
+
+
+def verdict(truth: ClipTruth, changes: list[tuple[float, str]], recall: dict[str, float]) -> Verdict:
+    """`changes`: (clip time, mood) of each mood event, in order; the speaker starts at no_face. A segment is
+    found when the speaker's mood is the segment's at some moment inside it."""
+    found, missed = [], []
+    for seg in truth.segments:
+        before = [mood for t, mood in changes if t <= seg.start]
+        during = [mood for t, mood in changes if seg.start < t < seg.end]
+        (found if seg.mood in [before[-1] if before else NO_FACE, *during] else missed).append(seg)
+    expected = sum(1.0 if seg.mood == NO_FACE else recall.get(seg.mood, 0.0) for seg in truth.segments)
+    return Verdict(tuple(found), tuple(missed), expected)

@@ -96,8 +96,14 @@ class MpdServer:
             self._proc.wait()
             self._proc = None
 
+    def freeze(self, frozen: bool = True) -> None:
+        """SIGSTOP (or SIGCONT): an MPD that hangs: the kernel still accepts connections, nothing answers."""
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGSTOP if frozen else signal.SIGCONT)
+
     def stop(self) -> None:
         if self._proc is not None:
+            self._proc.send_signal(signal.SIGCONT)  # a frozen MPD cannot act on SIGTERM
             self._proc.terminate()
             try:
                 self._proc.wait(timeout=5)

@@ -1,20 +1,22 @@
 """Synthetic camera frames: FER2013 validation faces composited into procedurally drawn rooms.
 
-Shared by the demo-clip generator, the full-frame test fixture and the face-margin tuning, so all three
-see the same kind of frame: a wall with furniture-like shapes and texture, a face upscaled to a realistic
-size at speaker distance and blended in with a soft edge, then lighting (overall level, contrast and a
-side-light gradient over the whole scene, face included) and sensor noise.
+Shared by the living-room benchmark, the demo-clip generator, the full-frame test fixture and the
+face-margin tuning, so all of them see the same kind of frame: a wall with furniture-like shapes and
+texture, a face resized to a realistic size at speaker distance and blended in with a soft edge, then
+lighting (overall level, contrast and a side-light gradient over the whole scene, face included) and
+sensor noise.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-VAL_NPZ = Path("/work/shared/data/fer2013/val.npz")
+from moodspeaker_train.data import DEFAULT_DATA
+
+VAL_NPZ = DEFAULT_DATA / "val.npz"
 # FER+ vote columns: neutral, happiness, surprise, sadness, anger, disgust, fear, contempt, unknown, NF.
 FERPLUS_COLUMN_OF_FER_LABEL = (4, 5, 6, 1, 3, 2, 0)  # FER2013 label index -> FER+ column
 
@@ -53,8 +55,11 @@ def room(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
 
 
 def paste_face(scene: np.ndarray, face: np.ndarray, x: int, y: int, side: int) -> None:
-    """Blend the face, upscaled to side×side, into `scene` (float32, in place) with a soft square edge."""
-    big = cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC).astype(np.float32)
+    """Blend the face, resized to side×side, into `scene` (float32, in place) with a soft square edge.
+
+    Enlarged with cubic interpolation, shrunk with area averaging (as optics and the ISP shrink a distant face)."""
+    shrink = side < face.shape[0]
+    big = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC).astype(np.float32)
     ramp = np.clip(np.minimum(np.arange(side), np.arange(side)[::-1]) / (0.08 * side), 0, 1).astype(np.float32)
     alpha = np.minimum(ramp[:, None], ramp[None, :])
     region = scene[y:y + side, x:x + side]

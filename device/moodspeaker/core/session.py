@@ -1,0 +1,157 @@
+"""The player session: moods, track changes and button presses in, commands out. Pure: no I/O, time passed in.
+
+The rules: a mood change (outside privacy mode) asks the mood policy for music; a track that ends by itself
+was a full play; a skip is a skip (early within `early_skip_s`); a like is a like; a playlist change or a
+skip is not the end of a track; a held like button toggles privacy mode (camera off, music on). Feedback is
+recorded only for tracks the session queued for a mood. The player service executes the commands against
+the backend and the feedback store and reports back what happened (`queued`, `failed`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from moodspeaker.core.domain import ButtonAction, Track
+from moodspeaker.core.feedback import FULL_PLAY, LIKE, skip_event
+from moodspeaker.core.mood import NO_FACE
+from moodspeaker.core.policy import MoodPolicy, Switch
+
+
+@dataclass(frozen=True)
+class PlaySwitch:
+    """Fetch the switch's playlists, rank them by the mood's feedback, then play now or after this track;
+    report the queued tracks back with `Session.queued`."""
+
+    switch: Switch
+
+
+@dataclass(frozen=True)
+class Next:
+    pass
+
+
+@dataclass(frozen=True)
+class TogglePause:
+    pass
+
+
+@dataclass(frozen=True)
+class Like:
+    track: Track
+
+
+@dataclass(frozen=True)
+class Record:
+    emotion: str
+    track_uri: str
+    event: str  # like | skip | early_skip | full_play
+    at: float  # wall-clock seconds
+
+
+@dataclass(frozen=True)
+class SetPrivacy:
+    on: bool
+
+
+Command = PlaySwitch | Next | TogglePause | Like | Record | SetPrivacy
+
+
+@dataclass(frozen=True)
+class Playing:
+    track: Track
+    emotion: str | None  # the mood it was queued for (None: not queued by us, no feedback)
+    started_at: float  # monotonic seconds
+
+
+class Session:
+    """The state that must outlive a reload (mood, privacy, what plays, counters) and the rules above."""
+
+    def __init__(self, policy: MoodPolicy, early_skip_s: float = 30.0) -> None:
+        self.policy = policy
+        self.early_skip_s = early_skip_s
+        self.mood = NO_FACE
+        self.confidence = 0.0
+        self.privacy = False
+        self.paused = False
+        self.playing: Playing | None = None
+        self.mood_changes = 0
+        self.tracks_started = 0
+        self._emotion_of: dict[str, str] = {}  # track URI -> the mood it was queued for
+        self._expected_change: str | None = None  # "skip" or "switch": the next track change is ours, not an end
+
+    def reconfigure(self, policy: MoodPolicy, early_skip_s: float) -> None:
+        """A reload's new rules; what plays, privacy and the counters stay (see MoodPolicy.carry_over)."""
+        policy.carry_over(self.policy)
+        self.policy, self.early_skip_s = policy, early_skip_s
+
+    def on_mood(self, mood: str, confidence: float, now: float) -> list[Command]:
+        if self.privacy:
+            return []
+        self.confidence = confidence
+        if mood == self.mood:
+            return []
+        self.mood = mood
+        self.mood_changes += 1
+        return self._switch(self.policy.on_mood(mood, now))
+
+    def tick(self, now: float) -> list[Command]:
+        """Called at least every half second: a mood that waited out the cool-down plays now."""
+        return self._switch(self.policy.tick(now))
+
+    def on_track(self, track: Track | None, now: float, wall: float) -> list[Command]:
+        """The backend's current track changed to `track` (None: playback stopped, the queue ran out)."""
+        ended, reason = self.playing, self._expected_change
+        if track is not None and ended is not None and reason is None and track.uri == ended.track.uri:
+            return []  # the same track reported again (a reconnect, a new backend after a reload), not a change
+        self._expected_change = None
+        commands: list[Command] = []
+        if ended is not None and reason is None and ended.emotion is not None:
+            commands.append(Record(ended.emotion, ended.track.uri, FULL_PLAY, wall))
+        if track is None:
+            self.playing = None
+            return commands + self._switch(self.policy.on_queue_end(now))
+        self.playing = Playing(track, self._emotion_of.get(track.uri), now)
+        self.tracks_started += 1
+        return commands
+
+    def on_action(self, action: ButtonAction, now: float, wall: float) -> list[Command]:
+        playing = self.playing
+        if action == ButtonAction.SKIP:
+            self._expected_change = "skip"
+            if playing is not None and playing.emotion is not None:
+                event = skip_event(now - playing.started_at, self.early_skip_s)
+                return [Record(playing.emotion, playing.track.uri, event, wall), Next()]
+            return [Next()]
+        if action == ButtonAction.PAUSE:
+            self.paused = not self.paused
+            return [TogglePause()]
+        if action == ButtonAction.LIKE:
+            if playing is None:
+                return []
+            record: list[Command] = [Record(playing.emotion, playing.track.uri, LIKE, wall)] if playing.emotion else []
+            return [*record, Like(playing.track)]
+        self.privacy = not self.privacy
+        return [SetPrivacy(self.privacy)]
+
+    def queued(self, switch: Switch, track_uris: list[str]) -> None:
+        """The service carried out `switch` with these tracks in this order."""
+        emotion = switch.selection.emotion
+        if switch.at_once:
+            self._emotion_of = dict.fromkeys(track_uris, emotion)
+            self._expected_change = "switch" if self.playing else None
+            self.paused = False
+        else:
+            keep = {self.playing.track.uri: self.playing.emotion} if self.playing and self.playing.emotion else {}
+            self._emotion_of = {**dict.fromkeys(track_uris, emotion), **keep}
+
+    def failed(self, command: Command, transient: bool) -> None:
+        """The service could not carry out `command`; `transient`: the backend may work again by itself."""
+        if isinstance(command, PlaySwitch) and transient:
+            self.policy.failed(command.switch)  # retried after the cool-down (a lasting error needs the owner)
+        elif isinstance(command, Next):
+            self._expected_change = None
+        elif isinstance(command, TogglePause):
+            self.paused = not self.paused
+
+    def _switch(self, switch: Switch | None) -> list[Command]:
+        return [] if switch is None else [PlaySwitch(switch)]

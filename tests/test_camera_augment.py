@@ -1,0 +1,113 @@
+"""The camera model in training augmentation, Keras (augment._camera) and its PyTorch twin (distill.camera):
+each step does what it models, on real val faces, and the two trainers agree."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from moodspeaker.core.crop_quality import noise_sigma
+from moodspeaker_train.augment import _camera, _jpeg
+from moodspeaker_train.camera_model import blur_kernels, jpeg_table
+from moodspeaker_train.recipe import AugmentConfig
+
+pytestmark = pytest.mark.training
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="PyTorch is not installed: `make torch` adds it")
+
+
+@pytest.fixture(scope="module")
+def faces(fer_tiny: Path) -> np.ndarray:
+    with np.load(fer_tiny / "val.npz") as data:
+        return data["images"][:32].astype(np.float32)
+
+
+def _both(faces: np.ndarray, **steps) -> list[np.ndarray]:
+    """(B, S, S) outputs of the Keras step and (where PyTorch is installed) of its twin, only `steps` switched on."""
+    cfg = AugmentConfig(**steps)
+    outputs = [_camera(tf.constant(faces[..., None]), cfg).numpy()[..., 0]]
+    if HAS_TORCH:
+        import torch
+
+        from moodspeaker_train.distill import camera
+
+        outputs.append(camera(torch.from_numpy(faces[:, None].copy()), cfg).numpy()[:, 0])
+    return outputs
+
+
+def _detail(images: np.ndarray) -> float:
+    return float(np.mean([noise_sigma(im) for im in images]))
+
+
+def test_everything_off_leaves_faces_alone(faces: np.ndarray) -> None:
+    for out in _both(faces):
+        np.testing.assert_allclose(out, faces)
+
+
+def test_blur_removes_fine_detail_in_both(faces: np.ndarray) -> None:
+    for out in _both(faces, blur_prob=1.0):
+        assert out.shape == faces.shape and out.min() >= 0 and out.max() <= 255
+        assert _detail(out) < 0.5 * _detail(faces)
+    assert np.allclose(blur_kernels().sum(axis=(1, 2)), 1.0)  # blur keeps the brightness
+
+
+def test_low_light_darkens_within_the_gain_range(faces: np.ndarray) -> None:
+    for out in _both(faces, lowlight_prob=1.0, gain_min=0.25):
+        ratio = out.mean(axis=(1, 2)) / faces.mean(axis=(1, 2))
+        assert (ratio >= 0.25 - 1e-4).all() and (ratio <= 1 + 1e-4).all() and ratio.mean() < 0.8
+
+
+def test_a_distant_face_is_shrunk_and_enlarged_smoothly(faces: np.ndarray) -> None:
+    for out in _both(faces, downscale_prob=1.0, downscale_min=16):
+        assert out.shape == faces.shape and _detail(out) < 0.8 * _detail(faces)
+        assert abs(out.mean() - faces.mean()) < 2.0
+
+
+def test_sensor_noise_is_added_in_both(faces: np.ndarray) -> None:
+    flat = np.full_like(faces, 100.0)
+    for out in _both(flat, noise_prob=1.0, read_noise_max=10.0, shot_noise_max=0.0):
+        sigma = out.std(axis=(1, 2))
+        assert 0 < sigma.mean() < 10 and sigma.max() <= 10.5
+
+
+@needs_torch
+def test_jpeg_twins_agree_and_quantise_in_8x8_blocks(faces: np.ndarray) -> None:
+    import torch
+
+    from moodspeaker_train.distill import jpeg
+
+    keras_out = _jpeg(tf.constant(faces[..., None]), tf.constant(30)).numpy()[..., 0]
+    torch_out = jpeg(torch.from_numpy(faces[:, None].copy()), 30).numpy()[:, 0]
+    np.testing.assert_allclose(keras_out, torch_out, atol=0.05)
+    assert 1.0 < np.abs(keras_out - faces).mean() < 12.0
+    blocks = np.kron(np.arange(36, dtype=np.float32).reshape(6, 6) * 7, np.ones((8, 8), np.float32))[None]
+    flat = jpeg(torch.from_numpy(blocks[:, None].copy()), 30).numpy()[0, 0].reshape(6, 8, 6, 8)
+    assert flat.std(axis=(1, 3)).max() < 1e-3  # a flat 8x8 block stays flat (only its level is quantised)
+    assert np.abs(flat.mean(axis=(1, 3)) - blocks[0, ::8, ::8]).max() <= jpeg_table(30)[0, 0] / 16 + 1e-3
+    assert jpeg_table(95).max() < jpeg_table(30).min() * 4 and jpeg_table(100).min() == 1
+
+
+def test_occlusion_covers_only_the_lower_part(faces: np.ndarray) -> None:
+    for out in _both(faces, occlude_prob=1.0):
+        np.testing.assert_allclose(out[:, :26], faces[:, :26])  # the object starts at 55-80% of the height
+        assert (out[:, 40:].std(axis=(1, 2)) < 4).all()  # the bottom rows are the flat object
+
+
+def test_the_whole_augmentation_runs_in_a_graph_and_in_torch_with_the_camera_on(faces: np.ndarray) -> None:
+    from moodspeaker_train.augment import augment_batch
+
+    cfg = AugmentConfig(blur_prob=0.5, lowlight_prob=0.5, downscale_prob=0.5, noise_prob=0.5, jpeg_prob=0.5,
+                        occlude_prob=0.2)
+    outputs = [tf.function(lambda x: augment_batch(x, cfg))(tf.constant(faces[..., None])).numpy()[..., 0]]
+    if HAS_TORCH:
+        import torch
+
+        from moodspeaker_train.distill import augment
+
+        outputs.append(augment(torch.from_numpy(faces[:, None].copy()), cfg).numpy()[:, 0])
+    for out in outputs:
+        assert out.shape == faces.shape and out.min() >= 0 and out.max() <= 255 and not np.allclose(out, faces)

@@ -1,0 +1,75 @@
+"""The crop-quality estimate on real val faces (the committed fer_tiny fixture): clean faces keep their weight;
+dim and noisy, blurred or tiny ones lose it, each with the reason the status line shows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from moodspeaker.core.crop_quality import REASONS, QualityParams, assess, noise_sigma
+
+
+@pytest.fixture(scope="module")
+def faces(fer_tiny: Path) -> np.ndarray:
+    with np.load(fer_tiny / "val.npz") as data:
+        return data["images"]
+
+
+def _weights(images) -> np.ndarray:
+    return np.array([assess(face).weight for face in images])
+
+
+def _reasons(images) -> list[str | None]:
+    return [assess(face).reason for face in images]
+
+
+def test_clean_faces_keep_full_weight(faces: np.ndarray) -> None:
+    weights = _weights(faces)
+    assert np.mean(weights == 1.0) >= 0.9 and np.mean(weights == 0.0) <= 0.02
+
+
+def test_clean_faces_enlarged_as_a_near_face_are_still_clean(faces: np.ndarray) -> None:
+    rng = np.random.default_rng(0)
+    big = [np.clip(cv2.resize(f, (144, 144), interpolation=cv2.INTER_CUBIC) + rng.normal(0, 3, (144, 144)), 0, 255)
+           .astype(np.uint8) for f in faces[:60]]  # a close face with camera noise at frame resolution
+    assert np.mean(_weights(big) == 1.0) >= 0.9
+
+
+def test_a_dim_noisy_face_is_skipped_as_too_noisy_or_dark(faces: np.ndarray) -> None:
+    rng = np.random.default_rng(1)
+    dim = [np.clip(f * 0.3 + rng.normal(0, 8, f.shape), 0, 255).astype(np.uint8) for f in faces]
+    assert np.mean(_weights(dim) == 0.0) >= 0.95
+    assert set(_reasons(dim)) <= {"too noisy", "face too dark"}
+
+
+def test_a_blurred_face_is_skipped_as_too_blurred(faces: np.ndarray) -> None:
+    blurred = [cv2.GaussianBlur(f, (0, 0), 2.0) for f in faces]
+    assert np.mean(_weights(blurred) == 0.0) >= 0.95
+    assert _reasons(blurred).count("too blurred") >= 0.95 * len(faces)
+
+
+def test_a_tiny_face_counts_less_as_too_far(faces: np.ndarray) -> None:
+    tiny = [cv2.resize(f, (24, 24), interpolation=cv2.INTER_AREA) for f in faces]
+    weights = _weights(tiny)
+    assert 0.2 < weights.mean() < 0.8 and _reasons(tiny).count("too far") >= 0.9 * len(faces)
+    assert assess(cv2.resize(faces[0], (16, 16), interpolation=cv2.INTER_AREA)).weight == 0.0
+
+
+def test_flat_crop_is_skipped_and_every_reason_is_known() -> None:
+    q = assess(np.full((48, 48), 90, np.uint8))
+    assert q.weight == 0.0 and q.reason in REASONS
+
+
+def test_noise_estimate_reads_the_sigma_of_white_noise() -> None:
+    rng = np.random.default_rng(2)
+    assert noise_sigma(np.full((200, 200), 128.0) + rng.normal(0, 5, (200, 200))) == pytest.approx(5, rel=0.05)
+
+
+def test_bad_input_and_params_are_refused() -> None:
+    with pytest.raises(ValueError, match="uint8"):
+        assess(np.zeros((48, 48), np.float32))
+    with pytest.raises(ValueError, match="contrast"):
+        QualityParams(contrast=(10.0, 10.0))

@@ -1,0 +1,292 @@
+"""One daemon lifecycle: a reload builds beside the running setup and swaps only if that works, carrying over
+what plays, privacy and the counters; a stuck backend is an error in status while the loop goes on."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mpd
+from gpiozero.pins.mock import MockFactory
+
+from moodspeaker.app.lifecycle import Daemon
+from moodspeaker.app.player import TICK_S, PlayerApp, PlayerService, build_setup
+from moodspeaker.config import load_config
+from moodspeaker.core.domain import ButtonAction, Track
+from moodspeaker.core.mood import MoodEvent
+from moodspeaker.core.policy import MoodPolicy
+from moodspeaker.dev.mpd_server import MpdServer
+
+MOODSPEAKER = str(Path(sys.executable).with_name("moodspeaker"))
+
+
+def mood(name: str) -> MoodEvent:
+    return MoodEvent(kind="mood", mood=name, confidence=0.9, t=0.0)
+
+
+async def until(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+def current_song(server: MpdServer) -> dict[str, str]:
+    client = mpd.MPDClient()
+    client.connect(server.host, server.port)
+    try:
+        return client.currentsong()
+    finally:
+        client.disconnect()
+
+
+def player_config(tmp_path: Path, server: MpdServer, feedback: str | None = None, player: str = "") -> str:
+    return (f'[mpd]\nhost = "{server.host}"\nport = {server.port}\nliked_playlist = "liked-{server.port}"\n'
+            f'[service]\nruntime_dir = "{tmp_path}"\nstatus_interval = 0.1\n'
+            f'[feedback]\npath = "{feedback or tmp_path / "feedback.db"}"\n[player]\ncooldown_s = 0.0\n{player}'
+            '[buttons]\nskip_pin = 5\nlike_pin = 6\nled_pin = 13\n')
+
+
+def test_a_reload_keeps_the_track_privacy_and_counters_and_a_failed_one_keeps_the_old_setup(
+        mpd_server: MpdServer, tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(player_config(tmp_path, mpd_server))
+    config = load_config(path)
+    daemon = Daemon("player", config)  # not entered: no signal handlers in the test process
+    privacy_calls: list[bool] = []
+    factory = MockFactory()
+    app = PlayerApp(config, on_iteration=daemon.runtime.iteration, on_privacy=privacy_calls.append,
+                    on_reload=lambda: daemon.reload(build_setup, app.swap), pin_factory=factory)
+    service = app.service
+    state = lambda: json.loads((tmp_path / "player.json").read_text())  # noqa: E731
+
+    async def scenario() -> None:
+        service.send(mood("happy"))
+        await until(lambda: service.session.tracks_started == 1)
+        playing = current_song(mpd_server)
+        service.submit_action(ButtonAction.PRIVACY)
+        await until(lambda: service.session.privacy)
+        first_store = app.setup.store
+
+        path.write_text(player_config(tmp_path, mpd_server, feedback="/proc/no-such-dir/feedback.db"))
+        service.request_reload()
+        await until(lambda: state()["reloads"] == 1)
+        assert "feedback" in state()["reload_error"] and app.setup.store is first_store
+
+        path.write_text(player_config(tmp_path, mpd_server, player='playlists = { happy = "mood-happy", sad = "mood-calm" }\n'))
+        service.request_reload()
+        await until(lambda: state()["reloads"] == 2)
+        assert state()["reload_error"] is None and state()["last_error"] is None
+        assert app.setup.store is not first_store and app.setup.player is service.player
+        await asyncio.sleep(0.5)  # the new backend reports what plays: no restart, no new track
+        now = current_song(mpd_server)
+        assert (now["id"], now["file"]) == (playing["id"], playing["file"])
+        assert service.session.privacy and service.session.tracks_started == 1 and service.session.mood_changes == 1
+        assert service.session.policy.selection_for("sad").playlists == ("mood-calm",)  # the new rules apply
+        service.submit_action(ButtonAction.LIKE)  # the new store records, the new backend saves
+        await until(lambda: app.setup.store.counts("happy") != {})
+
+    async def main() -> None:
+        task = asyncio.create_task(service.run())
+        try:
+            await scenario()
+        finally:
+            service.stop()
+            await asyncio.wait_for(task, 10)
+
+    try:
+        asyncio.run(main())
+    finally:
+        app.close()
+    assert privacy_calls == [True]  # turned on once, never reset by a reload
+
+
+class StuckPlayer:
+    """An in-memory backend whose commands never answer (a hung MPD, a Spotify stuck in Retry-After)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def playlist_tracks(self, playlist: str) -> list[Track]:
+        self.calls += 1
+        await asyncio.sleep(3600)
+        return []
+
+    async def wait_track_change(self) -> Track | None:
+        await asyncio.sleep(3600)
+        return None
+
+    async def close(self) -> None:
+        pass
+
+
+class MemoryStore:
+    def record(self, emotion: str, track_uri: str, event: str, t: float) -> None:
+        pass
+
+    def counts(self, emotion: str) -> dict[str, dict[str, int]]:
+        return {}
+
+
+def test_a_stuck_backend_is_reported_while_the_loop_keeps_feeding_the_watchdog() -> None:
+    iterations: list[float] = []
+    player = StuckPlayer()
+    service = PlayerService(player, MoodPolicy({"happy": "mood-happy"}, cooldown_s=0.0), MemoryStore(),  # type: ignore[arg-type]
+                            backend="mpd", call_timeout_s=0.3, on_iteration=lambda _status: iterations.append(time.monotonic()))
+
+    async def main() -> None:
+        task = asyncio.create_task(service.run())
+        service.send(mood("happy"))
+        await until(lambda: service.errors >= 1, timeout=5)
+        await asyncio.sleep(1.0)
+        service.stop()
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(main())
+    assert "did not answer within 0.3 s" in service.status()["last_error"]
+    gaps = [b - a for a, b in itertools.pairwise(iterations)]
+    assert len(gaps) >= 3 and max(gaps) < TICK_S + 0.3 + 0.4  # at worst a tick's wait plus one call limit, plus slack
+
+
+def test_run_reloads_on_sighup(mpd_server: MpdServer, tmp_path: Path, shipped_model: Path) -> None:
+    """`moodspeaker run` used to ignore SIGHUP (its default action ended the process); now it rebuilds vision and
+    player like the daemons do."""
+    import queue
+    import threading
+
+    from moodspeaker.dev.demo_clip import DEFAULT_TRUTH, load_clip_truth
+
+    config = tmp_path / "config.toml"
+    config.write_text(player_config(tmp_path, mpd_server).replace("[buttons]\n", "[buttons]\nenabled = false\n")
+                      + f'[model]\npath = "{shipped_model}"\n[camera]\nfps = 10.0\n')
+    clip = load_clip_truth(DEFAULT_TRUTH).video  # its first face shows after 4 s
+    proc = subprocess.Popen([MOODSPEAKER, "run", "--config", str(config), "--source", str(clip)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
+
+    def wait_for(text: str) -> None:
+        deadline = time.monotonic() + 30
+        while text not in lines.get(timeout=max(0.1, deadline - time.monotonic())):
+            pass
+
+    try:
+        wait_for(" track: ")  # vision saw a mood, the player started its playlist: both loops run
+        proc.send_signal(signal.SIGHUP)
+        wait_for("run: reloaded config and model")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+class MemoryPlayer:
+    """An in-memory backend: playing a list starts its first track; `end_track()` moves to the next."""
+
+    def __init__(self) -> None:
+        self.queue: list[Track] = []
+        self.changes: asyncio.Queue[Track | None] = asyncio.Queue()
+
+    async def playlist_tracks(self, playlist: str) -> list[Track]:
+        return [Track(f"{playlist}/{i}") for i in range(3)]
+
+    async def play(self, tracks: list[Track]) -> None:
+        self.queue = list(tracks)
+        await self.changes.put(self.queue[0])
+
+    def end_track(self) -> None:
+        self.queue.pop(0)
+        self.changes.put_nowait(self.queue[0] if self.queue else None)
+
+    async def wait_track_change(self) -> Track | None:
+        return await self.changes.get()
+
+    async def close(self) -> None:
+        pass
+
+
+class FullDiskStore(MemoryStore):
+    def record(self, emotion: str, track_uri: str, event: str, t: float) -> None:
+        from moodspeaker.adapters.sqlite_feedback import FeedbackNotSaved
+
+        raise FeedbackNotSaved("feedback.db: cannot write (database or disk is full); 1 feedback events kept in memory")
+
+
+def test_a_store_that_cannot_write_does_not_stop_the_music() -> None:
+    """Before, sqlite3's OperationalError escaped from the full play's record() and ended the loop."""
+    player = MemoryPlayer()
+    service = PlayerService(player, MoodPolicy({"happy": "mood-happy"}, cooldown_s=0.0), FullDiskStore(),  # type: ignore[arg-type]
+                            backend="mpd")
+
+    async def main() -> None:
+        task = asyncio.create_task(service.run())
+        service.send(mood("happy"))
+        await until(lambda: service.session.tracks_started == 1)
+        player.end_track()  # a full play: the store cannot take it
+        await until(lambda: service.session.tracks_started == 2)
+        assert not task.done() and service.errors == 1 and "kept in memory" in service.status()["last_error"]
+        player.end_track()
+        await until(lambda: service.session.tracks_started == 3)  # still playing
+        service.stop()
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(main())
+
+
+def test_the_led_follows_the_camera_not_the_privacy_button(tmp_path: Path) -> None:
+    """The LED is "lit while the camera captures": it used to follow the player's privacy toggle instead."""
+    from moodspeaker.commands.player import vision_captures
+    from moodspeaker.config import parse_config
+
+    config = parse_config(f'[mpd]\nhost = "127.0.0.1"\nport = 9\nreconnect_max_s = 0.2\n'  # nobody answers: no matter
+                          f'[feedback]\npath = "{tmp_path / "f.db"}"\n[buttons]\nskip_pin = 5\nlike_pin = 6\nled_pin = 13\n')
+    factory = MockFactory()
+    camera = {"on": False}
+    app = PlayerApp(config, camera_on=lambda: camera["on"], pin_factory=factory)
+    led = factory.pin(13)
+
+    async def main() -> None:
+        task = asyncio.create_task(app.service.run())
+        await asyncio.sleep(0.1)
+        assert led.state == 0  # the camera is not capturing yet (vision starting, paused or reopening)
+        camera["on"] = True
+        await until(lambda: led.state == 1)
+        app.service.submit_action(ButtonAction.PRIVACY)  # the player asks for privacy ...
+        await until(lambda: app.service.session.privacy)
+        await asyncio.sleep(0.6)
+        assert led.state == 1  # ... but the LED stays lit until the camera really stops
+        camera["on"] = False
+        await until(lambda: led.state == 0)
+        app.service.stop()
+        await asyncio.wait_for(task, 5)
+
+    try:
+        asyncio.run(main())
+    finally:
+        app.close()
+
+    from moodspeaker.adapters.sd_notify import SystemdNotifier
+    from moodspeaker.app.lifecycle import ServiceRuntime
+    from moodspeaker.config import ServiceConfig
+
+    captures = vision_captures(str(tmp_path), fresh_s=5.0)
+    assert not captures()  # no vision daemon
+    ticks = iter(range(0, 1000, 10))  # each state-file write is due: 10 s apart on the runtime's clock
+    vision = ServiceRuntime("vision", ServiceConfig(runtime_dir=str(tmp_path)), SystemdNotifier({}),
+                            clock=lambda: float(next(ticks)))
+    vision.iteration({"state": "running", "frames": 3})
+    assert captures()
+    vision.iteration({"state": "paused"})  # privacy: vision closed the camera
+    assert not captures()
+    state = json.loads((tmp_path / "vision.json").read_text())
+    (tmp_path / "vision.json").write_text(json.dumps({**state, "status": {"state": "running"},
+                                                      "updated_at": time.time() - 60}))
+    assert not captures()  # a vision daemon that stopped updating is not capturing

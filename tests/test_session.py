@@ -1,0 +1,142 @@
+"""The player session's rules, pure and in milliseconds: moods, track changes and buttons in, commands out."""
+
+from __future__ import annotations
+
+from moodspeaker.core.domain import ButtonAction, Track
+from moodspeaker.core.policy import MoodPolicy
+from moodspeaker.core.session import Like, Next, PlaySwitch, Record, Session, SetPrivacy, TogglePause
+
+PLAYLISTS = {"happy": "mood-happy", "sad": "mood-sad", "calm": "mood-calm", "uplifting": "mood-uplifting"}
+
+
+def session(**policy: object) -> Session:
+    return Session(MoodPolicy(PLAYLISTS, **{"cooldown_s": 10.0, **policy}), early_skip_s=30.0)  # type: ignore[arg-type]
+
+
+def play(s: Session, mood: str, now: float, uris: list[str]) -> PlaySwitch:
+    """A mood that starts music, carried out by an imagined backend with these tracks; the first one starts."""
+    (command,) = s.on_mood(mood, 0.9, now)
+    assert isinstance(command, PlaySwitch)
+    s.queued(command.switch, uris)
+    s.on_track(Track(uris[0]), now, 1e9 + now)
+    return command
+
+
+def test_a_mood_plays_its_playlist_at_once_when_nothing_plays() -> None:
+    s = session()
+    command = play(s, "happy", 0.0, ["h1", "h2"])
+    assert command.switch.at_once and command.switch.selection.playlists == ("mood-happy",)
+    assert s.playing is not None and s.playing.emotion == "happy" and s.tracks_started == 1 and s.mood_changes == 1
+
+
+def test_no_face_and_the_same_mood_change_nothing() -> None:
+    s = session()
+    play(s, "happy", 0.0, ["h1"])
+    assert s.on_mood("happy", 0.7, 1.0) == [] and s.confidence == 0.7
+    assert s.on_mood("no_face", 0.0, 2.0) == [] and s.mood == "no_face"
+
+
+def test_a_change_within_the_cooldown_waits_and_then_queues_after_the_track() -> None:
+    s = session()
+    play(s, "happy", 0.0, ["h1"])
+    assert s.on_mood("sad", 0.8, 5.0) == []
+    assert s.tick(9.0) == []
+    (command,) = s.tick(10.0)
+    assert isinstance(command, PlaySwitch) and command.switch.selection.emotion == "sad" and not command.switch.at_once
+
+
+def test_a_track_that_ends_by_itself_is_a_full_play_for_the_mood_it_was_queued_for() -> None:
+    s = session()
+    play(s, "happy", 0.0, ["h1", "h2"])
+    assert s.on_track(Track("h2"), 200.0, 5000.0) == [Record("happy", "h1", "full_play", 5000.0)]
+    assert s.playing is not None and s.playing.track.uri == "h2" and s.tracks_started == 2
+
+
+def test_skips_early_and_late_and_the_change_they_cause_is_not_a_full_play() -> None:
+    s = session()
+    play(s, "happy", 0.0, ["h1", "h2", "h3"])
+    assert s.on_action(ButtonAction.SKIP, 10.0, 7.0) == [Record("happy", "h1", "early_skip", 7.0), Next()]
+    assert s.on_track(Track("h2"), 10.1, 7.1) == []
+    assert s.on_action(ButtonAction.SKIP, 50.0, 8.0) == [Record("happy", "h2", "skip", 8.0), Next()]
+
+
+def test_a_failed_skip_does_not_hide_the_next_full_play() -> None:
+    s = session()
+    play(s, "happy", 0.0, ["h1", "h2"])
+    s.failed(s.on_action(ButtonAction.SKIP, 10.0, 7.0)[-1], transient=True)
+    assert s.on_track(Track("h2"), 200.0, 9.0) == [Record("happy", "h1", "full_play", 9.0)]
+
+
+def test_like_records_and_saves_and_does_nothing_without_a_track() -> None:
+    s = session()
+    assert s.on_action(ButtonAction.LIKE, 0.0, 1.0) == []
+    play(s, "sad", 0.0, ["s1"])
+    assert s.on_action(ButtonAction.LIKE, 3.0, 4.0) == [Record("sad", "s1", "like", 4.0), Like(Track("s1"))]
+
+
+def test_a_track_we_did_not_queue_gets_no_feedback() -> None:
+    s = session()
+    s.on_track(Track("someone-elses"), 0.0, 0.0)
+    assert s.on_action(ButtonAction.LIKE, 1.0, 1.0) == [Like(Track("someone-elses"))]
+    assert s.on_track(Track("next"), 300.0, 300.0) == []
+
+
+def test_privacy_ignores_moods_until_turned_off_and_pause_toggles() -> None:
+    s = session()
+    play(s, "happy", 0.0, ["h1"])
+    assert s.on_action(ButtonAction.PRIVACY, 1.0, 1.0) == [SetPrivacy(True)]
+    assert s.on_mood("sad", 0.9, 100.0) == [] and s.mood == "happy"
+    assert s.on_action(ButtonAction.PRIVACY, 2.0, 2.0) == [SetPrivacy(False)]
+    assert s.on_action(ButtonAction.PAUSE, 3.0, 3.0) == [TogglePause()] and s.paused
+    s.failed(TogglePause(), transient=True)
+    assert not s.paused
+
+
+def test_a_switch_at_once_is_not_a_full_play_of_the_interrupted_track() -> None:
+    s = session(cooldown_s=0.0, switch_at_once=True)
+    play(s, "happy", 0.0, ["h1"])
+    (command,) = s.on_mood("sad", 0.9, 1.0)
+    assert isinstance(command, PlaySwitch) and command.switch.at_once
+    s.queued(command.switch, ["s1"])
+    assert s.on_track(Track("s1"), 1.1, 1.1) == []
+    assert s.playing is not None and s.playing.emotion == "sad"
+
+
+def test_the_queue_running_out_plays_the_mood_again() -> None:
+    s = session()
+    play(s, "happy", 0.0, ["h1"])
+    record, again = s.on_track(None, 200.0, 200.0)
+    assert record == Record("happy", "h1", "full_play", 200.0)
+    assert isinstance(again, PlaySwitch) and again.switch.selection.emotion == "happy" and again.switch.at_once
+
+
+def test_a_transient_failure_retries_the_mood_after_the_cooldown() -> None:
+    s = session()
+    (command,) = s.on_mood("happy", 0.9, 0.0)
+    s.failed(command, transient=True)
+    assert s.tick(5.0) == []
+    (retry,) = s.tick(10.0)
+    assert isinstance(retry, PlaySwitch) and retry.switch.selection.emotion == "happy"
+
+
+def test_the_same_track_reported_again_is_no_change() -> None:
+    """A new backend after a reload (or a reconnect) reports what already plays: not a full play, not a start."""
+    s = session()
+    play(s, "happy", 0.0, ["h1", "h2"])
+    assert s.on_track(Track("h1"), 50.0, 50.0) == [] and s.tracks_started == 1
+
+
+def test_a_reload_keeps_what_plays_privacy_and_counters_and_applies_new_playlists_after_the_cooldown() -> None:
+    s = session()
+    play(s, "happy", 0.0, ["h1"])
+    s.on_action(ButtonAction.PRIVACY, 1.0, 1.0)
+    s.reconfigure(MoodPolicy({**PLAYLISTS, "happy": "new-happy"}, cooldown_s=10.0), early_skip_s=5.0)
+    assert s.privacy and s.playing is not None and s.playing.track.uri == "h1" and s.mood_changes == 1
+    assert s.tick(5.0) == []  # the cool-down carried over too
+    (command,) = s.tick(10.0)
+    assert isinstance(command, PlaySwitch) and command.switch.selection.playlists == ("new-happy",)
+    assert not command.switch.at_once  # waits for the track to end, like any change
+    unchanged = session()
+    play(unchanged, "happy", 0.0, ["h1"])
+    unchanged.reconfigure(MoodPolicy(PLAYLISTS, cooldown_s=10.0), early_skip_s=30.0)
+    assert unchanged.tick(100.0) == []
