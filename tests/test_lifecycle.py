@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import mpd
+import pytest
 from gpiozero.pins.mock import MockFactory
 
 from moodspeaker.app.lifecycle import Daemon
@@ -290,3 +291,32 @@ def test_the_led_follows_the_camera_not_the_privacy_button(tmp_path: Path) -> No
     (tmp_path / "vision.json").write_text(json.dumps({**state, "status": {"state": "running"},
                                                       "updated_at": time.time() - 60}))
     assert not captures()  # a vision daemon that stopped updating is not capturing
+
+
+class BrokenPlayer(MemoryPlayer):
+    """A backend with a bug: a library exception escapes its boundary (like mpd.CommandError out of play_next)."""
+
+    async def play(self, tracks: list[Track]) -> None:
+        raise KeyError("file")
+
+    async def play_next(self, tracks: list[Track]) -> None:
+        raise KeyError("file")
+
+
+def test_a_foreign_exception_from_the_backend_is_reported_and_the_loop_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    player = BrokenPlayer()
+    service = PlayerService(player, MoodPolicy({"happy": "mood-happy", "sad": "mood-sad"}, cooldown_s=0.0),  # type: ignore[arg-type]
+                            MemoryStore(), backend="mpd")  # type: ignore[arg-type]
+
+    async def main() -> None:
+        task = asyncio.create_task(service.run())
+        service.send(mood("happy"))
+        await until(lambda: service.errors == 1)
+        service.send(mood("sad"))  # the loop still takes moods
+        await until(lambda: service.errors == 2 and service.session.mood_changes == 2)
+        assert not task.done()
+        service.stop()
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(main())
+    assert "KeyError" in caplog.text and "'file'" in service.status()["last_error"]

@@ -17,6 +17,8 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from moodspeaker.core.feedback import EVENTS, FeedbackState, Weights, check_event
@@ -184,6 +186,15 @@ class SqliteFeedbackStore:
         return self._db.execute("SELECT track, event, COUNT(*) FROM events WHERE emotion = ? GROUP BY track, event",
                                 (emotion,)).fetchall()
 
+    @contextmanager
+    def _translated(self, doing: str) -> Iterator[None]:
+        """sqlite3's errors as ours, for the `moodspeaker feedback` commands."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            error = CorruptFeedbackDatabase if _corrupt(exc) else FeedbackStoreError
+            raise error(f"{self.path}: cannot {doing} the feedback database ({exc})") from None
+
     @property
     def unsaved(self) -> int:
         """How many events wait in memory for the database."""
@@ -192,7 +203,7 @@ class SqliteFeedbackStore:
     def state(self, weights: Weights | None = None) -> FeedbackState:
         """Everything, aggregated: the pure model's serialisable state."""
         state = FeedbackState(weights) if weights else FeedbackState()
-        with self._lock:
+        with self._lock, self._translated("read"):
             rows = self._db.execute("SELECT emotion, track, event, COUNT(*) FROM events GROUP BY emotion, track, event")
             for emotion, track, event, n in rows:
                 state.record(emotion, track, event, n)
@@ -200,7 +211,7 @@ class SqliteFeedbackStore:
 
     def reset(self, emotion: str | None = None) -> int:
         """Forget all events (or one emotion's); returns how many were deleted."""
-        with self._lock:
+        with self._lock, self._translated("change"):
             if emotion is None:
                 cur = self._db.execute("DELETE FROM events")
             else:

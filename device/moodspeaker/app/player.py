@@ -175,8 +175,10 @@ class PlayerService:
             player = self._retired.pop(0)
             try:
                 await asyncio.wait_for(player.close(), self.call_timeout_s)
-            except (TimeoutError, MoodspeakerError) as exc:
-                log.warning("player: closing the previous backend: %s", exc or "timed out")
+            except TimeoutError:
+                log.warning("player: closing the previous backend timed out")
+            except Exception:  # the new backend already serves; an old one that fails to close changes nothing
+                log.exception("player: closing the previous backend failed")
 
     async def _handle(self, kind: str, item: Any) -> None:
         now, wall = self._clock(), self._wall()
@@ -198,7 +200,11 @@ class PlayerService:
         elif kind == "error":
             self._failed(item)
         elif kind == "reload" and self._on_reload is not None:
-            self._on_reload()
+            try:
+                self._on_reload()  # builds beside and swaps on success; says itself how it went
+            except Exception as exc:  # a bug while swapping: report it, keep serving
+                log.exception("player: reload failed")
+                self._failed(exc)
             if self._retired:  # a new backend: watch it instead, close the old one
                 assert self._watcher is not None
                 self._watcher.cancel()
