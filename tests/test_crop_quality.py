@@ -42,7 +42,7 @@ def test_a_dim_noisy_face_is_skipped_as_too_noisy_or_dark(faces: np.ndarray) -> 
     rng = np.random.default_rng(1)
     dim = [np.clip(f * 0.3 + rng.normal(0, 8, f.shape), 0, 255).astype(np.uint8) for f in faces]
     assert np.mean(_weights(dim) == 0.0) >= 0.95
-    assert set(_reasons(dim)) <= {"too noisy", "face too dark"}
+    assert _reasons(dim).count("face too dark") >= 0.95 * len(faces)
 
 
 def test_a_blurred_face_is_skipped_as_too_blurred(faces: np.ndarray) -> None:
@@ -73,3 +73,28 @@ def test_bad_input_and_params_are_refused() -> None:
         assess(np.zeros((48, 48), np.float32))
     with pytest.raises(ValueError, match="contrast"):
         QualityParams(contrast=(10.0, 10.0))
+
+
+def test_the_pipeline_weights_the_smoother_by_quality_and_reports_why(shipped_model: Path) -> None:
+    from moodspeaker.adapters.haar_detector import HaarFaceDetector
+    from moodspeaker.adapters.litert_classifier import LiteRTClassifier
+    from moodspeaker.app.vision import VisionPipeline
+    from moodspeaker.core.domain import Frame
+    from moodspeaker.core.smoother import Smoother
+    from moodspeaker.dev.benchmark import EventLog
+
+    with np.load(Path(__file__).parent / "fixtures" / "fullframe_tiny.npz") as data:
+        frame, (_, _, side, _) = data["images"][0], data["boxes"][0]
+    classifier = LiteRTClassifier(shipped_model)
+    rng = np.random.default_rng(4)
+    frames = {"ok": frame, "face too dark": np.clip(frame * 0.3 + rng.normal(0, 8, frame.shape), 0, 255).astype(np.uint8),
+              "too blurred": cv2.GaussianBlur(frame, (0, 0), 2.0 * side / 48)}
+    for status, image in frames.items():
+        pipeline = VisionPipeline(HaarFaceDetector(), classifier, Smoother(classifier.labels), EventLog(),
+                                  quality=QualityParams())
+        result = pipeline.process(Frame(image, 0.0))
+        assert result.face is not None and pipeline.face_status() == status
+        assert result.quality.weight == (1.0 if status == "ok" else 0.0)
+        assert (pipeline.smoother.probabilities() == {}) == (status != "ok")  # a skipped crop is not averaged
+    pipeline.process(Frame(np.full_like(frame, 90), 1.0))
+    assert pipeline.face_status() == "none"

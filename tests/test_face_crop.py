@@ -53,3 +53,21 @@ def test_crop_of_a_box_outside_the_frame_is_an_error() -> None:
 def test_crop_needs_a_grey_uint8_frame() -> None:
     with pytest.raises(ValueError, match="grayscale"):
         crop_face(np.zeros((50, 50, 3), np.uint8), Box(10, 10, 10, 10), 0.0)
+
+
+def test_cubic_enlargement_is_opencvs_cubic_in_exact_integer_arithmetic() -> None:
+    import cv2
+
+    from moodspeaker.core.face_crop import _cubic_matrix, enlarge_cubic
+
+    rng = np.random.default_rng(3)
+    for side in (12, 24, 30, 47):
+        crop = rng.integers(0, 256, (side, side), dtype=np.uint8)
+        out = enlarge_cubic(crop, 48)
+        assert out.shape == (48, 48) and out.dtype == np.uint8
+        assert np.abs(out.astype(int) - cv2.resize(crop, (48, 48), interpolation=cv2.INTER_CUBIC)).max() <= 1
+        weights = _cubic_matrix(side, 48).astype(np.int64)  # the same sum in int64: float64 lost nothing
+        exact = np.clip((weights @ crop.astype(np.int64) @ weights.T + (1 << 21)) >> 22, 0, 255)
+        np.testing.assert_array_equal(out, exact)
+    flat = np.full((20, 20), 77, np.uint8)
+    np.testing.assert_array_equal(enlarge_cubic(flat, 48), np.full((48, 48), 77, np.uint8))

@@ -320,3 +320,11 @@ def test_a_foreign_exception_from_the_backend_is_reported_and_the_loop_goes_on(c
 
     asyncio.run(main())
     assert "KeyError" in caplog.text and "'file'" in service.status()["last_error"]
+
+
+def test_a_command_and_a_tick_fit_in_half_of_watchdogsec() -> None:
+    from moodspeaker.app.player import CALL_TIMEOUT_S, call_timeout
+
+    assert call_timeout(None) == CALL_TIMEOUT_S == call_timeout(30.0)  # the units' WatchdogSec=30: 13 s + 0.5 s < 15 s
+    for watchdog in (2.0, 4.0, 10.0, 20.0, 30.0, 120.0):
+        assert call_timeout(watchdog) > 0 and call_timeout(watchdog) + TICK_S <= watchdog / 2

@@ -111,3 +111,24 @@ def test_float_input_model_is_refused(model_copy):
                input={"height": int(shape[1]), "width": int(shape[2]), "channels": 1})
     with pytest.raises(ModelError, match="not a full-integer int8 model"):
         LiteRTClassifier(model_copy)
+
+
+def test_a_small_crop_is_enlarged_the_cards_way(model_copy, fer_tiny):
+    import cv2
+
+    from moodspeaker.core.face_crop import enlarge_cubic
+
+    with np.load(fer_tiny / "val.npz") as d:
+        small = cv2.resize(d["images"][5], (24, 24), interpolation=cv2.INTER_AREA)
+    cubic = LiteRTClassifier(model_copy)
+    assert cubic.card.preprocessing.enlarge == "cubic"  # the shipped card
+    np.testing.assert_array_equal(cubic.prepare(small), cubic.prepare(enlarge_cubic(small, cubic.input_size)))
+    card = json.loads(model_copy.with_suffix(".json").read_text())
+    card["preprocessing"]["device"]["enlarge"] = "area"
+    model_copy.with_suffix(".json").write_text(json.dumps(card))
+    area = LiteRTClassifier(model_copy)
+    np.testing.assert_array_equal(area.prepare(small), area.prepare(cv2.resize(small, (48, 48), interpolation=cv2.INTER_AREA)))
+    card["preprocessing"]["device"]["enlarge"] = "lanczos"
+    model_copy.with_suffix(".json").write_text(json.dumps(card))
+    with pytest.raises(ModelError, match="enlarge"):
+        LiteRTClassifier(model_copy)

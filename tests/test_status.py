@@ -15,11 +15,12 @@ from moodspeaker.config import Config, ServiceConfig
 from moodspeaker.model_card import card_path_for, load_card
 
 
-def _runtimes(tmp_path, model):
+def _runtimes(tmp_path, model, face="ok"):
     config = ServiceConfig(runtime_dir=str(tmp_path))
     vision = ServiceRuntime("vision", config, SystemdNotifier({}))
     player = ServiceRuntime("player", config, SystemdNotifier({}))
-    vision.iteration({"mood": "happy", "confidence": 0.82, "fps": 4.9, "model_path": str(model), "privacy": False})
+    vision.iteration({"mood": "happy", "confidence": 0.82, "face": face, "fps": 4.9, "model_path": str(model),
+                      "privacy": False})
     player.iteration({"mood": "happy", "confidence": 0.82, "backend": "mpd", "track": "Artist - Title",
                       "privacy": False, "last_error": ""})
     return vision, player
@@ -125,3 +126,9 @@ def test_an_error_is_cleared_once_its_source_recovers(tmp_path, shipped_model):
     assert gather(Config(), tmp_path)["last_error"] == "vision: camera: vanished"
     vision.clear_error("camera")
     assert gather(Config(), tmp_path)["last_error"] is None  # before: shown forever
+
+
+def test_status_says_why_the_face_counts_less(tmp_path, shipped_model, capsys):
+    _runtimes(tmp_path, shipped_model, face="face too dark")
+    assert main(["status", "--runtime-dir", str(tmp_path)]) == 0
+    assert "mood    happy (0.82), 4.9 fps; face too dark" in capsys.readouterr().out.splitlines()

@@ -26,6 +26,7 @@ class Preprocessing:
 
     face_margin: float = 0.0  # fraction of the detector box added on each side before the square crop
     resize: str = "area"  # OpenCV interpolation: area | linear
+    enlarge: str = "area"  # for a crop smaller than the input: the same as resize ("area"), or exact "cubic"
     flip_tta: bool = False  # average logits of the crop and its mirror image
 
 
@@ -105,7 +106,7 @@ def _preprocessing(path: Path, raw: dict[str, Any]) -> Preprocessing:
     device = section.get("device", {}) if isinstance(section, dict) else None
     if not isinstance(device, dict):
         raise ModelError(f"{path}: \"preprocessing\" must be an object with a \"device\" object, got {section!r}")
-    if unknown := sorted(set(device) - {"face_margin", "resize", "flip_tta"}):
+    if unknown := sorted(set(device) - {"face_margin", "resize", "enlarge", "flip_tta"}):
         raise ModelError(f"{path}: preprocessing.device has unknown keys {unknown}")
     prep = Preprocessing(**device)
     low, high = FACE_MARGIN_RANGE
@@ -114,9 +115,12 @@ def _preprocessing(path: Path, raw: dict[str, Any]) -> Preprocessing:
                          f"got {prep.face_margin!r}")
     if prep.resize not in {"area", "linear"}:
         raise ModelError(f"{path}: preprocessing.device.resize must be 'area' or 'linear', got {prep.resize!r}")
+    if prep.enlarge not in {"area", "cubic"}:
+        raise ModelError(f"{path}: preprocessing.device.enlarge must be 'area' or 'cubic', got {prep.enlarge!r}")
     if not isinstance(prep.flip_tta, bool):
         raise ModelError(f"{path}: preprocessing.device.flip_tta must be true or false, got {prep.flip_tta!r}")
-    return Preprocessing(face_margin=float(prep.face_margin), resize=prep.resize, flip_tta=prep.flip_tta)
+    return Preprocessing(face_margin=float(prep.face_margin), resize=prep.resize, enlarge=prep.enlarge,
+                         flip_tta=prep.flip_tta)
 
 
 def require_model_file(model: Path) -> None:

@@ -114,7 +114,7 @@ def report(run: Path, model_path: Path, val: FaceSet, data_name: str, peer: Path
             "description": "grayscale face crop, square box from the detector (+ face_margin per side), "
                            "resized to the input size; raw pixels 0..255 quantised with the input "
                            "tensor's scale/zero-point (scaling to -1..1 is inside the model)",
-            "device": {"face_margin": face_margin, "resize": "area", "flip_tta": False},
+            "device": {"face_margin": face_margin, "resize": "area", "enlarge": "cubic", "flip_tta": False},
         },
         "quantization": {"type": "full-integer int8 (TFLite builtins int8)",
                          "calibration": "random train faces (seeded)"},

@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from moodspeaker.core.face_crop import enlarge_cubic
 from moodspeaker.errors import ModelError
 from moodspeaker.model_card import ModelCard, card_path_for, load_card, require_model_file, verify_model_file
 
@@ -75,10 +76,14 @@ class LiteRTClassifier:
             raise ModelError(f"{where}: input/output tensors carry no quantisation parameters")
 
     def prepare(self, face: np.ndarray) -> np.ndarray:
-        """Resize a grayscale crop to the model's input and quantise it (int8, model layout)."""
+        """Resize a grayscale crop to the model's input and quantise it (int8, model layout). A crop smaller
+        than the input (a distant face) is enlarged the card's `enlarge` way."""
         size = self.card.input_size
-        if face.shape != (size, size):
-            face = cv2.resize(face, (size, size), interpolation=_INTERP[self.card.preprocessing.resize])
+        prep = self.card.preprocessing
+        if face.shape[0] < size and face.shape[1] < size and prep.enlarge == "cubic":
+            face = enlarge_cubic(face, size)
+        elif face.shape != (size, size):
+            face = cv2.resize(face, (size, size), interpolation=_INTERP[prep.resize])
         return self._lut[face]
 
     def logits(self, prepared: np.ndarray) -> np.ndarray:

@@ -36,13 +36,18 @@ log = logging.getLogger(__name__)
 
 TICK_S = 0.5  # the loop wakes at least this often: cool-downs expire, status is reported, the watchdog is fed
 WATCH_RETRY_S = 2.0  # pause before watching the backend again after it failed in a way it cannot retry itself
-CALL_TIMEOUT_S = 10.0  # the longest one backend command may take; lower under a short WatchdogSec
+# The longest one backend command may take. The adapters keep their own calls within a budget (MPD 10 s,
+# Spotify 12 s) and fail cleanly; this is the backstop above those, for a command of several calls or a backend
+# that hangs in a way its adapter does not catch.
+CALL_TIMEOUT_S = 13.0
 
 
 def call_timeout(watchdog_s: float | None) -> float:
-    """The time limit for one backend command: CALL_TIMEOUT_S, and under systemd well below half of WatchdogSec
-    (one command, plus the loop's own work, must fit between two pings)."""
-    return CALL_TIMEOUT_S if watchdog_s is None else min(CALL_TIMEOUT_S, watchdog_s / 3)
+    """The time limit for one backend command: CALL_TIMEOUT_S, and under systemd short enough that one command
+    plus a tick's wait stays under half of WatchdogSec (13 s for the units' 30 s)."""
+    if watchdog_s is None:
+        return CALL_TIMEOUT_S
+    return min(CALL_TIMEOUT_S, max(watchdog_s / 4, watchdog_s / 2 - TICK_S - 1.0))
 
 
 def policy_from_config(config: Config) -> MoodPolicy:

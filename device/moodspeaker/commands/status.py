@@ -144,7 +144,7 @@ def render(report: dict[str, Any]) -> str:
         conf, fps = report["confidence"], report["fps"]
         lines.append(f"mood    {report['mood']}" + (f" ({conf:.2f})" if isinstance(conf, int | float) else "")
                      + (f", {fps:.1f} fps" if isinstance(fps, int | float) else "")
-                     + (f"; face {report['face']}" if report.get("face") not in (None, "ok", "none") else ""))
+                     + (f"; {report['face']}" if report.get("face") not in (None, "ok", "none") else ""))
     model = report["model"]
     if "error" in model:
         lines.append(f"model   {model['error']}")

@@ -31,6 +31,7 @@ class QualityParams:
     contrast: tuple[float, float] = (10.0, 20.0)  # grey-level standard deviation over the face
     noise: tuple[float, float] = (0.28, 0.18)  # fine-scale response (noise and texture) / contrast
     sharpness: tuple[float, float] = (0.02, 0.06)  # detail at half the model's scale / contrast
+    dark_below: float = 70.0  # mean grey level under which low signal-to-noise is reported as "face too dark"
     skip_below: float = 0.25  # a crop whose weight is below this is not averaged at all
     scale_px: int = 48  # the scale the measures are taken at (the model's input side)
 
@@ -102,6 +103,8 @@ def assess(crop: np.ndarray, params: QualityParams | None = None) -> CropQuality
     }
     weight = math.prod(factors.values())
     reason = None if weight >= 1.0 else min(factors, key=factors.__getitem__)
+    if reason == "too noisy" and brightness < p.dark_below:
+        reason = "face too dark"  # in a dim room the sensor's noise swamps the face: say what the listener can fix
     if weight < p.skip_below:
         weight = 0.0
     return CropQuality(side_px=side, brightness=round(brightness, 2), contrast=round(contrast, 2), noise=round(noise, 3),
