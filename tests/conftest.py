@@ -66,3 +66,13 @@ def seek_near_the_end(mpd_server) -> Callable[[], None]:
             client.disconnect()
 
     return seek
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path):
+    """A private mosquitto broker on 127.0.0.1 (free port); stopped after the test."""
+    from mosquitto_broker import Mosquitto
+
+    broker = Mosquitto(tmp_path / "mosquitto").start()
+    yield broker
+    broker.stop()

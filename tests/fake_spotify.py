@@ -67,6 +67,7 @@ class FakeSpotify:
     position: int = 0
     is_playing: bool = False
     progress_ms: int = 1000
+    volume_percent: int = 50
     library: list[str] = field(default_factory=list)
     access_tokens: set[str] = field(default_factory=set)
     refresh_tokens: set[str] = field(default_factory=set)
@@ -219,8 +220,8 @@ class FakeSpotify:
             if self.active_device is None:
                 return 204, None, {}
             item = self.tracks.get(self.current) if self.current else None
-            return 200, {"device": {"id": self.active_device}, "is_playing": self.is_playing, "progress_ms": self.progress_ms,
-                         "item": item}, {}
+            return 200, {"device": {"id": self.active_device, "volume_percent": self.volume_percent},
+                         "is_playing": self.is_playing, "progress_ms": self.progress_ms, "item": item}, {}
         if path.startswith("/v1/me/player/"):
             if self.active_device is None:
                 return no_device
@@ -231,6 +232,8 @@ class FakeSpotify:
                 if body and "uris" in body:
                     self.queue, self.position = list(body["uris"]), 0
                 self.is_playing = self.current is not None
+            elif (method, command) == ("PUT", "volume"):
+                self.volume_percent = int(query["volume_percent"][0])
             elif (method, command) == ("POST", "queue"):
                 self.queue.append(query["uri"][0])
             elif (method, command) == ("PUT", "pause"):

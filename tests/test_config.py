@@ -54,6 +54,17 @@ def test_spotify_loopback_redirect_uris_are_accepted() -> None:
         assert parse_config(f'[spotify]\nredirect_uri = "{uri}"\n').spotify.redirect_uri == uri
 
 
+def test_volume_section_gives_the_rules_and_refuses_a_bad_window() -> None:
+    config = parse_config('[volume]\nstart = 40\nmaximum = 80\nquiet_hours = ["22:00-07:00"]\nquiet_max = 20\n'
+                          'quiet_camera_off = true\n')
+    rules = config.volume.rules()
+    assert rules.cap(23 * 60) == 20 and rules.cap(12 * 60) == 80 and rules.camera_off(60)
+    with pytest.raises(ConfigError, match=r"\[volume\].*'22-7' is not a daily window like \"22:00-07:00\""):
+        parse_config('[volume]\nquiet_hours = ["22-7"]\n')
+    with pytest.raises(ConfigError, match=r"\[volume\].*volume percentages"):
+        parse_config('[volume]\nmaximum = 150\n')
+
+
 @pytest.mark.parametrize(
     "text, expected",
     [  # each of these used to pass `config check` and then fail (or go silent) in a daemon

@@ -123,6 +123,10 @@ class StuckPlayer:
         await asyncio.sleep(3600)
         return None
 
+    async def volume(self) -> int | None:
+        await asyncio.sleep(3600)
+        return None
+
     async def close(self) -> None:
         pass
 
@@ -209,6 +213,9 @@ class MemoryPlayer:
 
     async def wait_track_change(self) -> Track | None:
         return await self.changes.get()
+
+    async def volume(self) -> int | None:
+        return None  # no mixer
 
     async def close(self) -> None:
         pass

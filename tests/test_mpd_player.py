@@ -242,3 +242,19 @@ def test_a_hung_mpd_is_unavailable_within_the_call_budget_then_recovers(mpd_serv
     assert took < 2 * CALL_BUDGET_S < 30  # two calls, each within its budget (WatchdogSec=30 in the unit)
     assert all(str(mpd_server.port) in e for e in errors)
     assert connected
+
+
+def test_volume_is_set_and_read_on_mpd(mpd_server: MpdServer) -> None:
+    async def scenario() -> tuple[int | None, int | None]:
+        player = _player(mpd_server)
+        try:
+            await player.play(await player.playlist_tracks("mood-calm"))
+            await player.set_volume(35)
+            first = await player.volume()
+            await player.set_volume(140)  # clipped to MPD's range
+            return first, await player.volume()
+        finally:
+            await player.close()
+
+    assert asyncio.run(scenario()) == (35, 100)
+    assert _server_status(mpd_server)[0]["volume"] == "100"

@@ -241,7 +241,9 @@ def test_player_daemon_speaks_the_notify_protocol(manager, tmp_path, mpd_server)
         config.write_text(good)  # fixed: a good reload clears the error from status
         proc.send_signal(signal.SIGHUP)
         sock.wait_for("READY", "1")
-        state = json.loads((tmp_path / "player.json").read_text())
+        deadline = time.monotonic() + 5  # READY comes first; the state file follows at its next write
+        while (state := json.loads((tmp_path / "player.json").read_text()))["reloads"] < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert state["reloads"] == 4 and state["last_reload"]["ok"] is True
         assert state["reload_error"] is None and state["last_error"] is None and state["errors"] == {}
 

@@ -140,3 +140,12 @@ def test_a_reload_keeps_what_plays_privacy_and_counters_and_applies_new_playlist
     play(unchanged, "happy", 0.0, ["h1"])
     unchanged.reconfigure(MoodPolicy(PLAYLISTS, cooldown_s=10.0), early_skip_s=30.0)
     assert unchanged.tick(100.0) == []
+
+
+def test_set_privacy_is_a_command_only_when_it_changes_and_a_toggle_still_follows_it() -> None:
+    s = session()
+    assert s.set_privacy(True) == [SetPrivacy(True)] and s.privacy
+    assert s.set_privacy(True) == []  # already on: nothing to do
+    assert s.on_mood("happy", 0.9, 0.0) == []  # the camera is off: moods are ignored
+    assert s.on_action(ButtonAction.PRIVACY, 1.0, 1e9) == [SetPrivacy(False)]  # the button toggles from there
+    assert s.set_privacy(False) == []

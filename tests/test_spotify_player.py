@@ -516,3 +516,17 @@ def test_the_login_date_survives_refreshes_and_status_warns_before_six_months(fa
     assert "log in again now" in render(report)
     player.token.cache.record_login(time.time())
     assert "spotify login until" in render(gather(config, tmp_path / "run"))
+
+
+def test_volume_is_set_and_read_and_a_device_that_refuses_it_is_said_once(fake: FakeSpotify, tmp_path: Path) -> None:
+    fake.active_device = "dev-speaker"
+    player = _player(fake, tmp_path)
+    run(player.play([Track("spotify:track:moodsad000")]))
+    run(player.set_volume(35))
+    assert fake.volume_percent == 35 and run(player.volume()) == 35
+    assert fake.calls("PUT", "/v1/me/player/volume")[0].query["device_id"] == ["dev-speaker"]
+    fake.fail("PUT", "/v1/me/player/volume", 403, reason="VOLUME_CONTROL_DISALLOW", message="Cannot control device volume")
+    with pytest.raises(PlayerError, match=r"does not let apps set its volume.*stops trying"):
+        run(player.set_volume(20))
+    run(player.set_volume(10))  # not asked again, not said again
+    assert len(fake.calls("PUT", "/v1/me/player/volume")) == 2 and fake.volume_percent == 35

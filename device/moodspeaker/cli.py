@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "moodspeaker.commands.model",
     "moodspeaker.commands.status",
     "moodspeaker.commands.privacy",
+    "moodspeaker.commands.volume",
     "moodspeaker.commands.reload",
     "moodspeaker.commands.config",
 )

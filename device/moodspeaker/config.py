@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from moodspeaker.core.emotions import EMOTIONS
 from moodspeaker.core.policy import check_settings
 from moodspeaker.core.smoother import SmootherParams
+from moodspeaker.core.volume import VolumeRules, parse_window
 from moodspeaker.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/moodspeaker/config.toml")
@@ -87,6 +88,48 @@ class MpdConfig:
             raise ValueError("liked_playlist must name a stored playlist")
         if self.reconnect_max_s <= 0:
             raise ValueError("reconnect_max_s must be > 0")
+
+
+@dataclass(frozen=True)
+class VolumeConfig:
+    start: int = -1  # volume (0-100) the player sets when it starts; -1 = leave the backend's volume as it is
+    maximum: int = 100  # never above this: not at start, not from `moodspeaker volume`, not from Home Assistant
+    fade_s: float = 1.0  # a mood change that cuts a track fades it out and the new music in; 0 = a hard cut
+    quiet_hours: tuple[str, ...] = ()  # daily windows in local time, e.g. ["22:00-07:00"]; none = no quiet hours
+    quiet_max: int = 30  # the volume cap inside the quiet hours (the volume is lowered to it when they begin)
+    quiet_camera_off: bool = False  # also privacy mode (camera off) inside the quiet hours
+
+    def __post_init__(self) -> None:
+        if not -1 <= self.start <= 100 or not 0 <= self.maximum <= 100 or not 0 <= self.quiet_max <= 100:
+            raise ValueError("start (-1 or 0..100), maximum and quiet_max (0..100) are volume percentages")
+        if not 0 <= self.fade_s <= 3:  # the fade is part of one backend command, within the player's time limit
+            raise ValueError("fade_s must be 0..3 seconds")
+        self.rules()  # a bad window is an error now, not in the player
+
+    def rules(self) -> VolumeRules:
+        return VolumeRules(self.maximum, tuple(parse_window(w) for w in self.quiet_hours), self.quiet_max,
+                           self.quiet_camera_off)
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    host: str = ""  # the MQTT broker (Home Assistant's Mosquitto add-on, say); empty = no MQTT
+    port: int = 1883  # 8883 is usual with tls = true
+    username: str = ""  # the broker's user for the speaker, if it needs one
+    password: str = ""
+    tls: bool = False  # encrypt the connection (the broker's certificate is checked)
+    ca_file: str = ""  # CA certificate for tls; empty = the system's CAs
+    discovery_prefix: str = "homeassistant"  # Home Assistant's MQTT discovery prefix
+    node_id: str = "moodspeaker"  # names this speaker's topics (moodspeaker/<node_id>/...): one per speaker
+    device_name: str = "Moodspeaker"  # the device's name in Home Assistant
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.port <= 65535:
+            raise ValueError(f"port must be 1..65535, got {self.port}")
+        if not self.node_id or not all(c.isalnum() or c in "_-" for c in self.node_id):
+            raise ValueError(f"node_id must be letters, digits, _ or -, got {self.node_id!r}")
+        if not self.discovery_prefix or any(c in self.discovery_prefix for c in "#+ "):
+            raise ValueError(f"discovery_prefix must be an MQTT topic without wildcards, got {self.discovery_prefix!r}")
 
 
 @dataclass(frozen=True)
@@ -200,6 +243,8 @@ class Config:
     player: PlayerConfig = field(default_factory=PlayerConfig)
     mpd: MpdConfig = field(default_factory=MpdConfig)
     buttons: ButtonsConfig = field(default_factory=ButtonsConfig)
+    volume: VolumeConfig = field(default_factory=VolumeConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
     spotify: SpotifyConfig = field(default_factory=SpotifyConfig)
     camera: CameraConfig = field(default_factory=CameraConfig)

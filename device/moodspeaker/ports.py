@@ -92,6 +92,14 @@ class Player(Protocol):
         """Save the track to the listener's library (Spotify) or 'liked' playlist (MPD)."""
         ...
 
+    async def set_volume(self, level: int) -> None:
+        """Set the volume, 0..100 (PlayerError where the backend cannot: no mixer, a device that refuses)."""
+        ...
+
+    async def volume(self) -> int | None:
+        """The volume now, 0..100; None where the backend has none."""
+        ...
+
     async def wait_track_change(self) -> Track | None:
         """Block until the current track changes (or playback stops: None)."""
         ...

@@ -341,6 +341,19 @@ class MpdPlayer:
         await self._observe()
 
     @_bounded
+    async def set_volume(self, level: int) -> None:
+        try:
+            await self._command("setvol", max(0, min(100, level)))
+        except MpdRefused as exc:
+            raise PlayerError(f"MPD at {self.where} cannot set the volume ({exc}); give its audio_output a mixer "
+                              '(mixer_type "software" works everywhere)') from None
+
+    @_bounded
+    async def volume(self) -> int | None:
+        level = int((await self._command("status")).get("volume", -1))
+        return None if level < 0 else level  # -1: an output without a mixer
+
+    @_bounded
     async def current(self) -> Track | None:
         song = await self._command("currentsong")
         return _track(song) if song else None

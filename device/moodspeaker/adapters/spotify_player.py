@@ -145,6 +145,7 @@ class SpotifyPlayer:
         self._pending: list[Track] | None = None  # play_next(): what starts when the current track ends
         self._started: list[str] = []  # the URIs Spotify has now: the started ones, then those queued since
         self._rest: list[str] = []  # the rest of the mood list, queued as the started ones run out
+        self._volume_refused = False  # the device refused a volume change once: not asked again
 
     @classmethod
     def from_config(cls, cfg: SpotifyConfig, *, sleep: Callable[[float], None] = time.sleep,
@@ -183,6 +184,25 @@ class SpotifyPlayer:
 
     async def toggle_pause(self) -> None:
         await self._in_thread(self._toggle_pause)
+
+    async def set_volume(self, level: int) -> None:
+        """PUT /me/player/volume. Some Connect devices refuse it (403 VOLUME_CONTROL_DISALLOW): said once, then
+        the volume is left to the device."""
+        if self._volume_refused:
+            return
+        try:
+            await self._in_thread(self._on_device, "set the volume",
+                                  lambda d: self.client.volume(max(0, min(100, level)), device_id=d))
+        except Forbidden as exc:
+            self._volume_refused = True
+            raise PlayerError(f"the Spotify Connect device {self.device_name!r} does not let apps set its volume "
+                              f"({exc}); set it on the device; the speaker stops trying") from None
+
+    async def volume(self) -> int | None:
+        state = await self._in_thread(self._playback)
+        device = state.get("device") if state else None
+        level = device.get("volume_percent") if isinstance(device, dict) else None
+        return int(level) if isinstance(level, int | float) else None
 
     async def current(self) -> Track | None:
         state = await self._in_thread(self._playback)

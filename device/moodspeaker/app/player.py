@@ -8,6 +8,11 @@ gpiozero's threads), track changes (a task awaiting `Player.wait_track_change`) 
 backend command has a time limit below half of systemd's WatchdogSec: a stuck backend is an error in status,
 the loop (and its watchdog pings) goes on. `PlayerApp` wires it from the config and swaps in a new setup on
 reload, keeping the session (what plays, privacy, counters).
+
+Volume ([volume], core.volume): the start volume, the owner's maximum and the quiet hours' cap are applied by
+the loop (every tick compares the cap of the local time with the volume); `submit_volume` (the `volume`
+command, Home Assistant) asks for a level, clipped to the cap; a mood change that cuts a track fades out and
+in. `submit_privacy` sets privacy mode (the `privacy` command, Home Assistant, quiet hours with the camera off).
 """
 
 from __future__ import annotations
@@ -23,12 +28,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from moodspeaker.config import Config
+from moodspeaker.config import Config, VolumeConfig
 from moodspeaker.core.domain import ButtonAction, Track
 from moodspeaker.core.feedback import rank
 from moodspeaker.core.mood import MoodEvent
 from moodspeaker.core.policy import MoodPolicy
 from moodspeaker.core.session import Command, Like, Next, PlaySwitch, Record, Session, SetPrivacy, TogglePause
+from moodspeaker.core.volume import fade
 from moodspeaker.errors import MoodspeakerError, PlayerError, PlayerUnavailable
 from moodspeaker.ports import FeedbackStore, MoodSource, Player
 
@@ -40,6 +46,13 @@ WATCH_RETRY_S = 2.0  # pause before watching the backend again after it failed i
 # Spotify 12 s) and fail cleanly; this is the backstop above those, for a command of several calls or a backend
 # that hangs in a way its adapter does not catch.
 CALL_TIMEOUT_S = 13.0
+FADE_STEP_S = {"mpd": 0.05, "spotify": 0.5}  # one volume step per this long while fading (Spotify: one request each)
+
+
+def local_minute() -> int:
+    """Minutes after local midnight now (quiet hours are local time)."""
+    now = time.localtime()
+    return now.tm_hour * 60 + now.tm_min
 
 
 def call_timeout(watchdog_s: float | None) -> float:
@@ -66,8 +79,14 @@ class PlayerService:
                  early_skip_s: float = 30.0, rng: random.Random | None = None, clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time, on_iteration: Callable[[dict[str, Any]], None] | None = None,
                  on_privacy: Callable[[bool], None] | None = None, on_reload: Callable[[], None] | None = None,
-                 call_timeout_s: float = CALL_TIMEOUT_S) -> None:
+                 call_timeout_s: float = CALL_TIMEOUT_S, volume: VolumeConfig | None = None,
+                 minute: Callable[[], int] = local_minute) -> None:
         self.player, self.feedback = player, feedback
+        self.volume_config = volume or VolumeConfig()
+        self.rules = self.volume_config.rules()
+        self._minute = minute
+        self.volume: int | None = None  # the backend's volume as last set or read (None: unknown)
+        self._quiet_privacy = False  # privacy mode was turned on by quiet hours (and goes off when they end)
         self.session = Session(policy, early_skip_s)
         self.backend = backend
         self.call_timeout_s = call_timeout_s
@@ -92,6 +111,14 @@ class PlayerService:
     def submit_action(self, action: ButtonAction) -> None:
         self._submit("action", action)
 
+    def submit_volume(self, level: int) -> None:
+        """Ask for a volume (clipped to [volume] maximum, or the quiet hours' cap); from any thread."""
+        self._submit("volume", level)
+
+    def submit_privacy(self, on: bool) -> None:
+        """Set privacy mode on or off (not a toggle); from any thread."""
+        self._submit("privacy", on)
+
     def request_reload(self) -> None:
         """Call `on_reload` from the loop at its next turn; safe from any thread or a signal handler."""
         self._submit("reload", None)
@@ -113,10 +140,12 @@ class PlayerService:
     # --- a reload's new setup (from the loop's thread, inside on_reload) ------------------------------
 
     def replace(self, player: Player, feedback: FeedbackStore, policy: MoodPolicy, early_skip_s: float,
-                backend: str) -> None:
+                backend: str, volume: VolumeConfig | None = None) -> None:
         """Carry on with a new backend, store and rules; the session (what plays, privacy, counters) stays.
         The old backend is closed by the loop right after."""
         self.session.reconfigure(policy, early_skip_s)
+        if volume is not None:
+            self.volume_config, self.rules = volume, volume.rules()
         self.feedback, self.backend = feedback, backend
         if player is not self.player:
             self._retired.append(self.player)
@@ -133,11 +162,13 @@ class PlayerService:
             reader = threading.Thread(target=self._read_source, args=(source,), name="mood-source", daemon=True)
             reader.start()
         try:
+            await self._start_volume()
             while not self._stop.is_set():
                 self._wake.clear()
                 while not self._inbox.empty() and not self._stop.is_set():
                     await self._handle(*self._inbox.get())
                 await self._execute(self.session.tick(self._clock()))
+                await self._quiet_hours()
                 self._report()
                 if self._inbox.empty() and not self._stop.is_set():
                     with contextlib.suppress(TimeoutError):
@@ -204,6 +235,11 @@ class PlayerService:
             await self._execute(commands)
         elif kind == "error":
             self._failed(item)
+        elif kind == "volume":
+            await self._set_volume(self.rules.allowed(item, self._minute()), "asked for")
+        elif kind == "privacy":
+            self._quiet_privacy = False  # the owner decided: quiet hours' end leaves it as it is
+            await self._execute(self.session.set_privacy(item))
         elif kind == "reload" and self._on_reload is not None:
             try:
                 self._on_reload()  # builds beside and swaps on success; says itself how it went
@@ -271,11 +307,64 @@ class PlayerService:
             raise PlayerError(f"the playlists {list(switch.selection.playlists)} for {emotion} are empty")
         log.info("%s %d tracks for %s from %s", "playing" if switch.at_once else "queueing after this track",
                  len(tracks), emotion, ", ".join(switch.selection.playlists))
-        if switch.at_once:
+        if switch.at_once and self.session.playing is not None and self.volume and self.volume_config.fade_s > 0:
+            await self._fade_across(tracks)
+        elif switch.at_once:
             await self.player.play(tracks)
         else:
             await self.player.play_next(tracks)
         self.session.queued(switch, [t.uri for t in tracks])
+
+    async def _fade_across(self, tracks: list[Track]) -> None:
+        """Fade the current track out, start `tracks`, fade them in to the volume before (not a hard cut)."""
+        level, half = self.volume or 0, self.volume_config.fade_s / 2
+        step = FADE_STEP_S.get(self.backend, 0.1)
+        for steps, then in ((fade(level, 0, half, step), None), (fade(0, level, half, step), tracks)):
+            if then is not None:
+                await self.player.play(then)
+            elapsed = 0.0
+            for at, volume in steps:
+                await asyncio.sleep(at - elapsed)
+                elapsed = at
+                await self.player.set_volume(volume)
+
+    async def _start_volume(self) -> None:
+        """[volume] start (within the cap), or else learn the backend's volume."""
+        start = self.volume_config.start
+        if start >= 0:
+            await self._set_volume(self.rules.allowed(start, self._minute()), "start")
+            return
+        try:
+            self.volume = await asyncio.wait_for(self.player.volume(), self.call_timeout_s)
+        except (TimeoutError, PlayerError, PlayerUnavailable) as exc:
+            log.info("player: volume unknown for now (%s)", exc or "timed out")
+
+    async def _set_volume(self, level: int, why: str) -> None:
+        try:
+            await asyncio.wait_for(self.player.set_volume(level), self.call_timeout_s)
+        except TimeoutError:
+            self._failed(PlayerUnavailable(f"{self.backend} did not set the volume within {self.call_timeout_s:g} s"))
+            return
+        except (PlayerError, PlayerUnavailable) as exc:
+            self._failed(exc)
+            return
+        log.info("volume %d (%s)", level, why)
+        self.volume = level
+
+    async def _quiet_hours(self) -> None:
+        """Every tick: keep the volume under the cap of the time now; quiet hours may turn the camera off."""
+        minute = self._minute()
+        cap = self.rules.cap(minute)
+        if self.volume is not None and self.volume > cap:
+            await self._set_volume(cap, f"quiet hours {self.rules.quiet_window(minute).text}"
+                                   if self.rules.quiet_window(minute) else "[volume] maximum")
+        camera_off = self.rules.camera_off(minute)
+        if camera_off and not self.session.privacy:
+            self._quiet_privacy = True
+            await self._execute(self.session.set_privacy(True))
+        elif not camera_off and self._quiet_privacy:
+            self._quiet_privacy = False
+            await self._execute(self.session.set_privacy(False))
 
     def _failed(self, exc: BaseException) -> None:
         self.errors += 1
@@ -296,7 +385,8 @@ class PlayerService:
         return {"mood": s.mood, "confidence": round(s.confidence, 3), "backend": self.backend,
                 "track": describe(s.playing.track if s.playing else None), "paused": s.paused,
                 "privacy": s.privacy, "mood_changes": s.mood_changes, "tracks_started": s.tracks_started,
-                "errors": self.errors, "last_error": self.last_error}
+                "errors": self.errors, "last_error": self.last_error, "volume": self.volume,
+                "title": s.playing.track.title if s.playing else ""}
 
 
 def build_player(config: Config) -> Player:
@@ -340,23 +430,49 @@ class PlayerApp:
     `on_privacy(on)` lets the owner of the camera turn it off (the vision daemon through the privacy flag, or
     vision in the same process). `camera_on()` says whether the camera really captures now; the LED follows it.
     `swap(setup)` takes a reload's new setup (see Daemon.reload). A machine without usable GPIO runs without
-    buttons, with a warning.
+    buttons, with a warning. With `runtime_dir` it follows the owner's commands there: the privacy flag
+    (`moodspeaker privacy`) and volume requests (`moodspeaker volume`). With [mqtt] host set it runs the Home
+    Assistant bridge.
     """
 
     def __init__(self, config: Config, on_iteration: Callable[[dict[str, Any]], None] | None = None,
                  on_privacy: Callable[[bool], None] | None = None, on_reload: Callable[[], None] | None = None,
                  camera_on: Callable[[], bool] | None = None, call_timeout_s: float = CALL_TIMEOUT_S,
-                 pin_factory: Any = None) -> None:
+                 pin_factory: Any = None, runtime_dir: str | None = None) -> None:
+        from moodspeaker.adapters.privacy_flag import PrivacyFlag
+        from moodspeaker.adapters.volume_request import VolumeRequest
+
         self._pin_factory = pin_factory
         self._camera_on = camera_on
         self._on_iteration = on_iteration
+        self._privacy_flag = PrivacyFlag(runtime_dir) if runtime_dir else None
+        self._volume_request = VolumeRequest(runtime_dir) if runtime_dir else None
         self.buttons: Any = None  # GpioButtons, when the config enables them and GPIO is usable
+        self.bridge: Any = None  # MqttBridge, when [mqtt] host is set
         self.setup = build_setup(config)
         self.service = PlayerService(self.setup.player, self.setup.policy, self.setup.store,
                                      backend=config.player.backend, early_skip_s=config.player.early_skip_s,
                                      on_iteration=self._iteration, on_privacy=on_privacy, on_reload=on_reload,
-                                     call_timeout_s=call_timeout_s)
+                                     call_timeout_s=call_timeout_s, volume=config.volume)
         self._open_buttons(config)
+        self._open_bridge(config)
+
+    def _open_bridge(self, config: Config) -> None:
+        if not config.mqtt.host:
+            return
+        from moodspeaker.adapters.mqtt_bridge import BridgeCommands, MqttBridge
+
+        service = self.service
+        self.bridge = MqttBridge(config.mqtt, BridgeCommands(
+            privacy=service.submit_privacy, skip=lambda: service.submit_action(ButtonAction.SKIP),
+            like=lambda: service.submit_action(ButtonAction.LIKE), volume=service.submit_volume),
+            volume_max=config.volume.maximum)
+        self.bridge.start()
+
+    def _close_bridge(self) -> None:
+        if self.bridge is not None:
+            self.bridge.close()
+            self.bridge = None
 
     def _open_buttons(self, config: Config) -> None:
         from moodspeaker.adapters.gpio_buttons import GpioButtons, GpioUnavailable
@@ -382,19 +498,36 @@ class PlayerApp:
 
     def _iteration(self, status: dict[str, Any]) -> None:
         self._update_led()
+        self._follow_owner(status)
+        if self.bridge is not None:
+            self.bridge.publish_state(mood=status["mood"], confidence=status["confidence"], track=status["title"],
+                                      privacy=status["privacy"], volume=status["volume"])
         if self._on_iteration is not None:
             self._on_iteration(status)
+
+    def _follow_owner(self, status: dict[str, Any]) -> None:
+        """`moodspeaker privacy` / `moodspeaker volume` from the runtime folder (the flag is polled once a second)."""
+        if self._privacy_flag is not None and (on := self._privacy_flag.changed()) is not None \
+                and on != status["privacy"]:
+            self.service.submit_privacy(on)
+        if self._volume_request is not None and (level := self._volume_request.take()) is not None:
+            self.service.submit_volume(level)
 
     def swap(self, new: PlayerSetup) -> None:
         """Continue with a reload's setup (called from the player loop); the old store closes, the old backend
         is closed by the loop, the buttons are reopened only if their pins changed."""
         old, self.setup = self.setup, new
-        self.service.replace(new.player, new.store, new.policy, new.config.player.early_skip_s, new.config.player.backend)
+        self.service.replace(new.player, new.store, new.policy, new.config.player.early_skip_s, new.config.player.backend,
+                             new.config.volume)
         old.store.close()
         if new.config.buttons != old.config.buttons:
             self._close_buttons()
             self._open_buttons(new.config)
+        if new.config.mqtt != old.config.mqtt or new.config.volume.maximum != old.config.volume.maximum:
+            self._close_bridge()
+            self._open_bridge(new.config)
 
     def close(self) -> None:
+        self._close_bridge()
         self._close_buttons()
         self.setup.store.close()

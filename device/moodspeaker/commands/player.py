@@ -48,7 +48,8 @@ def _run(args: argparse.Namespace) -> int:
         app = PlayerApp(config, on_iteration=daemon.runtime.iteration, on_privacy=privacy.set,
                         on_reload=lambda: daemon.reload(build_setup, app.swap),
                         camera_on=vision_captures(config.service.runtime_dir, fresh_s=3 * config.service.status_interval + 2),
-                        call_timeout_s=call_timeout(daemon.runtime.watchdog_interval))
+                        call_timeout_s=call_timeout(daemon.runtime.watchdog_interval),
+                        runtime_dir=config.service.runtime_dir)
         daemon.on_stop, daemon.on_reload = app.service.stop, app.service.request_reload
         if daemon.stop.is_set():  # SIGTERM came while building
             app.service.stop()

@@ -133,6 +133,13 @@ class Session:
         self.privacy = not self.privacy
         return [SetPrivacy(self.privacy)]
 
+    def set_privacy(self, on: bool) -> list[Command]:
+        """Privacy mode on or off (the owner over SSH, Home Assistant, quiet hours): a command only if it changes."""
+        if on == self.privacy:
+            return []
+        self.privacy = on
+        return [SetPrivacy(on)]
+
     def queued(self, switch: Switch, track_uris: list[str]) -> None:
         """The service carried out `switch` with these tracks in this order."""
         emotion = switch.selection.emotion

@@ -51,7 +51,7 @@ class MpdServer:
             f'db_file "{self.state_dir / "database"}"\n'
             f'bind_to_address "{self.host}"\nport "{self.port}"\n'
             'zeroconf_enabled "no"\n'
-            'audio_output {\n  type "null"\n  name "null"\n}\n'
+            'audio_output {\n  type "null"\n  name "null"\n  mixer_type "software"\n}\n'  # a volume to set
         )
         return conf
 

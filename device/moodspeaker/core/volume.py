@@ -1,0 +1,76 @@
+"""Volume rules: the owner's maximum, quiet hours (a daily schedule with a lower cap, optionally camera off)
+and the fade that replaces a hard cut when a mood change switches the music. Pure: local time is passed in.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MINUTES_PER_DAY = 24 * 60
+_WINDOW = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)-([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+@dataclass(frozen=True)
+class Window:
+    """A daily stretch of local time, [start, end) in minutes after midnight; it may run past midnight."""
+
+    start: int
+    end: int
+    text: str
+
+    def contains(self, minute: int) -> bool:
+        if self.start <= self.end:
+            return self.start <= minute < self.end
+        return minute >= self.start or minute < self.end
+
+
+def parse_window(text: str) -> Window:
+    """"22:00-07:00" -> Window; ValueError with the expected form otherwise."""
+    match = _WINDOW.match(text.strip())
+    if not match:
+        raise ValueError(f"{text!r} is not a daily window like \"22:00-07:00\" (24-hour HH:MM-HH:MM)")
+    h1, m1, h2, m2 = map(int, match.groups())
+    start, end = h1 * 60 + m1, h2 * 60 + m2
+    if start == end:
+        raise ValueError(f"{text!r} starts and ends at the same minute")
+    return Window(start, end, text.strip())
+
+
+@dataclass(frozen=True)
+class VolumeRules:
+    maximum: int = 100  # never above this
+    quiet: tuple[Window, ...] = ()
+    quiet_max: int = 100  # the cap inside a quiet window
+    quiet_camera_off: bool = False  # privacy mode inside a quiet window
+
+    def quiet_window(self, minute: int) -> Window | None:
+        """The quiet window `minute` (local minutes after midnight) falls in, if any."""
+        return next((w for w in self.quiet if w.contains(minute % MINUTES_PER_DAY)), None)
+
+    def cap(self, minute: int) -> int:
+        """The highest volume allowed at `minute`."""
+        return min(self.maximum, self.quiet_max) if self.quiet_window(minute) else self.maximum
+
+    def allowed(self, wanted: int, minute: int) -> int:
+        """`wanted` (a button, `moodspeaker volume`, Home Assistant) clipped to 0..cap."""
+        return max(0, min(wanted, self.cap(minute)))
+
+    def camera_off(self, minute: int) -> bool:
+        return self.quiet_camera_off and self.quiet_window(minute) is not None
+
+
+def fade(start: int, end: int, seconds: float, step_s: float = 0.1) -> list[tuple[float, int]]:
+    """(seconds from now, volume) steps from `start` to `end`, linear over `seconds`, each volume once, ending
+    at `end`. No steps for 0 s or no change but the last."""
+    if seconds <= 0 or start == end:
+        return [(0.0, end)]
+    n = max(1, round(seconds / step_s))
+    steps: list[tuple[float, int]] = []
+    last = start
+    for i in range(1, n + 1):
+        level = round(start + (end - start) * i / n)
+        if level != last:
+            steps.append((round(seconds * i / n, 3), level))
+            last = level
+    return steps

@@ -1,0 +1,51 @@
+"""Volume rules (pure): maximum, quiet hours across midnight, the camera in quiet hours, the mood-change fade."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from moodspeaker.core.volume import VolumeRules, fade, parse_window
+
+
+def _at(hh_mm: str) -> int:
+    h, m = map(int, hh_mm.split(":"))
+    return h * 60 + m
+
+
+def test_a_window_across_midnight_contains_the_night_and_not_the_day() -> None:
+    night = parse_window("22:00-07:00")
+    assert [night.contains(_at(t)) for t in ("21:59", "22:00", "03:00", "06:59", "07:00", "12:00")] == [
+        False, True, True, True, False, False]
+    nap = parse_window("13:30-14:15")
+    assert [nap.contains(_at(t)) for t in ("13:29", "13:30", "14:14", "14:15")] == [False, True, True, False]
+
+
+@pytest.mark.parametrize("text", ["22-07", "25:00-07:00", "22:00 to 07:00", "07:00-07:00", ""])
+def test_a_bad_window_says_the_expected_form(text: str) -> None:
+    with pytest.raises(ValueError, match=r"22:00-07:00|same minute"):
+        parse_window(text)
+
+
+def test_the_cap_is_the_maximum_by_day_and_the_quiet_cap_at_night() -> None:
+    rules = VolumeRules(maximum=80, quiet=(parse_window("22:00-07:00"),), quiet_max=25, quiet_camera_off=True)
+    assert rules.cap(_at("12:00")) == 80 and rules.cap(_at("23:30")) == 25
+    assert rules.allowed(100, _at("12:00")) == 80 and rules.allowed(60, _at("06:00")) == 25
+    assert rules.allowed(-5, _at("12:00")) == 0
+    assert rules.camera_off(_at("02:00")) and not rules.camera_off(_at("08:00"))
+    assert not VolumeRules(quiet=(parse_window("22:00-07:00"),)).camera_off(_at("02:00"))
+    assert rules.quiet_window(_at("23:00")).text == "22:00-07:00" and rules.quiet_window(_at("09:00")) is None
+
+
+def test_a_quiet_cap_above_the_maximum_never_raises_it() -> None:
+    assert VolumeRules(maximum=50, quiet=(parse_window("00:00-06:00"),), quiet_max=70).cap(_at("01:00")) == 50
+
+
+def test_fade_steps_are_linear_monotonic_and_end_on_the_target() -> None:
+    down = fade(60, 20, 1.0, step_s=0.1)
+    assert down[-1] == (1.0, 20) and len(down) == 10
+    assert all(a[0] < b[0] and a[1] > b[1] for a, b in itertools.pairwise(down))
+    up = fade(0, 3, 1.0, step_s=0.1)  # fewer volume steps than time steps: each volume once
+    assert [v for _, v in up] == [1, 2, 3] and up[-1][0] <= 1.0
+    assert fade(40, 40, 1.0) == [(0.0, 40)] and fade(10, 50, 0) == [(0.0, 50)]

@@ -1,0 +1,188 @@
+"""[volume] end to end on a real MPD: start volume, the maximum, quiet hours (cap, camera off) and the fade on
+a mood change; `moodspeaker privacy` and `moodspeaker volume` reaching the running player."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from pathlib import Path
+
+import mpd
+import pytest
+from test_player_service import PLAYLISTS, Clock, folder, mood, mpd_view, serve, until
+
+from moodspeaker.adapters.mpd_player import MpdPlayer
+from moodspeaker.adapters.privacy_flag import PrivacyFlag
+from moodspeaker.adapters.sqlite_feedback import SqliteFeedbackStore
+from moodspeaker.adapters.volume_request import VolumeRequest
+from moodspeaker.app.player import PlayerService
+from moodspeaker.config import VolumeConfig
+from moodspeaker.core.policy import MoodPolicy
+from moodspeaker.dev.mpd_server import MpdServer
+
+
+def mpd_volume(server: MpdServer) -> int:
+    client = mpd.MPDClient()
+    client.connect(server.host, server.port)
+    try:
+        return int(client.status()["volume"])
+    finally:
+        client.disconnect()
+
+
+class RecordingMpd(MpdPlayer):
+    """The real MPD player, noting each volume it sets (to see the fade's steps)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.volumes: list[tuple[float, int]] = []
+
+    async def set_volume(self, level: int) -> None:
+        await super().set_volume(level)
+        self.volumes.append((time.monotonic(), level))
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    with SqliteFeedbackStore(tmp_path / "feedback.db") as s:
+        yield s
+
+
+def make(server: MpdServer, store: SqliteFeedbackStore, volume: VolumeConfig, minute: list[int],
+         clock: Clock | None = None, **policy: object) -> tuple[PlayerService, RecordingMpd]:
+    player = RecordingMpd(server.host, server.port, reconnect_max_s=0.5)
+    service = PlayerService(player, MoodPolicy(PLAYLISTS, **{"cooldown_s": 0.0, **policy}), store,  # type: ignore[arg-type]
+                            backend="mpd", rng=random.Random(3), volume=volume, minute=lambda: minute[0],
+                            clock=clock or time.monotonic)
+    return service, player
+
+
+def test_start_volume_maximum_and_quiet_hours_cap(mpd_server: MpdServer, store) -> None:
+    minute = [12 * 60]  # noon
+    volume = VolumeConfig(start=90, maximum=70, quiet_hours=("22:00-07:00",), quiet_max=20)
+    service, _ = make(mpd_server, store, volume, minute)
+
+    async def scenario() -> None:
+        await until(lambda: mpd_volume(mpd_server) == 70)  # start 90, but never above the maximum
+        service.submit_volume(50)
+        await until(lambda: mpd_volume(mpd_server) == 50)
+        minute[0] = 22 * 60 + 1  # quiet hours begin: lowered to their cap
+        await until(lambda: mpd_volume(mpd_server) == 20)
+        service.submit_volume(60)  # asked for more in the quiet hours: the cap holds
+        await asyncio.sleep(0.3)
+        assert mpd_volume(mpd_server) == 20 and service.status()["volume"] == 20
+        minute[0] = 7 * 60  # morning: asking works again up to the maximum
+        service.submit_volume(100)
+        await until(lambda: mpd_volume(mpd_server) == 70)
+
+    serve(service, scenario)
+    assert service.errors == 0
+
+
+def test_quiet_hours_turn_the_camera_off_and_on_again(mpd_server: MpdServer, store) -> None:
+    minute = [21 * 60 + 59]
+    calls: list[bool] = []
+    volume = VolumeConfig(quiet_hours=("22:00-07:00",), quiet_camera_off=True)
+    service, _ = make(mpd_server, store, volume, minute)
+    service._on_privacy = calls.append
+
+    async def scenario() -> None:
+        await asyncio.sleep(0.3)
+        assert not service.session.privacy
+        minute[0] = 22 * 60
+        await until(lambda: service.session.privacy)
+        minute[0] = 7 * 60
+        await until(lambda: not service.session.privacy)
+        service.submit_privacy(True)  # the owner's privacy outlasts the next quiet hours' end
+        minute[0] = 23 * 60
+        await asyncio.sleep(0.3)
+        minute[0] = 8 * 60
+        await asyncio.sleep(0.6)
+        assert service.session.privacy
+
+    serve(service, scenario)
+    assert calls == [True, False, True]
+
+
+def test_a_mood_change_that_cuts_a_track_fades_out_and_in(mpd_server: MpdServer, store) -> None:
+    clock = Clock()
+    service, player = make(mpd_server, store, VolumeConfig(start=60, fade_s=0.6), [12 * 60], clock,
+                           switch_at_once=True)
+
+    async def scenario() -> None:
+        service.send(mood("happy"))
+        await until(lambda: service.session.tracks_started == 1)
+        player.volumes.clear()
+        clock.t += 100
+        service.send(mood("sad"))
+        await until(lambda: folder(mpd_view(mpd_server)[1]) == "sad" and mpd_volume(mpd_server) == 60)
+
+    serve(service, scenario)
+    levels = [v for _, v in player.volumes]
+    bottom = levels.index(0)
+    assert levels[:bottom] == sorted(levels[:bottom], reverse=True) and levels[bottom + 1:] == sorted(levels[bottom + 1:])
+    assert levels[-1] == 60 and len(levels) > 6
+    took = player.volumes[-1][0] - player.volumes[0][0]
+    assert 0.4 < took < 2.0  # about fade_s, not a hard cut and not a stall
+
+
+def test_the_owners_privacy_and_volume_commands_reach_the_running_player(mpd_server: MpdServer, store,
+                                                                          tmp_path: Path) -> None:
+    from moodspeaker.app.player import PlayerApp
+    from moodspeaker.config import parse_config
+
+    config = parse_config(f'[mpd]\nhost = "{mpd_server.host}"\nport = {mpd_server.port}\n[feedback]\n'
+                          f'path = "{tmp_path / "fb.db"}"\n[buttons]\nenabled = false\n[volume]\nmaximum = 80\n')
+    flag = PrivacyFlag(tmp_path / "run")
+    app = PlayerApp(config, on_privacy=flag.set, runtime_dir=str(tmp_path / "run"))
+
+    async def scenario() -> None:
+        flag.set(True)  # what `moodspeaker privacy on` does
+        await until(lambda: app.service.session.privacy, timeout=5)
+        flag.set(False)
+        await until(lambda: not app.service.session.privacy, timeout=5)
+        await until(lambda: mpd_volume(mpd_server) == 80)  # MPD started at 100: brought down to the maximum
+        VolumeRequest(tmp_path / "run").ask(45)  # what `moodspeaker volume 45` does
+        await until(lambda: mpd_volume(mpd_server) == 45, timeout=5)
+        assert not VolumeRequest(tmp_path / "run").pending()
+
+    try:
+        serve(app.service, scenario)
+    finally:
+        app.close()
+
+
+def test_volume_command_hands_the_level_to_the_player_and_shows_the_result(tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from moodspeaker.adapters.sd_notify import SystemdNotifier
+    from moodspeaker.app.lifecycle import ServiceRuntime
+    from moodspeaker.cli import main
+    from moodspeaker.config import ServiceConfig
+
+    runtime = ServiceRuntime("player", ServiceConfig(runtime_dir=str(tmp_path), status_interval=0.1), SystemdNotifier({}))
+    request, stop = VolumeRequest(tmp_path), threading.Event()
+
+    def player() -> None:  # takes the request as the player loop does, and reports the capped level each turn
+        volume = 30
+        while not stop.is_set():
+            if (level := request.take()) is not None:
+                volume = min(level, 60)
+            runtime.iteration({"volume": volume})
+            time.sleep(0.05)
+
+    worker = threading.Thread(target=player, daemon=True)
+    worker.start()
+    config = tmp_path / "config.toml"
+    config.write_text(f'[service]\nruntime_dir = "{tmp_path}"\nstatus_interval = 0.1\n')
+    try:
+        assert main(["volume", "--config", str(config)]) == 0
+        assert capsys.readouterr().out.strip() == "volume 30"
+        assert main(["volume", "75", "--config", str(config)]) == 0
+        assert capsys.readouterr().out.strip() == "volume 60 (capped: [volume] maximum or quiet hours)"
+        assert main(["volume", "150", "--config", str(config)]) == 2
+        assert "0..100" in capsys.readouterr().err
+    finally:
+        stop.set()
+        worker.join()
