@@ -18,7 +18,7 @@ TEST_APT := $(DEMO_APT) systemd mosquitto
 # pip's own lines, less the noise: one line per package it fetches, what it installed, and its errors.
 PIP_PROGRESS := 2>&1 | { grep --line-buffered -E '^(Collecting|Successfully installed|ERROR)' || true; } | sed -u 's/^/  /'
 
-.PHONY: demo test torch lint setup clean
+.PHONY: demo test torch lint setup clean system-test system-test-arm64
 
 setup: $(TEST_STAMP)
 
@@ -55,6 +55,18 @@ demo: $(DEMO_STAMP)
 test: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# The appliance as an owner installs it (root): a cached Debian trixie root booted under systemd-nspawn, the real
+# install.sh and units; see tests/system/run.py. Needs no venv; installs systemd-nspawn and debootstrap if missing.
+system-test:
+	scripts/ensure-apt systemd-container debootstrap
+	python3 tests/system/run.py
+
+# The Pi side, emulated (root, long: not in CI): install.sh's pip step on arm64 trixie and bookworm under qemu-user,
+# predictions and Haar boxes compared with this machine's; see tests/system/arm64.py.
+system-test-arm64: $(DEMO_STAMP)
+	scripts/ensure-apt qemu-user-static binfmt-support debootstrap
+	$(BIN)/python tests/system/arm64.py
 
 torch: $(TORCH_STAMP)
 

@@ -200,7 +200,7 @@ fi
 
 if [ "$DO_PIP" = 1 ]; then
   system_python=$(/usr/bin/python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-  venv_python=$(sed -n 's/^version[_info]* *= *\([0-9]*\.[0-9]*\).*/\1/p' "$VENV/pyvenv.cfg" 2>/dev/null | head -n1)
+  venv_python=$(sed -n 's/^version[_info]* *= *\([0-9]*\.[0-9]*\).*/\1/p' "$VENV/pyvenv.cfg" 2>/dev/null | head -n1 || true)
   if [ -d "$VENV" ] && { [ "$venv_python" != "$system_python" ] || ! "$VENV/bin/python" -c '' 2>/dev/null; }; then
     say "the system Python changed (${venv_python:-unknown} -> $system_python, an OS upgrade?): rebuilding the venv"
     rm -rf "$VENV"
@@ -227,10 +227,10 @@ install -d -m 0755 "$ETC"
 install -m 0644 "$REPO/systemd/config.toml.example" "$ETC/config.toml.example"
 if [ ! -e "$ETC/config.toml" ]; then
   install -m 0640 "$REPO/systemd/config.toml.example" "$ETC/config.toml"
-  [ -z "$ROOT" ] && chgrp "$USER_NAME" "$ETC/config.toml"  # may hold the Spotify app secret
 else
   say "kept your $ETC/config.toml (the new template is config.toml.example)"
 fi
+[ -z "$ROOT" ] && chgrp "$USER_NAME" "$ETC/config.toml"  # 0640: it may hold the Spotify app secret; the daemons read it
 
 install -d -m 0755 "$STATE" "$STATE/models"
 if [ -e "$STATE/models/current" ]; then
