@@ -85,6 +85,7 @@ def main() -> int:
     parser.add_argument("--speed", type=float, default=2.0, help="play the clip this many times faster than real time")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
+    logging.getLogger("moodspeaker.adapters.opencv_source").setLevel(logging.ERROR)  # the clip's end is the demo's
     truth = load_clip_truth(args.clip)
     with tempfile.TemporaryDirectory(prefix="moodspeaker-demo-") as tmp:
         work = Path(tmp)

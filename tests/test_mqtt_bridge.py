@@ -215,6 +215,7 @@ def test_a_refused_login_is_reported_not_fatal(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, f"no error for a refused login; see {broker.state_dir}"
             time.sleep(0.05)
         assert "refused the connection" in bridge.last_error and not bridge.connected.is_set()
+        assert bridge.describe() == bridge.last_error  # what `moodspeaker status` shows
         bridge.close()
     finally:
         broker.stop()
@@ -260,8 +261,11 @@ def test_the_player_speaks_to_home_assistant_end_to_end(mpd_server, mosquitto, l
         listener.send("moodspeaker/den/skip/press", "PRESS")
         await until(lambda: app.service.session.tracks_started == 2)
 
+    statuses: list[dict] = []
+    app._on_iteration = statuses.append
     try:
         serve(app.service, scenario)
     finally:
         app.close()
     assert listener.wait_for("moodspeaker/den/availability", "offline") == "offline"
+    assert statuses[-1]["mqtt"].startswith(f"connected to {mosquitto.host}:{mosquitto.port}")  # in the state file

@@ -132,3 +132,16 @@ def test_status_says_why_the_face_counts_less(tmp_path, shipped_model, capsys):
     _runtimes(tmp_path, shipped_model, face="face too dark")
     assert main(["status", "--runtime-dir", str(tmp_path)]) == 0
     assert "mood    happy (0.82), 4.9 fps; face too dark" in capsys.readouterr().out.splitlines()
+
+
+def test_status_shows_the_volume_and_the_home_assistant_link(tmp_path, shipped_model, capsys):
+    config = ServiceConfig(runtime_dir=str(tmp_path))
+    _runtimes(tmp_path, shipped_model)
+    player = ServiceRuntime("player", config, SystemdNotifier({}))
+    player.iteration({"mood": "happy", "confidence": 0.82, "backend": "mpd", "track": "Artist - Title", "privacy": False,
+                      "last_error": "", "volume": 40, "mqtt": "connected to 10.0.0.2:1883 (Home Assistant discovery "
+                      "under homeassistant/)"})
+    main(["status", "--runtime-dir", str(tmp_path)])
+    lines = capsys.readouterr().out.splitlines()
+    assert "player  mpd: Artist - Title, volume 40" in lines
+    assert "mqtt    connected to 10.0.0.2:1883 (Home Assistant discovery under homeassistant/)" in lines

@@ -84,6 +84,13 @@ class MqttBridge:
         self._client.disconnect()
         self._client.loop_stop()
 
+    def describe(self) -> str:
+        """One line for `moodspeaker status`: connected, or why not."""
+        where = f"{self.config.host}:{self.config.port}"
+        if self.connected.is_set():
+            return f"connected to {where} (Home Assistant discovery under {self.config.discovery_prefix}/)"
+        return self.last_error or f"connecting to {where}"
+
     def publish_state(self, *, mood: str, confidence: float, track: str, privacy: bool, volume: int | None) -> None:
         """Publish what changed since the last call (each retained)."""
         state = {"mood": mood, "confidence": str(round(confidence * 100)), "track": track,

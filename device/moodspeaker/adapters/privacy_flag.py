@@ -1,8 +1,8 @@
 """Privacy mode shared by the two daemons as a flag file in the runtime directory: present = camera off.
 
 The player owns the button and writes the flag; the vision daemon, which has no network and talks to
-nobody, polls it with one stat() a second. The player clears it when it starts, so the flag always
-matches the player's own state.
+nobody, polls it with one stat() a second. The player clears it when it starts and follows it from then
+on, so `moodspeaker privacy on|off` (which writes or removes it) reaches both daemons.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class PrivacyFlag:
         if on:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_suffix(".tmp")
-            tmp.write_text("camera off: privacy mode (like button held)\n")
+            tmp.write_text("camera off: privacy mode (like button, `moodspeaker privacy on`, Home Assistant, quiet hours)\n")
             os.replace(tmp, self.path)
         else:
             self.path.unlink(missing_ok=True)

@@ -507,6 +507,7 @@ class PlayerApp:
         if self.bridge is not None:
             self.bridge.publish_state(mood=status["mood"], confidence=status["confidence"], track=status["title"],
                                       privacy=status["privacy"], volume=status["volume"])
+            status = {**status, "mqtt": self.bridge.describe()}
         if self._on_iteration is not None:
             self._on_iteration(status)
 

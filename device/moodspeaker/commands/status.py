@@ -87,6 +87,8 @@ def gather(config: Config, runtime_dir: Path, now: float | None = None) -> dict[
         "model": model_info(config, vision),
         "backend": player.get("backend"),
         "track": player.get("track"),
+        "volume": player.get("volume"),
+        "mqtt": player.get("mqtt"),
         "privacy": bool(vision.get("privacy") or player.get("privacy")),
         "spotify_login": spotify_login(config, now),
         "last_error": max(errors)[1] if errors else None,
@@ -153,7 +155,10 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"model   {model['sha256'][:12]} {model['name'] or ''} val accuracy "
                      f"{'?' if acc is None else f'{acc:.4f}'} ({model['path']})")
     if report["backend"] is not None:
-        lines.append(f"player  {report['backend']}: {report['track'] or 'nothing playing'}")
+        volume = f", volume {report['volume']}" if isinstance(report.get("volume"), int) else ""
+        lines.append(f"player  {report['backend']}: {report['track'] or 'nothing playing'}{volume}")
+    if report.get("mqtt"):
+        lines.append(f"mqtt    {report['mqtt']}")
     lines.append(f"privacy {'on: camera off' if report['privacy'] else 'off'}")
     if report.get("spotify_login"):
         lines.append(_render_spotify_login(report["spotify_login"]))
