@@ -106,6 +106,18 @@ def test_a_non_utf8_file_is_a_config_error_not_a_traceback(tmp_path) -> None:
         load_config(path)
 
 
+def test_library_mode_names_moods_by_their_keys_unless_the_owner_maps_them() -> None:
+    from moodspeaker.app.player import policy_from_config
+
+    folders = parse_config('[mpd]\nlibrary = "folders"\n')
+    assert policy_from_config(folders).selection_for("happy").playlists == ("happy",)  # moods/happy/, not mood-happy
+    mapped = parse_config('[mpd]\nlibrary = "tags"\n[player]\nplaylists = { happy = "party", sad = "blue" }\n')
+    assert policy_from_config(mapped).selection_for("sad").playlists == ("blue",)
+    assert policy_from_config(parse_config("")).selection_for("happy").playlists == ("mood-happy",)  # as before
+    with pytest.raises(ConfigError, match=r"\[mpd\].*library_tag must be one of MPD's tags"):
+        parse_config('[mpd]\nlibrary_tag = "vibe"\n')
+
+
 def test_checks_that_compare_fields_of_one_section_report_every_problem(tmp_path, capsys) -> None:
     """These checks used to stop at a section's first problem: fixing it revealed the next one, a restart later."""
     from moodspeaker.cli import main

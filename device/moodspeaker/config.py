@@ -54,6 +54,9 @@ class ServiceConfig:
             raise ValueError("status_interval must be between 0.1 and 60 seconds")
 
 
+LIBRARY_TAGS = ("genre", "mood", "comment", "grouping", "album", "artist", "title", "work", "label")
+
+
 def _default_playlists() -> dict[str, str]:
     return {key: f"mood-{key}" for key in (*EMOTIONS, "calm", "uplifting")}
 
@@ -86,11 +89,16 @@ class MpdConfig:
     password: str = ""  # MPD's password, if it has one
     liked_playlist: str = "liked"  # stored playlist that the like button adds to
     reconnect_max_s: float = 30.0  # longest wait between reconnect attempts
+    library: Literal["playlists", "folders", "tags"] = "playlists"  # a mood's music: stored playlists, a folder, a tag
+    library_dir: str = "moods"  # folders: <music_directory>/moods/<name>/... for each [player] playlists name
+    library_tag: str = "genre"  # tags: songs whose tag equals the name (any case): genre, mood, comment, ...
 
     def __post_init__(self) -> None:
         problems = []
         if not 1 <= self.port <= 65535:
             problems.append(f"port must be 1..65535, got {self.port}")
+        if self.library_tag not in LIBRARY_TAGS:
+            problems.append(f"library_tag must be one of MPD's tags {list(LIBRARY_TAGS)}, got {self.library_tag!r}")
         if not self.liked_playlist:
             problems.append("liked_playlist must name a stored playlist")
         if self.reconnect_max_s <= 0:
