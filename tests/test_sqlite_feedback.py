@@ -265,3 +265,39 @@ def test_a_database_damaged_while_the_player_runs_is_moved_aside_and_later_event
     assert len(aside) == 1 and f"{db} is corrupt: moved it to {aside[0]} and started a new feedback database" in caplog.text
     with SqliteFeedbackStore(db) as reopened:  # the new database kept what came after the damage
         assert reopened.counts("sad") == {"new.mp3": {LIKE: 1, FULL_PLAY: 1}}
+
+
+def test_a_damaged_database_that_cannot_be_moved_aside_keeps_events_in_memory_until_it_can(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """An SD card with I/O errors is often remounted read-only. Before, the rename's OSError crossed the port and
+    left the store with a closed connection: every later event was kept in memory for good, never written."""
+    import errno
+
+    from moodspeaker.adapters.sqlite_feedback import FeedbackNotSaved
+
+    db = tmp_path / "feedback.db"
+    store = SqliteFeedbackStore(db, move_corrupt_aside=True)
+    for i in range(300):
+        store.record("sad", f"track-{i}-" + "x" * 100, FULL_PLAY, float(i))
+    store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store._db.execute("PRAGMA cache_size = 1")  # the damage is read from disk, as in a database bigger than the cache
+    _damage_the_btree_roots(db)
+    rename = Path.rename
+
+    def read_only(self: Path, target: object) -> Path:
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(Path, "rename", read_only)
+    with pytest.raises(FeedbackNotSaved, match=r"is corrupt .* cannot be moved aside .*Read-only file system.*"
+                                               r"1 feedback events kept in memory"):
+        store.record("sad", "new.mp3", LIKE, 1000.0)
+    assert store.counts("sad") == {"new.mp3": {LIKE: 1}}  # ranking goes on with what waits in memory
+    with pytest.raises(FeedbackNotSaved, match="2 feedback events kept in memory"):
+        store.record("sad", "new.mp3", FULL_PLAY, 1001.0)
+    monkeypatch.setattr(Path, "rename", rename)  # writable again (say, after a reboot's fsck)
+    caplog.set_level("ERROR")
+    store.record("sad", "other.mp3", SKIP, 1002.0)
+    assert store.unsaved == 0 and f"{db} is corrupt: moved it to" in caplog.text
+    store.close()
+    with SqliteFeedbackStore(db) as reopened:
+        assert reopened.counts("sad") == {"new.mp3": {LIKE: 1, FULL_PLAY: 1}, "other.mp3": {SKIP: 1}}
