@@ -104,3 +104,44 @@ def test_a_non_utf8_file_is_a_config_error_not_a_traceback(tmp_path) -> None:
     path.write_bytes(b'[mpd]\nhost = "caf\xe9"\n')  # Latin-1
     with pytest.raises(ConfigError, match=r"not UTF-8 text \(byte 17 is b'\\xe9'\); save the file as UTF-8"):
         load_config(path)
+
+
+def test_library_mode_names_moods_by_their_keys_unless_the_owner_maps_them() -> None:
+    from moodspeaker.app.player import policy_from_config
+
+    folders = parse_config('[mpd]\nlibrary = "folders"\n')
+    assert policy_from_config(folders).selection_for("happy").playlists == ("happy",)  # moods/happy/, not mood-happy
+    mapped = parse_config('[mpd]\nlibrary = "tags"\n[player]\nplaylists = { happy = "party", sad = "blue" }\n')
+    assert policy_from_config(mapped).selection_for("sad").playlists == ("blue",)
+    assert policy_from_config(parse_config("")).selection_for("happy").playlists == ("mood-happy",)  # as before
+    with pytest.raises(ConfigError, match=r"\[mpd\].*library_tag must be one of MPD's tags"):
+        parse_config('[mpd]\nlibrary_tag = "vibe"\n')
+
+
+def test_checks_that_compare_fields_of_one_section_report_every_problem(tmp_path, capsys) -> None:
+    """These checks used to stop at a section's first problem: fixing it revealed the next one, a restart later."""
+    from moodspeaker.cli import main
+
+    path = tmp_path / "config.toml"
+    path.write_text('[buttons]\nskip_pin = 17\nlike_pin = 17\nhold_s = 0.01\ndebounce_s = 0.05\n'
+                    '[player]\nplaylists = { hapy = "mood-happy", sad = "" }\ncooldown_s = -1.0\n'
+                    '[volume]\nquiet_hours = ["22-7", "07:00-07:00"]\nfade_s = 9.0\n'
+                    '[smoother]\nmin_confidence = 2.0\nheartbeat_s = 0.0\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    expected = [
+        "[buttons]: skip_pin, like_pin and led_pin must differ, got [17, 17, 22]",
+        "[buttons]: need 0 <= debounce_s < hold_s",
+        "[player]: playlists.hapy: no mood plays this key (a typo would leave that mood silent); did you mean 'happy'?",
+        "[player]: playlists.sad is empty; name a playlist or remove the key",
+        "[player]: cooldown_s and early_skip_s must be >= 0 seconds",
+        "[volume]: fade_s must be 0..3 seconds",
+        "[volume]: quiet_hours: '22-7' is not a daily window like \"22:00-07:00\" (24-hour HH:MM-HH:MM)",
+        "[volume]: quiet_hours: '07:00-07:00' starts and ends at the same minute",
+        "[smoother]: min_confidence must be between 0 and 1",
+        "[smoother]: heartbeat_s must be > 0 seconds",
+    ]
+    assert [p.removeprefix(f"{path} ") for p in err.value.problems] == expected
+    assert main(["config", "check", str(path)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == f"moodspeaker config: {len(expected)} problems:" and len(lines) == 1 + len(expected)

@@ -479,6 +479,33 @@ def test_spotify_login_refuses_a_url_without_a_code_or_from_another_attempt(fake
     assert not (tmp_path / "t.json").exists()
 
 
+def test_spotify_login_raises_its_errors_for_cli_main_to_report(tmp_path: Path, monkeypatch, capsys) -> None:
+    """A thin command: it raises the error kinds and `cli.main` turns them into one line and exit 2 (it used to
+    print and return 2 itself, so `-v` showed no traceback)."""
+    from moodspeaker.cli import build_parser
+    from moodspeaker.commands.spotify_login import LoginError
+    from moodspeaker.errors import EXIT_OWNER, ConfigError
+
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[spotify]\nclient_id = ""\n')
+    args = build_parser().parse_args(["spotify-login", "--config", str(cfg)])
+    with pytest.raises(PlayerError, match=r"client_id is empty") as raised:
+        args.func(args)
+    assert raised.value.exit_code == EXIT_OWNER
+    cfg.write_text('[spotify]\nclient_idd = "id"\n')
+    with pytest.raises(ConfigError, match=r"did you mean 'client_id'"):
+        args.func(args)
+    cfg.write_text(f'[spotify]\nclient_id = "id"\ntoken_cache = "{tmp_path / "t.json"}"\n')
+    monkeypatch.setattr("sys.stdin", io.StringIO("http://127.0.0.1:8888/callback?code=abc&state=stale\n"))
+    with pytest.raises(LoginError, match="another login attempt"):
+        args.func(args)
+    capsys.readouterr()
+    monkeypatch.setattr("sys.stdin", io.StringIO("http://127.0.0.1:8888/callback?code=abc&state=stale\n"))
+    assert main(["spotify-login", "--config", str(cfg)]) == EXIT_OWNER
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("moodspeaker spotify-login: that URL belongs to another login")
+
+
 def test_token_file_fsyncs_its_folder_after_the_rename(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 

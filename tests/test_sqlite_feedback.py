@@ -145,6 +145,31 @@ def test_cli_reads_the_path_from_the_config_and_does_not_create_a_missing_db(tmp
     assert "did you mean 'path'" in capsys.readouterr().err
 
 
+def test_cli_feedback_raises_its_errors_for_cli_main_to_report(tmp_path: Path, capsys) -> None:
+    """A thin command: it raises the error kinds and `cli.main` turns them into one line and exit 2 (it used to
+    print and return 2 itself)."""
+    from moodspeaker.cli import build_parser
+    from moodspeaker.errors import EXIT_OWNER, ConfigError, UsageError
+
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[feedback]\npaht = "x"\n')
+    args = build_parser().parse_args(["feedback", "show", "--config", str(cfg)])
+    with pytest.raises(ConfigError, match="did you mean 'path'"):
+        args.func(args)
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not sqlite" * 100)
+    args = build_parser().parse_args(["feedback", "export", "--db", str(junk)])
+    with pytest.raises(FeedbackStoreError, match="not a usable feedback database") as raised:
+        args.func(args)
+    assert raised.value.exit_code == EXIT_OWNER
+    args = build_parser().parse_args(["feedback", "reset", "--db", str(junk)])
+    with pytest.raises(UsageError, match="add --yes"):
+        args.func(args)
+    assert main(["feedback", "export", "--db", str(junk)]) == EXIT_OWNER
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"moodspeaker feedback: {junk}: not a usable feedback database")
+
+
 def test_a_full_disk_keeps_events_in_memory_and_writes_them_once_there_is_room(tmp_path: Path) -> None:
     """Before, a full disk raised sqlite3.OperationalError out of record() and the player died at the next track end."""
     from moodspeaker.adapters.sqlite_feedback import FeedbackNotSaved
@@ -197,3 +222,82 @@ def test_a_corrupt_database_is_moved_aside_and_a_new_one_started(tmp_path: Path,
         assert store.counts("sad") == {"new.mp3": {LIKE: 1}}
     aside = [p for p in tmp_path.iterdir() if p.name.startswith("feedback.db.corrupt-") and p.name[-4:] not in ("-wal", "-shm")]
     assert len(aside) == 1 and f"moved it to {aside[0]} " in caplog.text
+
+
+def _damage_the_btree_roots(db: Path) -> None:
+    """Overwrite pages 2 and 3, the roots of the events table and its index: every insert and every count reads them."""
+    data = bytearray(db.read_bytes())
+    page = int.from_bytes(data[16:18], "big")
+    data[page: 3 * page] = b"\xa5" * (2 * page)
+    db.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("first_use", ["record", "counts"])
+@pytest.mark.parametrize("uncached", ["another-connection-wrote", "db-outgrew-the-cache"])
+def test_a_database_damaged_while_the_player_runs_is_moved_aside_and_later_events_kept(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, uncached: str, first_use: str) -> None:
+    """The store holds one connection whose page cache hid damage made underneath it: the damage must be read from
+    disk, so either another connection changed the database (`moodspeaker feedback`, a checkpoint), which makes
+    SQLite drop the store's cached pages, or the database is bigger than the page cache (here: a cache of one page)."""
+    db = tmp_path / "feedback.db"
+    store = SqliteFeedbackStore(db, move_corrupt_aside=True)  # the player's store, open the whole test
+    for i in range(300):
+        store.record("sad", f"track-{i}-" + "x" * 100, FULL_PLAY, float(i))
+    assert store._db.execute("SELECT rootpage FROM sqlite_master ORDER BY rootpage").fetchall() == [(2,), (3,)]
+    if uncached == "another-connection-wrote":
+        other = sqlite3.connect(db)
+        other.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # every page now in the main file, the WAL restarted
+        other.close()
+    else:
+        store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        store._db.execute("PRAGMA cache_size = 1")
+    _damage_the_btree_roots(db)
+    caplog.set_level("ERROR")
+    if first_use == "record":
+        store.record("sad", "new.mp3", LIKE, 1000.0)  # a track end: no exception reaches the player
+    else:
+        assert store.counts("sad") == {}  # a playlist switch: ranks without the lost feedback
+        store.record("sad", "new.mp3", LIKE, 1000.0)
+    store.record("sad", "new.mp3", FULL_PLAY, 1001.0)
+    assert store.counts("sad") == {"new.mp3": {LIKE: 1, FULL_PLAY: 1}} and store.unsaved == 0
+    store.close()
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("feedback.db.corrupt-") and p.name[-4:] not in ("-wal", "-shm")]
+    assert len(aside) == 1 and f"{db} is corrupt: moved it to {aside[0]} and started a new feedback database" in caplog.text
+    with SqliteFeedbackStore(db) as reopened:  # the new database kept what came after the damage
+        assert reopened.counts("sad") == {"new.mp3": {LIKE: 1, FULL_PLAY: 1}}
+
+
+def test_a_damaged_database_that_cannot_be_moved_aside_keeps_events_in_memory_until_it_can(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """An SD card with I/O errors is often remounted read-only. Before, the rename's OSError crossed the port and
+    left the store with a closed connection: every later event was kept in memory for good, never written."""
+    import errno
+
+    from moodspeaker.adapters.sqlite_feedback import FeedbackNotSaved
+
+    db = tmp_path / "feedback.db"
+    store = SqliteFeedbackStore(db, move_corrupt_aside=True)
+    for i in range(300):
+        store.record("sad", f"track-{i}-" + "x" * 100, FULL_PLAY, float(i))
+    store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store._db.execute("PRAGMA cache_size = 1")  # the damage is read from disk, as in a database bigger than the cache
+    _damage_the_btree_roots(db)
+    rename = Path.rename
+
+    def read_only(self: Path, target: object) -> Path:
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(Path, "rename", read_only)
+    with pytest.raises(FeedbackNotSaved, match=r"is corrupt .* cannot be moved aside .*Read-only file system.*"
+                                               r"1 feedback events kept in memory"):
+        store.record("sad", "new.mp3", LIKE, 1000.0)
+    assert store.counts("sad") == {"new.mp3": {LIKE: 1}}  # ranking goes on with what waits in memory
+    with pytest.raises(FeedbackNotSaved, match="2 feedback events kept in memory"):
+        store.record("sad", "new.mp3", FULL_PLAY, 1001.0)
+    monkeypatch.setattr(Path, "rename", rename)  # writable again (say, after a reboot's fsck)
+    caplog.set_level("ERROR")
+    store.record("sad", "other.mp3", SKIP, 1002.0)
+    assert store.unsaved == 0 and f"{db} is corrupt: moved it to" in caplog.text
+    store.close()
+    with SqliteFeedbackStore(db) as reopened:
+        assert reopened.counts("sad") == {"new.mp3": {LIKE: 1, FULL_PLAY: 1}, "other.mp3": {SKIP: 1}}

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from moodspeaker.core.checks import InvalidSettings, raise_problems
 from moodspeaker.core.emotions import EMOTIONS
 from moodspeaker.core.policy import check_settings
 from moodspeaker.core.smoother import SmootherParams
@@ -53,6 +54,9 @@ class ServiceConfig:
             raise ValueError("status_interval must be between 0.1 and 60 seconds")
 
 
+LIBRARY_TAGS = ("genre", "mood", "comment", "grouping", "album", "artist", "title", "work", "label")
+
+
 def _default_playlists() -> dict[str, str]:
     return {key: f"mood-{key}" for key in (*EMOTIONS, "calm", "uplifting")}
 
@@ -68,9 +72,14 @@ class PlayerConfig:
     early_skip_s: float = 30.0  # a skip within this many seconds of a track's start counts as an early skip
 
     def __post_init__(self) -> None:
-        check_settings(self.strategy, self.playlists, self.lift)
+        problems = []
+        try:
+            check_settings(self.strategy, self.playlists, self.lift)
+        except InvalidSettings as exc:
+            problems += exc.problems
         if self.cooldown_s < 0 or self.early_skip_s < 0:
-            raise ValueError("cooldown_s and early_skip_s must be >= 0 seconds")
+            problems.append("cooldown_s and early_skip_s must be >= 0 seconds")
+        raise_problems(problems)
 
 
 @dataclass(frozen=True)
@@ -80,14 +89,21 @@ class MpdConfig:
     password: str = ""  # MPD's password, if it has one
     liked_playlist: str = "liked"  # stored playlist that the like button adds to
     reconnect_max_s: float = 30.0  # longest wait between reconnect attempts
+    library: Literal["playlists", "folders", "tags"] = "playlists"  # a mood's music: stored playlists, a folder, a tag
+    library_dir: str = "moods"  # folders: <music_directory>/moods/<name>/... for each [player] playlists name
+    library_tag: str = "genre"  # tags: songs whose tag equals the name (any case): genre, mood, comment, ...
 
     def __post_init__(self) -> None:
+        problems = []
         if not 1 <= self.port <= 65535:
-            raise ValueError(f"port must be 1..65535, got {self.port}")
+            problems.append(f"port must be 1..65535, got {self.port}")
+        if self.library_tag not in LIBRARY_TAGS:
+            problems.append(f"library_tag must be one of MPD's tags {list(LIBRARY_TAGS)}, got {self.library_tag!r}")
         if not self.liked_playlist:
-            raise ValueError("liked_playlist must name a stored playlist")
+            problems.append("liked_playlist must name a stored playlist")
         if self.reconnect_max_s <= 0:
-            raise ValueError("reconnect_max_s must be > 0")
+            problems.append("reconnect_max_s must be > 0")
+        raise_problems(problems)
 
 
 @dataclass(frozen=True)
@@ -100,11 +116,17 @@ class VolumeConfig:
     quiet_camera_off: bool = False  # also privacy mode (camera off) inside the quiet hours
 
     def __post_init__(self) -> None:
+        problems = []
         if not -1 <= self.start <= 100 or not 0 <= self.maximum <= 100 or not 0 <= self.quiet_max <= 100:
-            raise ValueError("start (-1 or 0..100), maximum and quiet_max (0..100) are volume percentages")
+            problems.append("start (-1 or 0..100), maximum and quiet_max (0..100) are volume percentages")
         if not 0 <= self.fade_s <= 3:  # the fade is part of one backend command, within the player's time limit
-            raise ValueError("fade_s must be 0..3 seconds")
-        self.rules()  # a bad window is an error now, not in the player
+            problems.append("fade_s must be 0..3 seconds")
+        for window in self.quiet_hours:  # a bad window is an error now, not in the player
+            try:
+                parse_window(window)
+            except ValueError as exc:
+                problems.append(f"quiet_hours: {exc}")
+        raise_problems(problems)
 
     def rules(self) -> VolumeRules:
         return VolumeRules(self.maximum, tuple(parse_window(w) for w in self.quiet_hours), self.quiet_max,
@@ -124,12 +146,14 @@ class MqttConfig:
     device_name: str = "Moodspeaker"  # the device's name in Home Assistant
 
     def __post_init__(self) -> None:
+        problems = []
         if not 1 <= self.port <= 65535:
-            raise ValueError(f"port must be 1..65535, got {self.port}")
+            problems.append(f"port must be 1..65535, got {self.port}")
         if not self.node_id or not all(c.isalnum() or c in "_-" for c in self.node_id):
-            raise ValueError(f"node_id must be letters, digits, _ or -, got {self.node_id!r}")
+            problems.append(f"node_id must be letters, digits, _ or -, got {self.node_id!r}")
         if not self.discovery_prefix or any(c in self.discovery_prefix for c in "#+ "):
-            raise ValueError(f"discovery_prefix must be an MQTT topic without wildcards, got {self.discovery_prefix!r}")
+            problems.append(f"discovery_prefix must be an MQTT topic without wildcards, got {self.discovery_prefix!r}")
+        raise_problems(problems)
 
 
 @dataclass(frozen=True)
@@ -142,13 +166,15 @@ class ButtonsConfig:
     debounce_s: float = 0.05  # a pulse shorter than this is contact bounce, not a press
 
     def __post_init__(self) -> None:
+        problems = []
         pins = [self.skip_pin, self.like_pin] + ([self.led_pin] if self.led_pin != -1 else [])
         if any(not 0 <= pin <= 27 for pin in pins):
-            raise ValueError(f"pins must be BCM GPIO numbers 0..27 (led_pin may be -1), got {pins}")
+            problems.append(f"pins must be BCM GPIO numbers 0..27 (led_pin may be -1), got {pins}")
         if len(set(pins)) != len(pins):
-            raise ValueError(f"skip_pin, like_pin and led_pin must differ, got {pins}")
+            problems.append(f"skip_pin, like_pin and led_pin must differ, got {pins}")
         if not 0 <= self.debounce_s < self.hold_s:
-            raise ValueError("need 0 <= debounce_s < hold_s")
+            problems.append("need 0 <= debounce_s < hold_s")
+        raise_problems(problems)
 
 
 @dataclass(frozen=True)
@@ -167,21 +193,23 @@ class SpotifyConfig:
     max_attempts: int = 5  # tries per call on 429 / 5xx / network loss before giving up
 
     def __post_init__(self) -> None:
+        problems = []
         if not self.device_name:
-            raise ValueError("device_name must name the Spotify Connect device to play on")
+            problems.append("device_name must name the Spotify Connect device to play on")
         url = urlsplit(self.redirect_uri)
         try:
             port = url.port
         except ValueError:
             port = None
         if url.scheme != "http" or url.hostname not in ("127.0.0.1", "::1") or port is None:
-            raise ValueError("redirect_uri must be a loopback IP address with a port, such as "
-                             "http://127.0.0.1:8888/callback, registered with the app (Spotify refuses localhost "
-                             f"and plain-http addresses other than loopback IPs), got {self.redirect_uri!r}")
+            problems.append("redirect_uri must be a loopback IP address with a port, such as "
+                            "http://127.0.0.1:8888/callback, registered with the app (Spotify refuses localhost "
+                            f"and plain-http addresses other than loopback IPs), got {self.redirect_uri!r}")
         if not 0.2 <= self.poll_s <= 60:
-            raise ValueError("poll_s must be between 0.2 and 60 seconds")
+            problems.append("poll_s must be between 0.2 and 60 seconds")
         if not 1 <= self.max_attempts <= 20:
-            raise ValueError("max_attempts must be 1..20")
+            problems.append("max_attempts must be 1..20")
+        raise_problems(problems)
 
 
 @dataclass(frozen=True)
@@ -195,14 +223,16 @@ class CameraConfig:
     loop: bool = False  # opencv with a video file: play it in a loop (demos, shop displays, system tests)
 
     def __post_init__(self) -> None:
+        problems = []
         if not (32 <= self.width <= 1920 and 32 <= self.height <= 1080) or self.width % 2 or self.height % 2:
-            raise ValueError(f"width and height must be even, 32..1920 x 32..1080, got {self.width}x{self.height}")
+            problems.append(f"width and height must be even, 32..1920 x 32..1080, got {self.width}x{self.height}")
         if not 0.5 <= self.fps <= 60:
-            raise ValueError(f"fps must be between 0.5 and 60, got {self.fps}")
+            problems.append(f"fps must be between 0.5 and 60, got {self.fps}")
         if self.kind == "picamera2" and not self.device.isdigit():
-            raise ValueError(f"device must be a camera number for kind = \"picamera2\", got {self.device!r}")
+            problems.append(f"device must be a camera number for kind = \"picamera2\", got {self.device!r}")
         if self.capture_timeout <= 0:
-            raise ValueError("capture_timeout must be > 0 seconds")
+            problems.append("capture_timeout must be > 0 seconds")
+        raise_problems(problems)
 
 
 @dataclass(frozen=True)
@@ -217,12 +247,14 @@ class DetectorConfig:
     fine_every: int = 3  # with nobody in view, look for small (distant) faces every this many frames
 
     def __post_init__(self) -> None:
+        problems = []
         if self.scale_factor <= 1.0:
-            raise ValueError(f"scale_factor must be greater than 1, got {self.scale_factor}")
+            problems.append(f"scale_factor must be greater than 1, got {self.scale_factor}")
         if not 0 < self.min_size < self.max_size <= 1:
-            raise ValueError(f"need 0 < min_size < max_size <= 1, got {self.min_size} and {self.max_size}")
+            problems.append(f"need 0 < min_size < max_size <= 1, got {self.min_size} and {self.max_size}")
         if self.min_neighbors < 0 or self.track_margin < 0 or self.full_every < 1 or self.fine_every < 1:
-            raise ValueError("min_neighbors and track_margin must be >= 0, full_every and fine_every >= 1")
+            problems.append("min_neighbors and track_margin must be >= 0, full_every and fine_every >= 1")
+        raise_problems(problems)
 
 
 @dataclass(frozen=True)
@@ -324,6 +356,8 @@ def parse_section(cls: type, values: dict[str, Any], where: str) -> Any:
         raise ConfigError(*problems)
     try:
         return cls(**kwargs)
+    except InvalidSettings as exc:
+        raise ConfigError(*(f"{where}: {problem}" for problem in exc.problems)) from None
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{where}: {exc}") from None
 

@@ -13,6 +13,11 @@ connection attempt and otherwise raises PlayerUnavailable.
 No port call takes longer than CALL_BUDGET_S (under half of the unit's WatchdogSec): a hung MPD (it accepts
 connections but never answers) costs one budget, the connection is dropped and PlayerUnavailable raised.
 MPD's refusals (ACK) become MpdRefused, a PlayerError: nothing from python-mpd2 crosses the port.
+
+A mood's music comes from a stored playlist, or in library mode from MPD's own database: the songs under a
+folder (`library = "folders"`: moods/<name>/...) or those whose tag is the name (`library = "tags"`, any case),
+found with MPD's find/search. Library lookups are cached until MPD says its database changed (`idle database`,
+after `mpc update` or MPD's own auto_update).
 """
 
 from __future__ import annotations
@@ -87,6 +92,11 @@ async def _awaited(command: Callable[..., Any], *args: Any) -> Any:
     return await command(*args)
 
 
+def _filter_value(text: str) -> str:
+    """`text` quoted for an MPD filter expression, e.g. (base 'moods/happy')."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def _tag(song: dict[str, Any], key: str) -> str:
     value = song.get(key, "")
     return value[0] if isinstance(value, list) else value
@@ -98,8 +108,11 @@ def _track(song: dict[str, Any]) -> Track:
 
 class MpdPlayer:
     def __init__(self, host: str = "localhost", port: int = 6600, password: str = "", liked_playlist: str = "liked",
-                 reconnect_max_s: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 reconnect_max_s: float = 30.0, clock: Callable[[], float] = time.monotonic, *,
+                 library: str = "playlists", library_dir: str = "moods", library_tag: str = "genre") -> None:
         self.host, self.port, self.password = host, port, password
+        self.library, self.library_dir, self.library_tag = library, library_dir.strip("/"), library_tag
+        self._library_cache: dict[str, list[Track]] = {}  # name -> its songs, until MPD's database changes
         self.liked_playlist = liked_playlist
         self.reconnect_max_s = reconnect_max_s
         self._clock = clock
@@ -115,7 +128,8 @@ class MpdPlayer:
 
     @classmethod
     def from_config(cls, config: MpdConfig) -> MpdPlayer:
-        return cls(config.host, config.port, config.password, config.liked_playlist, config.reconnect_max_s)
+        return cls(config.host, config.port, config.password, config.liked_playlist, config.reconnect_max_s,
+                   library=config.library, library_dir=config.library_dir, library_tag=config.library_tag)
 
     @property
     def where(self) -> str:
@@ -163,10 +177,14 @@ class MpdPlayer:
             raise PlayerUnavailable(f"MPD at {self.where} dropped the connection while restoring ({exc!r})") from None
 
     async def _listen(self, client: Any) -> None:
-        """Wake `wait_track_change` on every player change, and once more when the connection drops."""
+        """Wake `wait_track_change` on every player change, and once more when the connection drops; forget the
+        library lookups when the database changes."""
         try:
-            async for _ in client.idle(["player", "playlist"]):
-                self._changed.set()
+            async for changes in client.idle(["player", "playlist", "database"]):
+                if "database" in changes:
+                    self._library_cache.clear()
+                if "player" in changes or "playlist" in changes:
+                    self._changed.set()
         except Exception as exc:  # ConnectionError, OSError, whatever the dying client raises
             log.debug("MPD idle ended: %r", exc)
         finally:
@@ -255,6 +273,26 @@ class MpdPlayer:
 
     @_bounded
     async def playlist_tracks(self, playlist: str) -> list[Track]:
+        """A stored playlist's songs, or in library mode the folder's or the tag's (sorted by file)."""
+        if self.library == "playlists":
+            return await self._stored_playlist(playlist)
+        if playlist not in self._library_cache:
+            songs = await self._find_in_library(playlist)
+            self._library_cache[playlist] = sorted((_track(s) for s in songs if "file" in s), key=lambda t: t.uri)
+        return list(self._library_cache[playlist])
+
+    async def _find_in_library(self, name: str) -> list[dict[str, Any]]:
+        if self.library == "folders":
+            folder = f"{self.library_dir}/{name}" if self.library_dir else name
+            try:
+                return await self._command("find", f"(base {_filter_value(folder)})")
+            except MpdRefused as exc:
+                raise PlayerError(f"MPD has no folder {folder!r} in its music directory ({exc}); create it with the "
+                                  "mood's music in it and run `mpc update`, or fix [player] playlists / [mpd] "
+                                  "library_dir") from None
+        return await self._command("search", f"({self.library_tag} == {_filter_value(name)})")  # search: any case
+
+    async def _stored_playlist(self, playlist: str) -> list[Track]:
         try:
             songs = await self._command("listplaylistinfo", playlist)
         except MpdRefused as exc:

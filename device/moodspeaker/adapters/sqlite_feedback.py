@@ -7,7 +7,8 @@ The schema version lives in PRAGMA user_version; a database from a newer moodspe
 
 The music never waits for the database. A full disk (or any failed write) keeps the event in memory, says so
 once, and writes it with the next event once there is room; a corrupt database is moved aside (with a log line
-naming both files) and a new one started, when the player opens it or finds it corrupt while running.
+naming both files) and a new one started, when the player opens it or finds it corrupt while running;
+while it cannot be moved (a read-only filesystem), events wait in memory and each new one tries again.
 Reads that fail answer from what is in memory.
 """
 
@@ -127,11 +128,18 @@ class SqliteFeedbackStore:
                   "stays in the old file (sqlite3's .recover may get it back)", self.path, aside)
 
     def _recover_from_corruption(self, exc: sqlite3.Error) -> None:
-        """While running: the database turned out corrupt. Set it aside and continue with a new one."""
+        """While running: the database turned out corrupt. Set it aside and continue with a new one. If it cannot
+        be moved (a filesystem remounted read-only after I/O errors), keep the corrupt one open, so that the next
+        use tries again, and raise FeedbackNotSaved."""
         if not self._move_corrupt_aside:
             raise CorruptFeedbackDatabase(f"{self.path}: corrupt feedback database ({exc}); move it aside") from None
-        self._db.close()
-        self._set_aside()
+        self._db.close()  # before the rename: closing removes the -wal and -shm files by the old name
+        try:
+            self._set_aside()
+        except OSError as failure:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            raise FeedbackNotSaved(f"{self.path} is corrupt ({exc}) and cannot be moved aside ({failure}); "
+                                   f"{len(self._unsaved)} feedback events kept in memory until it can") from None
         self._db = self._open()
 
     def record(self, emotion: str, track_uri: str, event: str, t: float) -> None:
@@ -167,11 +175,13 @@ class SqliteFeedbackStore:
             try:
                 rows = self._select_counts(emotion)
             except sqlite3.Error as exc:
-                if _corrupt(exc) and self._move_corrupt_aside:
+                try:
+                    if not (_corrupt(exc) and self._move_corrupt_aside):
+                        raise
                     self._recover_from_corruption(exc)
                     rows = self._select_counts(emotion)
-                else:
-                    log.warning("%s: cannot read feedback (%s); ranking without it", self.path, exc)
+                except (sqlite3.Error, MoodspeakerError) as failure:
+                    log.warning("%s: cannot read feedback (%s); ranking without it", self.path, failure)
                     rows = []
             unsaved = [(track, event) for e, track, event, _ in self._unsaved if e == emotion]
         result: dict[str, dict[str, int]] = {}

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from moodspeaker.config import Config, VolumeConfig
+from moodspeaker.config import Config, PlayerConfig, VolumeConfig
 from moodspeaker.core.domain import ButtonAction, Track
 from moodspeaker.core.feedback import rank
 from moodspeaker.core.mood import MoodEvent
@@ -64,8 +64,13 @@ def call_timeout(watchdog_s: float | None) -> float:
 
 
 def policy_from_config(config: Config) -> MoodPolicy:
+    """The mood policy; in MPD's library modes with the default [player] playlists, each key names its own
+    folder or tag value (moods/happy/, genre "happy") instead of the stored playlist mood-happy."""
     p = config.player
-    return MoodPolicy(p.playlists, p.strategy, p.lift, p.cooldown_s, switch_at_once=p.switch == "at_once")
+    playlists = p.playlists
+    if config.player.backend == "mpd" and config.mpd.library != "playlists" and playlists == PlayerConfig().playlists:
+        playlists = {key: key for key in playlists}
+    return MoodPolicy(playlists, p.strategy, p.lift, p.cooldown_s, switch_at_once=p.switch == "at_once")
 
 
 def describe(track: Track | None) -> str:

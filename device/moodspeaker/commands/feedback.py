@@ -9,12 +9,12 @@ import json
 import sys
 from pathlib import Path
 
-from moodspeaker.adapters.sqlite_feedback import FeedbackStoreError, SqliteFeedbackStore
+from moodspeaker.adapters.sqlite_feedback import SqliteFeedbackStore
 from moodspeaker.commands import add_config_argument
 from moodspeaker.config import load_config
 from moodspeaker.core.emotions import EMOTIONS
 from moodspeaker.core.feedback import EVENTS, FeedbackState
-from moodspeaker.errors import ConfigError
+from moodspeaker.errors import UsageError
 
 
 def _db_path(args: argparse.Namespace) -> Path:
@@ -59,15 +59,10 @@ def _csv(state: FeedbackState) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    try:
-        path = _db_path(args)
-        store = _open_existing(path)
-    except (ConfigError, FeedbackStoreError) as exc:
-        print(f"moodspeaker feedback: {exc}", file=sys.stderr)
-        return 2
     if args.action == "reset" and not args.yes:
-        print("moodspeaker feedback reset: this forgets what the speaker has learnt; add --yes to do it", file=sys.stderr)
-        return 2
+        raise UsageError("reset forgets what the speaker has learnt; add --yes to do it")
+    path = _db_path(args)
+    store = _open_existing(path)
     state = FeedbackState() if store is None else store.state()
     try:
         if args.action == "show":

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from moodspeaker.commands import add_config_argument
 from moodspeaker.config import load_config
-from moodspeaker.errors import ConfigError, PlayerError, UsageError
+from moodspeaker.errors import UsageError
 
 if TYPE_CHECKING:  # spotipy is imported only when logging in: `moodspeaker vision` must not load a network client
     from spotipy.oauth2 import SpotifyOAuth, SpotifyPKCE
@@ -61,14 +61,10 @@ def login(manager: SpotifyOAuth | SpotifyPKCE, read_line: Callable[[], str], out
 def _run(args: argparse.Namespace) -> int:
     from moodspeaker.adapters.spotify_auth import make_auth_manager, new_state
 
-    try:
-        cfg = load_config(args.config).spotify
-        manager = make_auth_manager(cfg, state=new_state())
-        path = login(manager, sys.stdin.readline, sys.stdout)
-        ends = manager.cache_handler.record_login(time.time())
-    except (ConfigError, PlayerError, LoginError) as exc:
-        print(f"moodspeaker spotify-login: {exc}", file=sys.stderr)
-        return 2
+    cfg = load_config(args.config).spotify
+    manager = make_auth_manager(cfg, state=new_state())
+    path = login(manager, sys.stdin.readline, sys.stdout)
+    ends = manager.cache_handler.record_login(time.time())
     print(f"Logged in. The token is cached in {path} (mode 0600); the player refreshes it by itself.\n"
           f"Spotify ends this login six months from now, on {time.strftime('%Y-%m-%d', time.localtime(ends))}: "
           "log in again before then (`moodspeaker status` reminds you two weeks ahead).")

@@ -17,6 +17,7 @@ import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from moodspeaker.core.checks import raise_problems
 from moodspeaker.core.emotions import EMOTIONS
 from moodspeaker.core.mood import NO_FACE
 
@@ -53,28 +54,31 @@ def lift_table(overrides: Mapping[str, tuple[str, ...]]) -> dict[str, tuple[str,
 
 
 def check_settings(strategy: str, playlists: Mapping[str, str], lift: Mapping[str, tuple[str, ...]]) -> None:
-    """Raise ValueError saying what to fix when the playlists and lift table do not fit together."""
+    """Raise InvalidSettings (a ValueError) saying what to fix, every problem at once, when the playlists and
+    lift table do not fit together."""
+    problems = []
     if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {list(STRATEGIES)}, got {strategy!r}")
+        problems.append(f"strategy must be one of {list(STRATEGIES)}, got {strategy!r}")
     for emotion, keys in lift.items():
         if emotion not in EMOTIONS:
-            raise ValueError(f"lift: {emotion!r} is not an emotion; use one of {list(EMOTIONS)}")
+            problems.append(f"lift: {emotion!r} is not an emotion; use one of {list(EMOTIONS)}")
         if not keys:
-            raise ValueError(f"lift.{emotion}: give at least one playlist key")
+            problems.append(f"lift.{emotion}: give at least one playlist key")
     if strategy == "lift":
         for emotion, keys in lift_table(lift).items():
             missing = [k for k in keys if k not in playlists]
             if missing:
-                raise ValueError(f"lift.{emotion} uses {missing} but playlists has no such key; add "
-                                 f"playlists.{missing[0]} = \"...\" or override lift.{emotion}")
+                problems.append(f"lift.{emotion} uses {missing} but playlists has no such key; add "
+                                f"playlists.{missing[0]} = \"...\" or override lift.{emotion}")
     known = set(EMOTIONS) | {key for keys in lift_table(lift).values() for key in keys}
     for key, playlist in playlists.items():
         if key not in known:
             close = difflib.get_close_matches(key, sorted(known), n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"use an emotion ({', '.join(EMOTIONS)}) or a key lift uses"
-            raise ValueError(f"playlists.{key}: no mood plays this key (a typo would leave that mood silent); {hint}")
-        if not playlist:
-            raise ValueError(f"playlists.{key} is empty; name a playlist or remove the key")
+            problems.append(f"playlists.{key}: no mood plays this key (a typo would leave that mood silent); {hint}")
+        elif not playlist:
+            problems.append(f"playlists.{key} is empty; name a playlist or remove the key")
+    raise_problems(problems)
 
 
 class MoodPolicy:

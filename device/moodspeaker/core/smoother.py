@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from moodspeaker.core.checks import raise_problems
 from moodspeaker.core.emotions import EMOTIONS
 from moodspeaker.core.mood import NO_FACE, MoodEvent
 
@@ -34,16 +35,18 @@ class SmootherParams:
     heartbeat_s: float = 5.0  # a heartbeat event after this long without any event
 
     def __post_init__(self) -> None:
+        problems = []
         if self.ema_tau_s < 0:
-            raise ValueError("ema_tau_s must be >= 0 (0 = no averaging)")
+            problems.append("ema_tau_s must be >= 0 (0 = no averaging)")
         if not 0.0 <= self.min_confidence <= 1.0:
-            raise ValueError("min_confidence must be between 0 and 1")
+            problems.append("min_confidence must be between 0 and 1")
         if not 0.0 <= self.margin < 1.0:
-            raise ValueError("margin must be between 0 and 1")
+            problems.append("margin must be between 0 and 1")
         if self.dwell_s < 0 or self.no_face_after_s < 0:
-            raise ValueError("dwell_s and no_face_after_s must be >= 0 seconds")
+            problems.append("dwell_s and no_face_after_s must be >= 0 seconds")
         if self.heartbeat_s <= 0:
-            raise ValueError("heartbeat_s must be > 0 seconds")
+            problems.append("heartbeat_s must be > 0 seconds")
+        raise_problems(problems)
 
 
 class Smoother:
