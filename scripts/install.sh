@@ -196,6 +196,9 @@ mkdir -p "$(dirname "$SYSUSERS")"
 printf 'u %s - "moodspeaker daemons" /var/lib/moodspeaker -\n' "$USER_NAME" >"$SYSUSERS"
 if command -v systemd-sysusers >/dev/null; then
   if [ -n "$ROOT" ]; then systemd-sysusers "--root=$ROOT" >/dev/null; else systemd-sysusers "$SYSUSERS"; fi
+elif [ -z "$ROOT" ] && ! id "$USER_NAME" >/dev/null 2>&1; then  # no systemd (a chroot, --no-systemctl): plain useradd
+  useradd --system --user-group --home-dir /var/lib/moodspeaker --no-create-home --shell /usr/sbin/nologin \
+    --comment "moodspeaker daemons" "$USER_NAME"
 fi
 
 if [ "$DO_PIP" = 1 ]; then

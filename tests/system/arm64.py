@@ -151,10 +151,12 @@ def main() -> int:
             if pi == "pi4":  # the install once per suite; the Pi 5 run reuses its venv
                 out = in_root(root, "cd /root/moodspeaker && scripts/install.sh --no-apt --no-systemctl --no-firmware "
                               "&& /opt/moodspeaker/venv/bin/pip list 2>/dev/null | grep -Ei 'litert|opencv|numpy|gpiozero'"
-                              " && find /opt/moodspeaker/venv -name '*.so' | head -n 200 | xargs file -b | sort | uniq -c",
+                              " && cat /opt/moodspeaker/venv/lib/python3*/site-packages/*.dist-info/WHEEL"
+                              " | sed -n 's/^Tag: //p' | grep -v -- '-any$' | sort -u",
                               cpu, info)
                 wheels = " ".join(out.stdout.split())
-                aarch64 = "ARM aarch64" in out.stdout and "x86-64" not in out.stdout
+                tags = [line for line in out.stdout.splitlines() if line.startswith("cp")]  # binary wheels' tags
+                aarch64 = bool(tags) and all("aarch64" in tag for tag in tags)
                 report(f"{suite}: install.sh with aarch64 wheels", out.returncode == 0 and aarch64,
                        wheels[-600:] if out.returncode == 0 else (out.stdout + out.stderr)[-2500:])
                 if out.returncode != 0:
