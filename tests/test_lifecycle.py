@@ -335,3 +335,48 @@ def test_a_command_and_a_tick_fit_in_half_of_watchdogsec() -> None:
     assert call_timeout(None) == CALL_TIMEOUT_S == call_timeout(30.0)  # the units' WatchdogSec=30: 13 s + 0.5 s < 15 s
     for watchdog in (2.0, 4.0, 10.0, 20.0, 30.0, 120.0):
         assert call_timeout(watchdog) > 0 and call_timeout(watchdog) + TICK_S <= watchdog / 2
+
+
+class DeafPlayer(MemoryPlayer):
+    """A backend whose track watch ignores the first cancel, as MpdPlayer's did on Python 3.11 when the cancel
+    landed in the loop turn MPD's answer arrived in (asyncio.wait_for returned the answer, the watch went on)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cancels = 0
+
+    async def wait_track_change(self) -> Track | None:
+        while True:
+            try:
+                return await self.changes.get()
+            except asyncio.CancelledError:
+                self.cancels += 1
+                if self.cancels > 1:
+                    raise
+
+
+def test_a_watcher_that_ignores_its_cancel_holds_up_neither_a_reload_nor_the_stop(caplog: pytest.LogCaptureFixture) -> None:
+    """`moodspeaker run` and the player daemon hung for ever after a reload: the loop waited, without a time
+    limit, for a cancelled track watcher that went on watching the replaced backend (no timer, no wake-up)."""
+    old, new = DeafPlayer(), DeafPlayer()
+    service: PlayerService
+
+    def reload() -> None:
+        service.replace(new, MemoryStore(), MoodPolicy({"happy": "mood-happy"}, cooldown_s=0.0), 30.0, "mpd")  # type: ignore[arg-type]
+
+    service = PlayerService(old, MoodPolicy({"happy": "mood-happy"}, cooldown_s=0.0), MemoryStore(),  # type: ignore[arg-type]
+                            backend="mpd", on_reload=reload, call_timeout_s=0.3)
+
+    async def main() -> None:
+        task = asyncio.create_task(service.run())
+        service.send(mood("happy"))
+        await until(lambda: service.session.tracks_started == 1)
+        service.request_reload()
+        await until(lambda: service.player is new and not service._retired)  # the old backend closed: reloaded
+        new.changes.put_nowait(old.queue[1])  # the next track, seen on the new backend
+        await until(lambda: service.session.tracks_started == 2)
+        service.stop()
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(main())
+    assert caplog.text.count("did not stop when cancelled") == 2  # at the reload and at the stop

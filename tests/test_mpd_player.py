@@ -258,3 +258,25 @@ def test_volume_is_set_and_read_on_mpd(mpd_server: MpdServer) -> None:
 
     assert asyncio.run(scenario()) == (35, 100)
     assert _server_status(mpd_server)[0]["volume"] == "100"
+
+
+def test_a_cancel_that_lands_as_mpd_answers_still_ends_the_call() -> None:
+    """On Python 3.11, asyncio.wait_for returned the answer and dropped a cancel that arrived in the same loop turn:
+    the player's track watcher, cancelled at a reload or a stop just as MPD answered, watched on for ever and
+    `moodspeaker run` never exited. This forces that ordering on the budget every port call runs in."""
+    async def scenario() -> asyncio.Task[str]:
+        player = MpdPlayer("127.0.0.1", 9)  # nothing is sent: only the time limit is under test
+        answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+        async def look() -> str:
+            return await answer
+
+        call = asyncio.create_task(player._in_budget(look()))
+        for _ in range(3):
+            await asyncio.sleep(0)  # the call waits for MPD's answer
+        answer.set_result("song")  # MPD answers ...
+        call.cancel()  # ... and the reload cancels the watcher, in the same loop turn
+        await asyncio.gather(call, return_exceptions=True)
+        return call
+
+    assert asyncio.run(scenario()).cancelled()

@@ -12,6 +12,9 @@ connection attempt and otherwise raises PlayerUnavailable.
 
 No port call takes longer than CALL_BUDGET_S (under half of the unit's WatchdogSec): a hung MPD (it accepts
 connections but never answers) costs one budget, the connection is dropped and PlayerUnavailable raised.
+The limits are `asyncio.timeout` blocks, not `asyncio.wait_for`: on Python 3.11 (Raspberry Pi OS bookworm)
+wait_for drops a cancel that lands in the loop turn its work finishes in, and the service's watcher, cancelled
+just as MPD answered, then watched on forever (a reload or a stop hung).
 MPD's refusals (ACK) become MpdRefused, a PlayerError: nothing from python-mpd2 crosses the port.
 
 A mood's music comes from a stored playlist, or in library mode from MPD's own database: the songs under a
@@ -23,7 +26,6 @@ after `mpc update` or MPD's own auto_update).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
@@ -84,12 +86,6 @@ class _Playback:
         if self.duration and elapsed >= self.duration:
             return self.pos + 1, 0.0
         return self.pos, elapsed
-
-
-async def _awaited(command: Callable[..., Any], *args: Any) -> Any:
-    """Await an mpd.asyncio result in a coroutine: wait_for() would take a listing's result future as is
-    and never start the task that fills it."""
-    return await command(*args)
 
 
 def _filter_value(text: str) -> str:
@@ -153,7 +149,8 @@ class MpdPlayer:
 
         client = MPDClient()
         try:
-            await asyncio.wait_for(client.connect(self.host, self.port), CONNECT_TIMEOUT_S)
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                await client.connect(self.host, self.port)
         except _lost() as exc:
             raise PlayerUnavailable(f"MPD at {self.where} is not reachable ({exc or type(exc).__name__})") from None
         try:
@@ -235,7 +232,8 @@ class MpdPlayer:
                     if not self.connected:
                         await self._connect_once()
             try:
-                return await asyncio.wait_for(_awaited(getattr(self._client, name), *args), COMMAND_TIMEOUT_S)
+                async with asyncio.timeout(COMMAND_TIMEOUT_S):
+                    return await getattr(self._client, name)(*args)
             except CommandError as exc:
                 raise MpdRefused(f"MPD refused {name} {' '.join(map(str, args))}: {exc}") from None
             except _lost() as exc:
@@ -247,7 +245,8 @@ class MpdPlayer:
     async def _in_budget(self, work: Awaitable[Any]) -> Any:
         """`work` within CALL_BUDGET_S; past that MPD counts as hung, and the connection is dropped."""
         try:
-            return await asyncio.wait_for(work, CALL_BUDGET_S)
+            async with asyncio.timeout(CALL_BUDGET_S):
+                return await work
         except TimeoutError:
             self._drop()
             raise PlayerUnavailable(f"MPD at {self.where} did not answer within {CALL_BUDGET_S:g} s; it may be hung "
@@ -434,6 +433,6 @@ class MpdPlayer:
         self._drop()
         if self._listener is not None:
             self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+            # gather, not a suppressed CancelledError: a cancel of close() itself must still end its caller
+            await asyncio.gather(self._listener, return_exceptions=True)
             self._listener = None

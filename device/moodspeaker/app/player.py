@@ -177,10 +177,10 @@ class PlayerService:
                 self._report()
                 if self._inbox.empty() and not self._stop.is_set():
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), TICK_S)
+                        async with asyncio.timeout(TICK_S):
+                            await self._wake.wait()
         finally:
-            self._watcher.cancel()
-            await asyncio.gather(self._watcher, return_exceptions=True)
+            await self._stop_watching()
             if reader is not None:
                 reader.join(timeout=2)
             self._retired.append(self.player)
@@ -211,11 +211,21 @@ class PlayerService:
                 self._submit("error", exc)
                 await asyncio.sleep(WATCH_RETRY_S)
 
+    async def _stop_watching(self) -> None:
+        """Cancel the track watcher and wait for it, at most one call's time limit: a backend that ignores the
+        cancel (as Python 3.11's wait_for may) must not keep a reload or a stop waiting for ever."""
+        assert self._watcher is not None
+        self._watcher.cancel()
+        done, _ = await asyncio.wait({self._watcher}, timeout=self.call_timeout_s)
+        if not done:
+            log.error("player: watching %s did not stop when cancelled; left behind", self.backend)
+
     async def _close_retired(self) -> None:
         while self._retired:
             player = self._retired.pop(0)
             try:
-                await asyncio.wait_for(player.close(), self.call_timeout_s)
+                async with asyncio.timeout(self.call_timeout_s):
+                    await player.close()
             except TimeoutError:
                 log.warning("player: closing the previous backend timed out")
             except Exception:  # the new backend already serves; an old one that fails to close changes nothing
@@ -252,9 +262,7 @@ class PlayerService:
                 log.exception("player: reload failed")
                 self._failed(exc)
             if self._retired:  # a new backend: watch it instead, close the old one
-                assert self._watcher is not None
-                self._watcher.cancel()
-                await asyncio.gather(self._watcher, return_exceptions=True)
+                await self._stop_watching()
                 self._watcher = asyncio.create_task(self._watch_tracks(self.player))
                 await self._close_retired()
 
@@ -284,7 +292,8 @@ class PlayerService:
                 self._on_privacy(command.on)
             return
         try:
-            await asyncio.wait_for(self._backend_command(command), self.call_timeout_s)
+            async with asyncio.timeout(self.call_timeout_s):
+                await self._backend_command(command)
         except TimeoutError:
             raise PlayerUnavailable(f"{self.backend} did not answer within {self.call_timeout_s:g} s; "
                                     "the player keeps serving and tries again") from None
@@ -340,13 +349,15 @@ class PlayerService:
             await self._set_volume(self.rules.allowed(start, self._minute()), "start")
             return
         try:
-            self.volume = await asyncio.wait_for(self.player.volume(), self.call_timeout_s)
+            async with asyncio.timeout(self.call_timeout_s):
+                self.volume = await self.player.volume()
         except (TimeoutError, PlayerError, PlayerUnavailable) as exc:
             log.info("player: volume unknown for now (%s)", exc or "timed out")
 
     async def _set_volume(self, level: int, why: str) -> None:
         try:
-            await asyncio.wait_for(self.player.set_volume(level), self.call_timeout_s)
+            async with asyncio.timeout(self.call_timeout_s):
+                await self.player.set_volume(level)
         except TimeoutError:
             self._failed(PlayerUnavailable(f"{self.backend} did not set the volume within {self.call_timeout_s:g} s"))
             return
