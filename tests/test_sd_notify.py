@@ -256,6 +256,31 @@ def test_player_daemon_speaks_the_notify_protocol(manager, tmp_path, mpd_server)
     assert "reload failed" in output
 
 
+def test_a_restarted_player_keeps_privacy_mode_on(manager, tmp_path, mpd_server):
+    """Before, the player cleared the privacy flag when it started: a crash or `systemctl restart` turned the
+    camera back on behind the owner's back."""
+    from moodspeaker.adapters.privacy_flag import PrivacyFlag
+
+    sock, path = manager
+    config = tmp_path / "config.toml"
+    config.write_text(f'[mpd]\nhost = "{mpd_server.host}"\nport = {mpd_server.port}\n'
+                      f'[mood_socket]\npath = "{tmp_path / "mood.sock"}"\n'
+                      f'[service]\nruntime_dir = "{tmp_path}"\nstatus_interval = 0.2\n'
+                      f'[feedback]\npath = "{tmp_path / "feedback.db"}"\n[buttons]\nenabled = false\n')
+    PrivacyFlag(tmp_path).set(True)  # left by the player that ran before
+    proc = _start_daemon("player", config, path)
+    try:
+        sock.wait_for("READY", "1")
+        deadline = time.monotonic() + 10  # the flag is polled once a second
+        while not (state := json.loads((tmp_path / "player.json").read_text()))["status"].get("privacy") \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert state["status"]["privacy"] is True
+        assert PrivacyFlag(tmp_path).is_on()
+    finally:
+        _stop(proc)
+
+
 def test_vision_daemon_speaks_the_notify_protocol(manager, tmp_path, shipped_model, capsys):
     sock, path = manager
     with np.load(REPO / "tests" / "fixtures" / "fullframe_tiny.npz") as d:

@@ -41,9 +41,7 @@ TRACK_SECONDS = 90  # long enough that no track ends by itself during a reload o
 MAX_EXPOSURE = {"moodspeaker-vision": 1.0, "moodspeaker-player": 2.0}
 # Checks that fail for a reason another open issue fixes: still run and reported as FAIL with the reason, but they
 # do not fail the run (CI) until then. A known failure that passes is reported, so its line here can go.
-KNOWN_FAILURES = {
-    9: "the player starts with privacy off after a restart (commands/player.py, by design so far: #12's owner)",
-}
+KNOWN_FAILURES: dict[int, str] = {}
 
 
 def log(message: str) -> None:

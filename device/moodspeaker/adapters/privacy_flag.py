@@ -1,8 +1,9 @@
 """Privacy mode shared by the two daemons as a flag file in the runtime directory: present = camera off.
 
 The player owns the button and writes the flag; the vision daemon, which has no network and talks to
-nobody, polls it with one stat() a second. The player clears it when it starts and follows it from then
-on, so `moodspeaker privacy on|off` (which writes or removes it) reaches both daemons.
+nobody, polls it with one stat() a second. The player reads it when it starts (privacy mode survives a reload
+and a restart; the runtime folder, and with it the flag, is gone after a reboot) and follows it from then on,
+so `moodspeaker privacy on|off` (which writes or removes it) reaches both daemons.
 """
 
 from __future__ import annotations

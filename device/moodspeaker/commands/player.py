@@ -43,8 +43,9 @@ def _run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)  # a ConfigError is reported by cli.main
     with Daemon("player", config) as daemon:
+        # The flag outlives the process (it is in the runtime folder): a restarted player finds it and starts
+        # in privacy mode, so a crash or `systemctl restart` never turns the camera back on. A reboot clears it.
         privacy = PrivacyFlag(config.service.runtime_dir)
-        privacy.set(False)  # the player starts with privacy off; the flag follows its state (a reload keeps it)
         app = PlayerApp(config, on_iteration=daemon.runtime.iteration, on_privacy=privacy.set,
                         on_reload=lambda: daemon.reload(build_setup, app.swap),
                         camera_on=vision_captures(config.service.runtime_dir, fresh_s=3 * config.service.status_interval + 2),
