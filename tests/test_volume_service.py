@@ -174,6 +174,10 @@ def test_volume_command_hands_the_level_to_the_player_and_shows_the_result(tmp_p
 
     worker = threading.Thread(target=player, daemon=True)
     worker.start()
+    deadline = time.monotonic() + 10  # the player's first iteration writes its state file: until then it is not running
+    while not (tmp_path / "player.json").exists():
+        assert time.monotonic() < deadline, "the player wrote no state file"
+        time.sleep(0.01)
     config = tmp_path / "config.toml"
     config.write_text(f'[service]\nruntime_dir = "{tmp_path}"\nstatus_interval = 0.1\n')
     try:
