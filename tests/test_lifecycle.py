@@ -380,3 +380,63 @@ def test_a_watcher_that_ignores_its_cancel_holds_up_neither_a_reload_nor_the_sto
 
     asyncio.run(main())
     assert caplog.text.count("did not stop when cancelled") == 2  # at the reload and at the stop
+
+
+def test_a_reload_whose_swap_raises_is_ready_again_on_the_old_setup_and_says_why(
+        mpd_server: MpdServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """C: a swap that raised (paho's RuntimeError from the Home Assistant bridge) left the daemon in phase
+    "reloading" for good: no READY, and `systemctl reload` waited 90 s and failed."""
+    import os
+    import tempfile
+
+    from test_sd_notify import NotifySocket
+
+    from moodspeaker.adapters.sd_notify import SystemdNotifier
+    from moodspeaker.app.lifecycle import ServiceRuntime
+
+    folder = tempfile.mkdtemp(prefix="notify-", dir="/tmp")
+    sock = NotifySocket(os.path.join(folder, "notify.sock"))
+    path = tmp_path / "config.toml"
+    path.write_text(player_config(tmp_path, mpd_server))
+    config = load_config(path)
+    daemon = Daemon("player", config, ServiceRuntime(
+        "player", config.service, SystemdNotifier({"NOTIFY_SOCKET": os.path.join(folder, "notify.sock")})))
+    app = PlayerApp(config, on_iteration=daemon.runtime.iteration, pin_factory=MockFactory(),
+                    on_reload=lambda: daemon.reload(build_setup, app.swap, app.discard))
+    service, old_setup = app.service, app.setup
+
+    def broken_bridge(_config: object) -> None:
+        raise RuntimeError("The client is not currently connected.")  # what paho raises
+
+    monkeypatch.setattr(app, "_open_bridge", broken_bridge)
+    state = lambda: json.loads((tmp_path / "player.json").read_text())  # noqa: E731
+
+    async def scenario() -> None:
+        service.send(mood("happy"))
+        await until(lambda: service.session.tracks_started == 1)
+        path.write_text(player_config(tmp_path, mpd_server, player="[mqtt]\nhost = \"127.0.0.1\"\n"))
+        sock.messages()
+        service.request_reload()
+        await until(lambda: state()["reloads"] == 1 and state()["phase"] == "running")
+        assert "swapping in the new setup failed: RuntimeError: The client is not currently connected." \
+            in state()["reload_error"]
+        assert app.setup is old_setup and service.player is old_setup.player  # the old setup plays on
+        assert [m for m in sock.wait_for("READY", "1", timeout=5) if "RELOADING" in m or "READY" in m][-1]["READY"] == "1"
+        service.submit_action(ButtonAction.LIKE)  # and still records into its store
+        await until(lambda: old_setup.store.counts("happy") != {})
+
+    async def main() -> None:
+        task = asyncio.create_task(service.run())
+        try:
+            await scenario()
+        finally:
+            service.stop()
+            await asyncio.wait_for(task, 10)
+
+    try:
+        asyncio.run(main())
+    finally:
+        app.close()
+        sock.sock.close()
+        os.unlink(os.path.join(folder, "notify.sock"))
+        os.rmdir(folder)

@@ -149,3 +149,20 @@ def test_set_privacy_is_a_command_only_when_it_changes_and_a_toggle_still_follow
     assert s.on_mood("happy", 0.9, 0.0) == []  # the camera is off: moods are ignored
     assert s.on_action(ButtonAction.PRIVACY, 1.0, 1e9) == [SetPrivacy(False)]  # the button toggles from there
     assert s.set_privacy(False) == []
+
+
+def test_the_owners_privacy_choice_wins_over_quiet_hours_until_their_window_ends() -> None:
+    s = session()
+    assert s.quiet_hours(False) == []
+    assert s.quiet_hours(True) == [SetPrivacy(True)]  # quiet hours begin: camera off
+    assert s.set_privacy(False) == [SetPrivacy(False)]  # the owner wants the camera on tonight
+    assert [s.quiet_hours(True) for _ in range(3)] == [[], [], []]  # not overridden within the window
+    assert s.quiet_hours(False) == [] and not s.privacy  # the window ends: nothing to undo
+    assert s.quiet_hours(True) == [SetPrivacy(True)]  # the next night: quiet hours again
+    assert s.quiet_hours(False) == [SetPrivacy(False)]  # and they turn off what they turned on
+
+
+def test_privacy_the_owner_turned_on_outlasts_the_quiet_hours() -> None:
+    s = session()
+    assert s.on_action(ButtonAction.PRIVACY, 0.0, 0.0) == [SetPrivacy(True)]  # the like button held, by day
+    assert s.quiet_hours(True) == [] and s.quiet_hours(False) == [] and s.privacy

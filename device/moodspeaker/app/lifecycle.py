@@ -253,9 +253,11 @@ class Daemon:
         if self.on_reload is not None:
             self.on_reload()
 
-    def reload(self, build: Callable[[Config], S], swap: Callable[[S], None]) -> bool:
+    def reload(self, build: Callable[[Config], S], swap: Callable[[S], None],
+               discard: Callable[[S], None] | None = None) -> bool:
         """Read the config file afresh, `build` a new setup from it beside the running one and, only if that
-        worked, `swap` it in. A failure keeps the running setup and says why (STATUS, state file, log)."""
+        worked, `swap` it in. A failure keeps the running setup and says why (STATUS, state file, log); a swap
+        that raises is a failed reload too (READY again, the reason shown), and `discard` closes what it left."""
         self.runtime.reloading()
         try:
             fresh = load_config(self.config.source)
@@ -265,7 +267,17 @@ class Daemon:
                 log.exception("%s: building the new setup failed", self.name)
             self.runtime.reloaded(False, describe_error(exc))
             return False
-        swap(new)
+        try:
+            swap(new)
+        except Exception as exc:  # a swap must never leave the daemon in "reloading": systemctl reload would hang
+            log.exception("%s: swapping in the new setup failed", self.name)
+            if discard is not None:
+                try:
+                    discard(new)
+                except Exception:
+                    log.exception("%s: closing the new setup that failed to swap in failed too", self.name)
+            self.runtime.reloaded(False, f"swapping in the new setup failed: {describe_error(exc)}")
+            return False
         self.config = fresh
         self.runtime.reloaded(True)
         return True

@@ -9,10 +9,13 @@ backend command has a time limit below half of systemd's WatchdogSec: a stuck ba
 the loop (and its watchdog pings) goes on. `PlayerApp` wires it from the config and swaps in a new setup on
 reload, keeping the session (what plays, privacy, counters).
 
-Volume ([volume], core.volume): the start volume, the owner's maximum and the quiet hours' cap are applied by
-the loop (every tick compares the cap of the local time with the volume); `submit_volume` (the `volume`
-command, Home Assistant) asks for a level, clipped to the cap; a mood change that cuts a track fades out and
-in. `submit_privacy` sets privacy mode (the `privacy` command, Home Assistant, quiet hours with the camera off).
+Volume ([volume], core.volume.VolumePlan): the loop keeps the planned volume: it re-reads the backend's volume
+every VOLUME_CHECK_S (a phone app's change is the new choice, and any volume above the cap of the local time is
+lowered to it) and sets what the plan says. `submit_volume` (the `volume` command, Home Assistant) asks for a
+level, clipped to the cap, and is set at the loop's next turn (requests during a hang cost one attempt, not one
+each). A mood change that cuts a track fades out and in; a play that fails after the fade gets its volume back.
+`submit_privacy` sets privacy mode (the `privacy` command, Home Assistant); quiet hours with the camera off
+follow the precedence in core.session.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from moodspeaker.core.feedback import rank
 from moodspeaker.core.mood import MoodEvent
 from moodspeaker.core.policy import MoodPolicy
 from moodspeaker.core.session import Command, Like, Next, PlaySwitch, Record, Session, SetPrivacy, TogglePause
-from moodspeaker.core.volume import fade
+from moodspeaker.core.volume import VolumePlan, fade
 from moodspeaker.errors import MoodspeakerError, PlayerError, PlayerUnavailable
 from moodspeaker.ports import FeedbackStore, MoodSource, Player
 
@@ -47,6 +50,7 @@ WATCH_RETRY_S = 2.0  # pause before watching the backend again after it failed i
 # that hangs in a way its adapter does not catch.
 CALL_TIMEOUT_S = 13.0
 FADE_STEP_S = {"mpd": 0.05, "spotify": 0.5}  # one volume step per this long while fading (Spotify: one request each)
+VOLUME_CHECK_S = 5.0  # the backend's volume is re-read this often (and after a failure, tried again this late)
 
 
 def local_minute() -> int:
@@ -88,10 +92,10 @@ class PlayerService:
                  minute: Callable[[], int] = local_minute) -> None:
         self.player, self.feedback = player, feedback
         self.volume_config = volume or VolumeConfig()
-        self.rules = self.volume_config.rules()
+        self.plan = VolumePlan(self.volume_config.rules())
         self._minute = minute
-        self.volume: int | None = None  # the backend's volume as last set or read (None: unknown)
-        self._quiet_privacy = False  # privacy mode was turned on by quiet hours (and goes off when they end)
+        self._volume_due = float("-inf")  # the loop checks the volume at its first turn after this (monotonic s)
+        self._volume_asked = False  # a level was asked for since the last check: set it, do not re-read first
         self.session = Session(policy, early_skip_s)
         self.backend = backend
         self.call_timeout_s = call_timeout_s
@@ -150,11 +154,15 @@ class PlayerService:
         The old backend is closed by the loop right after."""
         self.session.reconfigure(policy, early_skip_s)
         if volume is not None:
-            self.volume_config, self.rules = volume, volume.rules()
+            self.volume_config, self.plan.rules = volume, volume.rules()
         self.feedback, self.backend = feedback, backend
         if player is not self.player:
             self._retired.append(self.player)
             self.player = player
+
+    def retire(self, player: Player) -> None:
+        """Close `player` (a backend never used: a reload that failed to swap in) at the loop's next turn."""
+        self._retired.append(player)
 
     # --- the loop -----------------------------------------------------------------------------------
 
@@ -167,13 +175,17 @@ class PlayerService:
             reader = threading.Thread(target=self._read_source, args=(source,), name="mood-source", daemon=True)
             reader.start()
         try:
-            await self._start_volume()
+            if self.volume_config.start >= 0:  # else the backend's volume is learnt by _keep_volume
+                self.plan.ask(self.volume_config.start, self._minute())
+                self._volume_asked = True
             while not self._stop.is_set():
                 self._wake.clear()
                 while not self._inbox.empty() and not self._stop.is_set():
                     await self._handle(*self._inbox.get())
+                    self._report()  # after every message: the watchdog waits at most one command's time limit
                 await self._execute(self.session.tick(self._clock()))
-                await self._quiet_hours()
+                await self._execute(self.session.quiet_hours(self.plan.rules.camera_off(self._minute())))
+                await self._keep_volume()
                 self._report()
                 if self._inbox.empty() and not self._stop.is_set():
                     with contextlib.suppress(TimeoutError):
@@ -250,21 +262,22 @@ class PlayerService:
             await self._execute(commands)
         elif kind == "error":
             self._failed(item)
-        elif kind == "volume":
-            await self._set_volume(self.rules.allowed(item, self._minute()), "asked for")
+        elif kind == "volume":  # set by the loop's next _keep_volume: ten taps during a hang cost one attempt
+            self.plan.ask(item, self._minute())
+            self._volume_asked, self._volume_due = True, float("-inf")
         elif kind == "privacy":
-            self._quiet_privacy = False  # the owner decided: quiet hours' end leaves it as it is
             await self._execute(self.session.set_privacy(item))
         elif kind == "reload" and self._on_reload is not None:
+            before = self.player
             try:
                 self._on_reload()  # builds beside and swaps on success; says itself how it went
             except Exception as exc:  # a bug while swapping: report it, keep serving
                 log.exception("player: reload failed")
                 self._failed(exc)
-            if self._retired:  # a new backend: watch it instead, close the old one
+            if self.player is not before:  # a new backend: watch it instead
                 await self._stop_watching()
                 self._watcher = asyncio.create_task(self._watch_tracks(self.player))
-                await self._close_retired()
+            await self._close_retired()
 
     async def _execute(self, commands: list[Command]) -> None:
         for command in commands:
@@ -321,7 +334,7 @@ class PlayerService:
             raise PlayerError(f"the playlists {list(switch.selection.playlists)} for {emotion} are empty")
         log.info("%s %d tracks for %s from %s", "playing" if switch.at_once else "queueing after this track",
                  len(tracks), emotion, ", ".join(switch.selection.playlists))
-        if switch.at_once and self.session.playing is not None and self.volume and self.volume_config.fade_s > 0:
+        if switch.at_once and self.session.playing is not None and self.volume_config.fade_s > 0:
             await self._fade_across(tracks)
         elif switch.at_once:
             await self.player.play(tracks)
@@ -330,57 +343,46 @@ class PlayerService:
         self.session.queued(switch, [t.uri for t in tracks])
 
     async def _fade_across(self, tracks: list[Track]) -> None:
-        """Fade the current track out, start `tracks`, fade them in to the volume before (not a hard cut)."""
-        level, half = self.volume or 0, self.volume_config.fade_s / 2
+        """Fade the current track out, start `tracks`, fade them in to the planned volume (not a hard cut). A play
+        that fails leaves the volume low; the plan still holds the level, and the next _keep_volume restores it."""
+        self.plan.was_read(await self.player.volume())  # another client's volume is the level to come back to
+        if not self.plan.backend:
+            await self.player.play(tracks)
+            return
+        level, half = self.plan.wanted or self.plan.backend or 0, self.volume_config.fade_s / 2
         step = FADE_STEP_S.get(self.backend, 0.1)
-        for steps, then in ((fade(level, 0, half, step), None), (fade(0, level, half, step), tracks)):
+        for steps, then in ((fade(self.plan.backend or 0, 0, half, step), None), (fade(0, level, half, step), tracks)):
             if then is not None:
+                self._volume_due = float("-inf")  # if this play fails: the volume comes back at the loop's next turn
                 await self.player.play(then)
             elapsed = 0.0
             for at, volume in steps:
                 await asyncio.sleep(at - elapsed)
                 elapsed = at
                 await self.player.set_volume(volume)
+                self.plan.was_set(volume)
 
-    async def _start_volume(self) -> None:
-        """[volume] start (within the cap), or else learn the backend's volume."""
-        start = self.volume_config.start
-        if start >= 0:
-            await self._set_volume(self.rules.allowed(start, self._minute()), "start")
+    async def _keep_volume(self) -> None:
+        """Re-read the backend's volume (unless a level was just asked for) and set what the plan says, within one
+        command's time limit; at most once per VOLUME_CHECK_S, and at once after a request."""
+        now = self._clock()
+        if now < self._volume_due:
             return
+        self._volume_due = now + VOLUME_CHECK_S
         try:
             async with asyncio.timeout(self.call_timeout_s):
-                self.volume = await self.player.volume()
-        except (TimeoutError, PlayerError, PlayerUnavailable) as exc:
-            log.info("player: volume unknown for now (%s)", exc or "timed out")
-
-    async def _set_volume(self, level: int, why: str) -> None:
-        try:
-            async with asyncio.timeout(self.call_timeout_s):
-                await self.player.set_volume(level)
+                if not self._volume_asked:
+                    self.plan.was_read(await self.player.volume())
+                self._volume_asked = False
+                if (change := self.plan.correction(self._minute())) is not None:
+                    await self.player.set_volume(change[0])
+                    self.plan.was_set(change[0])
+                    log.info("volume %d (%s)", *change)
         except TimeoutError:
-            self._failed(PlayerUnavailable(f"{self.backend} did not set the volume within {self.call_timeout_s:g} s"))
-            return
+            self._failed(PlayerUnavailable(f"{self.backend} did not answer within {self.call_timeout_s:g} s "
+                                           "(the volume); the player tries again"))
         except (PlayerError, PlayerUnavailable) as exc:
             self._failed(exc)
-            return
-        log.info("volume %d (%s)", level, why)
-        self.volume = level
-
-    async def _quiet_hours(self) -> None:
-        """Every tick: keep the volume under the cap of the time now; quiet hours may turn the camera off."""
-        minute = self._minute()
-        cap = self.rules.cap(minute)
-        if self.volume is not None and self.volume > cap:
-            await self._set_volume(cap, f"quiet hours {self.rules.quiet_window(minute).text}"
-                                   if self.rules.quiet_window(minute) else "[volume] maximum")
-        camera_off = self.rules.camera_off(minute)
-        if camera_off and not self.session.privacy:
-            self._quiet_privacy = True
-            await self._execute(self.session.set_privacy(True))
-        elif not camera_off and self._quiet_privacy:
-            self._quiet_privacy = False
-            await self._execute(self.session.set_privacy(False))
 
     def _failed(self, exc: BaseException) -> None:
         self.errors += 1
@@ -401,8 +403,15 @@ class PlayerService:
         return {"mood": s.mood, "confidence": round(s.confidence, 3), "backend": self.backend,
                 "track": describe(s.playing.track if s.playing else None), "paused": s.paused,
                 "privacy": s.privacy, "mood_changes": s.mood_changes, "tracks_started": s.tracks_started,
-                "errors": self.errors, "last_error": self.last_error, "volume": self.volume,
+                "errors": self.errors, "last_error": self.last_error, "volume": self.plan.backend,
                 "title": s.playing.track.title if s.playing else ""}
+
+
+def _quietly(close: Callable[[], None], what: str) -> None:
+    try:
+        close()
+    except Exception as exc:  # a part being replaced: the new one matters now
+        log.warning("player: %s failed: %s", what, exc)
 
 
 def build_player(config: Config) -> Player:
@@ -531,18 +540,26 @@ class PlayerApp:
             self.service.submit_volume(level)
 
     def swap(self, new: PlayerSetup) -> None:
-        """Continue with a reload's setup (called from the player loop); the old store closes, the old backend
-        is closed by the loop, the buttons are reopened only if their pins changed."""
-        old, self.setup = self.setup, new
+        """Continue with a reload's setup (called from the player loop). What may fail comes first (the bridge,
+        the buttons: reopened only if their settings changed), so a swap that raises leaves the old backend and
+        store serving (see `discard`); then the service takes the new ones, the old store closes, and the old
+        backend is closed by the loop. A part of the old setup that fails to close is a warning, not a failure."""
+        old = self.setup
+        if new.config.mqtt != old.config.mqtt or new.config.volume.maximum != old.config.volume.maximum:
+            _quietly(self._close_bridge, "closing the Home Assistant bridge")
+            self._open_bridge(new.config)
+        if new.config.buttons != old.config.buttons:
+            _quietly(self._close_buttons, "closing the buttons")
+            self._open_buttons(new.config)
+        self.setup = new
         self.service.replace(new.player, new.store, new.policy, new.config.player.early_skip_s, new.config.player.backend,
                              new.config.volume)
-        old.store.close()
-        if new.config.buttons != old.config.buttons:
-            self._close_buttons()
-            self._open_buttons(new.config)
-        if new.config.mqtt != old.config.mqtt or new.config.volume.maximum != old.config.volume.maximum:
-            self._close_bridge()
-            self._open_bridge(new.config)
+        _quietly(old.store.close, "closing the previous feedback store")
+
+    def discard(self, new: PlayerSetup) -> None:
+        """A reload's setup that failed to swap in: its store closes now, its backend by the loop."""
+        new.store.close()
+        self.service.retire(new.player)
 
     def close(self) -> None:
         self._close_bridge()
