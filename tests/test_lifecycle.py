@@ -228,8 +228,9 @@ class FullDiskStore(MemoryStore):
         raise FeedbackNotSaved("feedback.db: cannot write (database or disk is full); 1 feedback events kept in memory")
 
 
-def test_a_store_that_cannot_write_does_not_stop_the_music() -> None:
-    """Before, sqlite3's OperationalError escaped from the full play's record() and ended the loop."""
+def test_a_store_that_cannot_write_does_not_stop_the_music(caplog: pytest.LogCaptureFixture) -> None:
+    """Before, sqlite3's OperationalError escaped from the full play's record() and ended the loop. And the next
+    track that started logged "mpd works again" and hid the store's problem from status (issue 20, #12)."""
     player = MemoryPlayer()
     service = PlayerService(player, MoodPolicy({"happy": "mood-happy"}, cooldown_s=0.0), FullDiskStore(),  # type: ignore[arg-type]
                             backend="mpd")
@@ -243,10 +244,41 @@ def test_a_store_that_cannot_write_does_not_stop_the_music() -> None:
         assert not task.done() and service.errors == 1 and "kept in memory" in service.status()["last_error"]
         player.end_track()
         await until(lambda: service.session.tracks_started == 3)  # still playing
+        assert "kept in memory" in service.status()["last_error"]  # the store's problem still shows
         service.stop()
         await asyncio.wait_for(task, 5)
 
     asyncio.run(main())
+    assert "works again" not in caplog.text
+
+
+def test_an_hour_of_the_same_failure_is_a_line_a_minute_not_one_per_try(caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 20, #6: a Spotify Retry-After of an hour logged every refused call, about 8,000 lines."""
+    from moodspeaker.errors import PlayerUnavailable
+
+    now = [1000.0]
+
+    class RateLimited(MemoryPlayer):
+        async def next(self) -> None:
+            now[0] += 3.6  # a thousand tries in an hour
+            raise PlayerUnavailable("Spotify rate-limits this app for 3600 s (Retry-After); the speaker waits")
+
+    service = PlayerService(RateLimited(), MoodPolicy({"happy": "mood-happy"}), MemoryStore(),  # type: ignore[arg-type]
+                            backend="spotify", clock=lambda: now[0])
+
+    async def main() -> None:
+        task = asyncio.create_task(service.run())
+        for _ in range(1000):
+            service.submit_action(ButtonAction.SKIP)
+        await until(lambda: service.errors == 1000, timeout=30)
+        service.stop()
+        await asyncio.wait_for(task, 5)
+
+    with caplog.at_level("WARNING", logger="moodspeaker.app.player"):
+        asyncio.run(main())
+    lines = [r.getMessage() for r in caplog.records if "rate-limits" in r.getMessage()]
+    assert 55 <= len(lines) <= 62  # the first, then one a minute with its count
+    assert lines[1].endswith("waits (17 times in 61 s)")  # 17 tries of 3.6 s: the first line a minute on
 
 
 def test_the_led_follows_the_camera_not_the_privacy_button(tmp_path: Path) -> None:

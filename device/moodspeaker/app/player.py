@@ -36,7 +36,7 @@ from moodspeaker.core.domain import ButtonAction, Track
 from moodspeaker.core.feedback import rank
 from moodspeaker.core.mood import MoodEvent
 from moodspeaker.core.policy import MoodPolicy
-from moodspeaker.core.session import Command, Like, Next, PlaySwitch, Record, Session, SetPrivacy, TogglePause
+from moodspeaker.core.session import Command, Like, Next, PlaySwitch, QueueNext, Record, Session, SetPrivacy, TogglePause
 from moodspeaker.core.volume import VolumePlan, fade
 from moodspeaker.errors import MoodspeakerError, PlayerError, PlayerUnavailable
 from moodspeaker.ports import FeedbackStore, MoodSource, Player
@@ -50,6 +50,7 @@ WATCH_RETRY_S = 2.0  # pause before watching the backend again after it failed i
 # that hangs in a way its adapter does not catch.
 CALL_TIMEOUT_S = 13.0
 FADE_STEP_S = {"mpd": 0.05, "spotify": 0.5}  # one volume step per this long while fading (Spotify: one request each)
+REPEAT_LOG_S = 60.0  # a failure that repeats unchanged is logged this often, with its count
 VOLUME_CHECK_S = 5.0  # the backend's volume is re-read this often (and after a failure, tried again this late)
 
 
@@ -110,7 +111,9 @@ class PlayerService:
         self._watcher: asyncio.Task[None] | None = None
         self._retired: list[Player] = []  # backends replaced by a reload, closed by the loop
         self.errors = 0
-        self.last_error = ""  # the backend's problem now; cleared when a command works again
+        self.last_error = ""  # the problem now; a backend's is cleared when a command works again
+        self._backend_failing = False  # last_error is the backend's
+        self._repeats, self._repeats_since = 0, 0.0  # the same failure again: how often since it was last logged
 
     # --- thread-safe inputs -------------------------------------------------------------------------
 
@@ -276,9 +279,10 @@ class PlayerService:
             except Exception as exc:  # a bug while swapping: report it, keep serving
                 log.exception("player: reload failed")
                 self._failed(exc)
-            if self.player is not before:  # a new backend: watch it instead
+            if self.player is not before:  # a new backend: watch it instead, and hand it what waits to play
                 await self._stop_watching()
                 self._watcher = asyncio.create_task(self._watch_tracks(self.player))
+                await self._execute(self.session.backend_replaced())
             await self._close_retired()
 
     async def _execute(self, commands: list[Command]) -> None:
@@ -289,7 +293,7 @@ class PlayerService:
                 self.session.failed(command, transient=isinstance(exc, PlayerUnavailable))
                 self._failed(exc)
             except MoodspeakerError as exc:  # the feedback store: the music goes on
-                self._failed(exc)
+                self._failed(exc, backend=False)
             except Exception as exc:  # a bug (a foreign exception an adapter let through): report it, keep serving
                 log.exception("player: %s failed", type(command).__name__)
                 self.session.failed(command, transient=False)
@@ -319,6 +323,8 @@ class PlayerService:
             await self._play(command)
         elif isinstance(command, Next):
             await self.player.next()
+        elif isinstance(command, QueueNext):
+            await self.player.play_next(list(command.tracks))
         elif isinstance(command, TogglePause):
             await self.player.toggle_pause()
         elif isinstance(command, Like):
@@ -342,7 +348,7 @@ class PlayerService:
             await self.player.play(tracks)
         else:
             await self.player.play_next(tracks)
-        self.session.queued(switch, [t.uri for t in tracks])
+        self.session.queued(switch, tracks)
 
     async def _fade_across(self, tracks: list[Track]) -> None:
         """Fade the current track out, start `tracks`, fade them in to the planned volume (not a hard cut). A play
@@ -386,13 +392,24 @@ class PlayerService:
         except (PlayerError, PlayerUnavailable) as exc:
             self._failed(exc)
 
-    def _failed(self, exc: BaseException) -> None:
+    def _failed(self, exc: BaseException, backend: bool = True) -> None:
+        """Count and show a failure; log it when it differs from the last one, and a repeated one once a minute
+        with its count (a Spotify rate limit of an hour is a few lines, not thousands)."""
         self.errors += 1
-        self.last_error = str(exc)
-        log.warning("player: %s", exc)
+        why, now = str(exc), self._clock()
+        if why != self.last_error:
+            log.warning("player: %s", why)
+            self._repeats, self._repeats_since = 0, now
+        else:
+            self._repeats += 1
+            if now - self._repeats_since >= REPEAT_LOG_S:
+                log.warning("player: %s (%d times in %.0f s)", why, self._repeats, now - self._repeats_since)
+                self._repeats, self._repeats_since = 0, now
+        self.last_error, self._backend_failing = why, backend
 
     def _recovered(self) -> None:
-        if self.last_error:
+        """A backend command worked: a backend failure no longer shows (a feedback store's failure does)."""
+        if self.last_error and self._backend_failing:
             log.info("player: %s works again", self.backend)
             self.last_error = ""
 

@@ -35,6 +35,13 @@ class Next:
 
 
 @dataclass(frozen=True)
+class QueueNext:
+    """Hand a new backend (after a reload) the tracks a mood queued after the current track, not started yet."""
+
+    tracks: tuple[Track, ...]
+
+
+@dataclass(frozen=True)
 class TogglePause:
     pass
 
@@ -57,7 +64,7 @@ class SetPrivacy:
     on: bool
 
 
-Command = PlaySwitch | Next | TogglePause | Like | Record | SetPrivacy
+Command = PlaySwitch | Next | QueueNext | TogglePause | Like | Record | SetPrivacy
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,7 @@ class Session:
         self.tracks_started = 0
         self._emotion_of: dict[str, str] = {}  # track URI -> the mood it was queued for
         self._expected_change: str | None = None  # "skip" or "switch": the next track change is ours, not an end
+        self.upcoming: tuple[Track, ...] = ()  # queued after the current track by a mood, not started yet
         self._camera_off_hours = False  # inside quiet hours that turn the camera off (as last told by `quiet_hours`)
         self._privacy_by_quiet_hours = False  # privacy is on because quiet hours turned it on
         self._owner_chose_in_window = False  # the owner set privacy within the current camera-off quiet window
@@ -111,6 +119,7 @@ class Session:
         if track is not None and ended is not None and reason is None and track.uri == ended.track.uri:
             return []  # the same track reported again (a reconnect, a new backend after a reload), not a change
         self._expected_change = None
+        self.upcoming = ()
         commands: list[Command] = []
         if ended is not None and reason is None and ended.emotion is not None:
             commands.append(Record(ended.emotion, ended.track.uri, FULL_PLAY, wall))
@@ -165,8 +174,14 @@ class Session:
         self.privacy = on
         return [SetPrivacy(on)]
 
-    def queued(self, switch: Switch, track_uris: list[str]) -> None:
+    def backend_replaced(self) -> list[Command]:
+        """A reload brought a new backend: what a mood queued after the current track must not be lost."""
+        return [QueueNext(self.upcoming)] if self.upcoming else []
+
+    def queued(self, switch: Switch, tracks: list[Track]) -> None:
         """The service carried out `switch` with these tracks in this order."""
+        track_uris = [t.uri for t in tracks]
+        self.upcoming = () if switch.at_once else tuple(tracks)
         emotion = switch.selection.emotion
         if switch.at_once:
             self._emotion_of = dict.fromkeys(track_uris, emotion)
