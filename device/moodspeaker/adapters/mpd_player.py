@@ -373,9 +373,13 @@ class MpdPlayer:
         if status.get("state", "stop") == "stop":
             await self._play_now(tracks)
             return
-        pos = int(_number(status.get("song"), length - 1))  # Mopidy's `song: None` near the end: after the last
-        if length > pos + 1:
-            await self._command("delete", (pos + 1, length))
+        # Replace what follows the current song. Mopidy, asked near a track's end, has already moved on to the
+        # song after it; when that one is deleted it still plays, outside the queue (`song: None`), and `nextsong`
+        # says where the queue goes on.
+        pos = _number(status.get("song"), _number(status.get("nextsong"), length) - 1)
+        first = int(pos) + 1
+        if length > first:
+            await self._command("delete", (first, length))
         added = []
         for uri in _capped([t.uri for t in tracks]):
             try:
@@ -383,7 +387,7 @@ class MpdPlayer:
                 added.append(uri)
             except MpdRefused as exc:  # a file deleted since the playlist was stored: play the others
                 log.warning("%s; left out", exc)
-        self._playback.queue = self._playback.queue[:pos + 1] + added
+        self._playback.queue = self._playback.queue[:first] + added
         if not added:
             raise PlayerError(f"none of the {len(tracks)} tracks is in MPD's database; run `mpc update` "
                               "or fix the stored playlist")
