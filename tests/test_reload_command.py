@@ -13,9 +13,10 @@ import pytest
 
 MOODSPEAKER = str(Path(sys.executable).with_name("moodspeaker"))
 
-# A daemon that rebuilds for 0.5 s on SIGHUP; the rebuild fails while the file `broken` exists, naming its content.
+# A daemon that rebuilds for 0.5 s on SIGHUP; the rebuild fails while the file `broken` exists, naming its content,
+# and the daemon aborts in it (as LiteRT did on a corrupt model) while the file `crash` exists.
 DAEMON = textwrap.dedent("""
-    import signal, sys, threading, time
+    import os, signal, sys, threading, time
     from pathlib import Path
     from moodspeaker.config import ServiceConfig
     from moodspeaker.app.lifecycle import ServiceRuntime
@@ -30,6 +31,8 @@ DAEMON = textwrap.dedent("""
             hup.clear()
             runtime.reloading()
             time.sleep(0.5)
+            if (runtime_dir / "crash").exists():
+                os.abort()
             broken = runtime_dir / "broken"
             runtime.reloaded(not broken.exists(), broken.read_text() if broken.exists() else "")
 """)
@@ -78,3 +81,11 @@ def test_reload_of_a_daemon_that_is_not_running_says_so(tmp_path: Path) -> None:
     (tmp_path / "vision.json").write_text(f'{{"pid": {proc.stdout.strip()}, "reloads": 0}}')
     out = _reload(tmp_path, "--pid", proc.stdout.strip())
     assert out.returncode == 1 and "not running" in out.stderr
+
+
+def test_case1_reload_says_at_once_when_the_daemon_dies_in_the_rebuild(daemon, tmp_path: Path) -> None:
+    (tmp_path / "crash").touch()
+    started = time.monotonic()
+    out = _reload(tmp_path, "--timeout", "60")
+    assert out.returncode == 1 and "died while reloading" in out.stderr, out.stderr
+    assert time.monotonic() - started < 30  # not the full timeout: it noticed the death

@@ -129,10 +129,9 @@ def require_model_file(model: Path) -> None:
         raise ModelError(f"{model}: model file not found")
 
 
-def verify_model_file(model: Path, card: ModelCard) -> None:
-    """The file must be the one the card describes (SHA-256)."""
-    require_model_file(model)
-    actual = sha256_file(model)
+def verify_model_bytes(model: Path, content: bytes, card: ModelCard) -> None:
+    """The model's bytes (read from `model`) must be the ones the card describes (SHA-256)."""
+    actual = hashlib.sha256(content).hexdigest()
     if actual != card.sha256:
         raise ModelError(
             f"{model}: SHA-256 {actual[:12]}… does not match its card ({card.sha256[:12]}…); "

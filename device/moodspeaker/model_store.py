@@ -24,10 +24,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from moodspeaker.errors import ModelError
 from moodspeaker.model_card import ModelCard, finite_number, load_card, sha256_file
+from moodspeaker.model_proof import golden_beside, prove, read_golden
 
 MODEL_FILE = "emotion.tflite"
 CARD_FILE = "emotion.json"
@@ -85,22 +84,18 @@ def golden_spec(card: ModelCard, where: Path) -> GoldenSpec:
 
 
 def check_golden(model: Path, card_path: Path, golden: Path, spec: GoldenSpec) -> GoldenResult:
-    """Run the golden faces through the device's classifier; the accuracy must match the card's claim."""
-    from moodspeaker.adapters.litert_classifier import LiteRTClassifier
-    from moodspeaker.evaluation import evaluate_crops
-
+    """Run the golden faces through the device's classifier, in a child process (model_proof): the accuracy must
+    match the card's claim, and a model that crashes the interpreter kills only that child."""
     if sha256_file(golden) != spec.sha256:
         raise ModelError(f"{golden}: golden faces do not match the card's SHA-256; copy the golden_faces.npz that "
                          "`moodspeaker-train report` wrote next to this model")
-    try:
-        with np.load(golden) as data:
-            images, labels = data["images"], data["labels"].astype(np.int64)
-    except (KeyError, ValueError, OSError) as exc:
-        raise ModelError(f"{golden}: not a golden-faces file with images and labels ({exc})") from None
+    images, _ = read_golden(golden)
     if len(images) != spec.n:
         raise ModelError(f"{golden}: {len(images)} golden faces, the card says {spec.n}")
-    classifier = LiteRTClassifier(model, card_path)  # checks SHA-256, loads in LiteRT, checks shapes/dtype/labels
-    measured = evaluate_crops(classifier.classify, classifier.labels, images, labels)["accuracy"]
+    proof = prove(model, card_path, golden)  # checks SHA-256, loads in LiteRT, checks shapes/dtype/labels, runs
+    if proof.n != spec.n or proof.accuracy is None:
+        raise ModelError(f"{golden}: changed while the model was being tested; run the install again")
+    measured = proof.accuracy
     result = GoldenResult(n=spec.n, accuracy=measured, claimed=spec.accuracy, tolerance=spec.tolerance)
     if measured < GOLDEN_ACCURACY_FLOOR:
         raise ModelError(f"{model}: accuracy on the {spec.n} golden faces is {measured:.4f}, below the floor of "
@@ -168,14 +163,14 @@ class ModelStore:
         return target, result
 
     def rollback(self) -> Path:
-        """Make `previous` current again (and the current one previous), after re-checking its file."""
-        from moodspeaker.adapters.litert_classifier import LiteRTClassifier
-
+        """Make `previous` current again (and the current one previous), after re-checking its file and running it
+        in a child process (model_proof)."""
         with self._locked():
             previous = self.previous()
             if previous is None:
                 raise ModelError(f"{self.root}: no previous model to roll back to")
-            LiteRTClassifier(previous / MODEL_FILE, previous / CARD_FILE)
+            card = load_card(previous / CARD_FILE)
+            prove(previous / MODEL_FILE, previous / CARD_FILE, golden_beside(card, previous / CARD_FILE))
             self._switch_to(previous)
             return previous
 

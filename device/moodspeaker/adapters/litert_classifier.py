@@ -1,7 +1,9 @@
 """EmotionClassifier on the LiteRT interpreter, running the full-integer int8 model.
 
 Reads input/output scale and zero-point from the model itself and labels and preprocessing from
-its card, after checking that the card matches the file.
+its card, after checking that the card matches the file. The file is read once and the interpreter loads those
+bytes, so what was checked is what runs. A model that matches its card can still crash the interpreter; code that
+must survive that loads through `model_proof.load_proven`, which runs the model in a child process first.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import numpy as np
 
 from moodspeaker.core.face_crop import enlarge_cubic
 from moodspeaker.errors import ModelError
-from moodspeaker.model_card import ModelCard, card_path_for, load_card, require_model_file, verify_model_file
+from moodspeaker.model_card import ModelCard, card_path_for, load_card, require_model_file, verify_model_bytes
 
 # The exact variants: INTER_LINEAR differs by up to 2 grey levels between ARM and x86; these give the same pixels.
 _INTERP = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR_EXACT}
@@ -27,15 +29,23 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 class LiteRTClassifier:
     """Face crop (uint8 grayscale, any size) -> probabilities per label, in `labels` order."""
 
-    def __init__(self, model: Path, card: Path | None = None, num_threads: int = 1) -> None:
+    def __init__(self, model: Path, card: Path | None = None, num_threads: int = 1,
+                 proven_sha256: str | None = None) -> None:
+        """`proven_sha256`: load only the model with this SHA-256 (the one a child process ran, see model_proof)."""
         from ai_edge_litert.interpreter import Interpreter
 
         self.model_path = Path(model)
         require_model_file(self.model_path)
         self.card: ModelCard = load_card(Path(card) if card else card_path_for(self.model_path))
-        verify_model_file(self.model_path, self.card)
         try:
-            self._interp = Interpreter(model_path=str(self.model_path), num_threads=num_threads)
+            content = self.model_path.read_bytes()
+        except OSError as exc:
+            raise ModelError(f"{self.model_path}: cannot read the model ({exc.strerror})") from None
+        verify_model_bytes(self.model_path, content, self.card)
+        if proven_sha256 is not None and self.card.sha256 != proven_sha256:
+            raise ModelError(f"{self.model_path}: the model changed after it was tested; load it again")
+        try:
+            self._interp = Interpreter(model_content=content, num_threads=num_threads)
             self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"{self.model_path}: LiteRT cannot load this model ({exc})") from None

@@ -52,6 +52,26 @@ def write_state(path: Path, state: dict[str, Any]) -> None:
         raise
 
 
+def process_alive(pid: object) -> bool:
+    """Whether process `pid` exists and has not died (a zombie, dead but not yet reaped by its parent, counts as
+    dead), under any user."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, under another user
+    except OverflowError:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc to ask (or it went just now): the signal said it exists
+    return stat[stat.rfind(")") + 2:][:1] not in ("Z", "X")
+
+
 def read_state(path: Path) -> dict[str, Any] | None:
     """The state in `path`, or None when the daemon has not written one (not running, or never started)."""
     try:

@@ -322,11 +322,11 @@ def build_vision(config: Config, sink: MoodSink, source: Path | None = None,
     """
     from moodspeaker.adapters.camera import open_camera
     from moodspeaker.adapters.haar_detector import HaarFaceDetector
-    from moodspeaker.adapters.litert_classifier import LiteRTClassifier
+    from moodspeaker.model_proof import load_proven
     from moodspeaker.paths import default_model
 
     model = Path(config.model.path) if config.model.path else default_model()
-    classifier = LiteRTClassifier(model, num_threads=config.model.threads)
+    classifier = load_proven(model, num_threads=config.model.threads)  # a model that crashes LiteRT kills a child
     pipeline = VisionPipeline(HaarFaceDetector(config.detector), classifier, Smoother(classifier.labels, config.smoother),
                               sink, face_margin=classifier.card.preprocessing.face_margin, quality=QualityParams())
     open_source = (lambda: _open_file_source(source, config)) if source is not None else (lambda: open_camera(config.camera))

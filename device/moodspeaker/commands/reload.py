@@ -4,7 +4,7 @@
 reload failed and the daemon kept its previous setup. One unit file works on every systemd: `Type=notify-reload`
 (systemd 253+) has no way to report a failed reload, and `/bin/kill` needs procps, which minimal images lack.
 The daemon counts its finished rebuilds in its state file (`reloads`, `reload_error`); this command waits for the
-count to grow.
+count to grow, and says at once if the daemon died meanwhile.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from moodspeaker.adapters.state_file import StateFileError, read_state, state_path
+from moodspeaker.adapters.state_file import StateFileError, process_alive, read_state, state_path
 from moodspeaker.config import ServiceConfig
 
 POLL_S = 0.1
@@ -44,6 +44,9 @@ def reload_daemon(runtime_dir: Path, name: str, pid: int | None, timeout: float)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         time.sleep(POLL_S)
+        if not process_alive(pid):  # it died in the rebuild: its state file stays as it was, so say so now
+            return False, (f"moodspeaker-{name} (PID {pid}) died while reloading; see `journalctl -u "
+                           f"moodspeaker-{name}` (systemd restarts it)")
         try:
             state = read_state(path)
         except StateFileError:

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
-from moodspeaker.adapters.state_file import StateFileError, read_state, state_path
+from moodspeaker.adapters.state_file import StateFileError, process_alive, read_state, state_path
 from moodspeaker.commands import add_config_argument
 from moodspeaker.config import Config, load_config
 from moodspeaker.errors import ConfigError, ModelError
@@ -23,18 +22,6 @@ from moodspeaker.paths import default_model
 
 SERVICES = ("vision", "player")
 STALE_INTERVALS = 10  # no state update for this many status intervals (at least 10 s): the daemon is stuck
-
-
-def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, under another user
-    return True
 
 
 def service_state(runtime_dir: Path, name: str, stale_after: float, now: float) -> dict[str, Any]:
@@ -47,7 +34,7 @@ def service_state(runtime_dir: Path, name: str, stale_after: float, now: float) 
         return {"state": "stopped"}
     status = raw.get("status") if isinstance(raw.get("status"), dict) else {}
     started, updated = raw.get("started_at"), raw.get("updated_at")
-    if not _alive(raw.get("pid")):
+    if not process_alive(raw.get("pid")):
         state = "crashed"  # a clean stop removes the file; the process is gone without doing so
     elif isinstance(updated, int | float) and now - updated > stale_after:
         state = "stuck"
