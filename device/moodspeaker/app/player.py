@@ -91,6 +91,7 @@ class PlayerService:
         self.rules = self.volume_config.rules()
         self._minute = minute
         self.volume: int | None = None  # the backend's volume as last set or read (None: unknown)
+        self.mood_heard_at: float | None = None  # when the last mood event arrived (vision is seen)
         self._quiet_privacy = False  # privacy mode was turned on by quiet hours (and goes off when they end)
         self.session = Session(policy, early_skip_s)
         self.backend = backend
@@ -234,6 +235,7 @@ class PlayerService:
     async def _handle(self, kind: str, item: Any) -> None:
         now, wall = self._clock(), self._wall()
         if kind == "mood":
+            self.mood_heard_at = now
             before = self.session.mood_changes
             commands = self.session.on_mood(item.mood, item.confidence, now)
             if self.session.mood_changes != before:
@@ -402,6 +404,7 @@ class PlayerService:
                 "track": describe(s.playing.track if s.playing else None), "paused": s.paused,
                 "privacy": s.privacy, "mood_changes": s.mood_changes, "tracks_started": s.tracks_started,
                 "errors": self.errors, "last_error": self.last_error, "volume": self.volume,
+                "volume_cap": self.rules.cap(self._minute()),
                 "title": s.playing.track.title if s.playing else ""}
 
 
@@ -476,14 +479,20 @@ class PlayerApp:
     def _open_bridge(self, config: Config) -> None:
         if not config.mqtt.host:
             return
-        from moodspeaker.adapters.mqtt_bridge import BridgeCommands, MqttBridge
+        from moodspeaker.adapters.mqtt_bridge import BridgeCommands, MqttBridge, VisionPresence
 
         service = self.service
         self.bridge = MqttBridge(config.mqtt, BridgeCommands(
             privacy=service.submit_privacy, skip=lambda: service.submit_action(ButtonAction.SKIP),
-            like=lambda: service.submit_action(ButtonAction.LIKE), volume=service.submit_volume),
-            volume_max=config.volume.maximum)
+            like=lambda: service.submit_action(ButtonAction.LIKE), volume=service.submit_volume,
+            pause=self._pause), volume_max=config.volume.maximum)
+        self._vision = VisionPresence(stale_s=3 * config.smoother.heartbeat_s + 1)
         self.bridge.start()
+
+    def _pause(self, on: bool) -> None:
+        """Pause (True) or resume: the skip button's hold, a toggle, when it changes something."""
+        if on != self.service.session.paused:
+            self.service.submit_action(ButtonAction.PAUSE)
 
     def _close_bridge(self) -> None:
         if self.bridge is not None:
@@ -514,21 +523,32 @@ class PlayerApp:
 
     def _iteration(self, status: dict[str, Any]) -> None:
         self._update_led()
-        self._follow_owner(status)
+        privacy_pending = self._follow_owner(status)
         if self.bridge is not None:
-            self.bridge.publish_state(mood=status["mood"], confidence=status["confidence"], track=status["title"],
-                                      privacy=status["privacy"], volume=status["volume"])
+            from moodspeaker.adapters.mqtt_bridge import SpeakerState
+
+            now = time.monotonic()
+            captures = self._camera_on() if self._camera_on is not None else True
+            seen = self._vision.seen(now, self.service.mood_heard_at, captures, status["privacy"])
+            self.bridge.publish_state(SpeakerState(
+                mood=status["mood"] if seen else None, confidence=status["confidence"], track=status["title"],
+                paused=status["paused"], privacy=None if privacy_pending else status["privacy"],
+                volume=status["volume"], volume_max=status["volume_cap"]), now)
             status = {**status, "mqtt": self.bridge.describe()}
         if self._on_iteration is not None:
             self._on_iteration(status)
 
-    def _follow_owner(self, status: dict[str, Any]) -> None:
-        """`moodspeaker privacy` / `moodspeaker volume` from the runtime folder (the flag is polled once a second)."""
+    def _follow_owner(self, status: dict[str, Any]) -> bool:
+        """`moodspeaker privacy` / `moodspeaker volume` from the runtime folder (the flag is polled once a second).
+        True when privacy mode is about to change (`status` shows the state before it)."""
+        privacy_pending = False
         if self._privacy_flag is not None and (on := self._privacy_flag.changed()) is not None \
                 and on != status["privacy"]:
             self.service.submit_privacy(on)
+            privacy_pending = True
         if self._volume_request is not None and (level := self._volume_request.take()) is not None:
             self.service.submit_volume(level)
+        return privacy_pending
 
     def swap(self, new: PlayerSetup) -> None:
         """Continue with a reload's setup (called from the player loop); the old store closes, the old backend
