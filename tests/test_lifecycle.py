@@ -472,3 +472,48 @@ def test_a_reload_whose_swap_raises_is_ready_again_on_the_old_setup_and_says_why
         sock.sock.close()
         os.unlink(os.path.join(folder, "notify.sock"))
         os.rmdir(folder)
+
+
+def test_a_reload_builds_in_a_thread_while_the_loop_feeds_the_watchdog(mpd_server: MpdServer, tmp_path: Path) -> None:
+    """G: the new setup (a feedback database's quick_check, a Spotify login) was built on the event loop: no
+    watchdog ping, no mood, no button while it took."""
+    import threading
+
+    path = tmp_path / "config.toml"
+    path.write_text(player_config(tmp_path, mpd_server))
+    config = load_config(path)
+    daemon = Daemon("player", config)
+    reports: list[str] = []
+    building, finish = threading.Event(), threading.Event()
+
+    def slow_build(fresh):  # a database check that takes its time
+        building.set()
+        assert finish.wait(10)
+        return build_setup(fresh)
+
+    app = PlayerApp(config, on_iteration=lambda status: reports.append(threading.current_thread().name),
+                    on_reload=lambda: daemon.reload_off_loop(slow_build, app.swap, app.discard), pin_factory=MockFactory())
+
+    async def scenario() -> None:
+        app.service.request_reload()
+        await asyncio.to_thread(building.wait, 5)
+        during = len(reports)
+        await until(lambda: len(reports) >= during + 3)  # the loop reports on while the thread builds
+        finish.set()
+        await until(lambda: daemon.runtime._reloads == 1)
+        assert daemon.runtime.reload_error is None and app.setup.config is not config
+
+    async def main() -> None:
+        task = asyncio.create_task(app.service.run())
+        try:
+            await scenario()
+        finally:
+            app.service.stop()
+            await asyncio.wait_for(task, 10)
+
+    try:
+        asyncio.run(main())
+    finally:
+        finish.set()
+        app.close()
+    assert set(reports) == {"MainThread"}

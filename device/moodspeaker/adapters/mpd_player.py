@@ -172,6 +172,12 @@ class MpdPlayer:
         except _lost() as exc:
             why = f"no answer within {CONNECT_TIMEOUT_S:g} s" if isinstance(exc, TimeoutError) else str(exc)
             raise PlayerUnavailable(f"MPD at {self.where} is not reachable ({why or type(exc).__name__})") from None
+        protocol = client.mpd_version or "0"
+        if self.library != "playlists" and tuple(map(int, protocol.split(".")[:2])) < (0, 21):
+            client.disconnect()
+            raise PlayerError(f"the MPD server at {self.where} speaks protocol {protocol} (Mopidy-MPD does); [mpd] "
+                              f"library = \"{self.library}\" needs protocol 0.21 (MPD 0.21 or later): use [mpd] "
+                              'library = "playlists" (stored playlists) with this server')
         try:
             if self.password:
                 await client.password(self.password)
@@ -459,8 +465,16 @@ class MpdPlayer:
     async def _look(self) -> dict[str, Any]:
         """The song playing now ({} when stopped), with what should be playing updated from MPD's status."""
         async with self._lock:  # not halfway through a restore or a play()
+            pos_before = self._playback.pos
             status = await self._observe()
-            return await self._client.currentsong() if status.get("state") != "stop" else {}
+            if status.get("state") == "stop":
+                return {}
+            if _number(status.get("song"), -1) < 0 and pos_before >= 0:
+                # Mopidy plays a song it had prepared before play_next() deleted it, outside the queue, and then
+                # goes on at the queue's start: drop what already played there, so our next song follows.
+                await self._client.delete((0, pos_before + 1))
+                self._playback.queue, self._playback.pos = self._playback.queue[pos_before + 1:], -1
+            return await self._client.currentsong()
 
     async def close(self) -> None:
         self._drop()

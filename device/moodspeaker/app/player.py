@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import queue
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,7 +89,7 @@ class PlayerService:
     def __init__(self, player: Player, policy: MoodPolicy, feedback: FeedbackStore, *, backend: str,
                  early_skip_s: float = 30.0, rng: random.Random | None = None, clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time, on_iteration: Callable[[dict[str, Any]], None] | None = None,
-                 on_privacy: Callable[[bool], None] | None = None, on_reload: Callable[[], None] | None = None,
+                 on_privacy: Callable[[bool], None] | None = None, on_reload: Callable[[], Awaitable[Any] | None] | None = None,
                  call_timeout_s: float = CALL_TIMEOUT_S, volume: VolumeConfig | None = None,
                  minute: Callable[[], int] = local_minute) -> None:
         self.player, self.feedback = player, feedback
@@ -274,8 +275,12 @@ class PlayerService:
             await self._execute(self.session.set_privacy(item))
         elif kind == "reload" and self._on_reload is not None:
             before = self.player
-            try:
-                self._on_reload()  # builds beside and swaps on success; says itself how it went
+            try:  # builds beside (in a thread, if it returns an awaitable) and swaps on success; says how it went
+                if inspect.isawaitable(building := self._on_reload()):
+                    task = asyncio.ensure_future(building)
+                    while not (await asyncio.wait({task}, timeout=TICK_S))[0]:
+                        self._report()  # the loop is alive while a thread builds: the watchdog is fed
+                    task.result()
             except Exception as exc:  # a bug while swapping: report it, keep serving
                 log.exception("player: reload failed")
                 self._failed(exc)
@@ -301,8 +306,8 @@ class PlayerService:
             self._report()  # after every command: the watchdog waits at most one command's time limit
 
     async def _carry_out(self, command: Command) -> None:
-        if isinstance(command, Record):
-            self.feedback.record(command.emotion, command.track_uri, command.event, command.at)
+        if isinstance(command, Record):  # in a thread: SQLite's fsync and busy waits stay off the loop
+            await asyncio.to_thread(self.feedback.record, command.emotion, command.track_uri, command.event, command.at)
             return
         if isinstance(command, SetPrivacy):
             log.info("privacy mode %s: camera %s, music continues", "on" if command.on else "off",
@@ -333,7 +338,7 @@ class PlayerService:
     async def _play(self, command: PlaySwitch) -> None:
         switch = command.switch
         emotion = switch.selection.emotion
-        counts = self.feedback.counts(emotion)
+        counts = await asyncio.to_thread(self.feedback.counts, emotion)
         tracks: list[Track] = []
         for playlist in switch.selection.playlists:
             tracks += rank(await self.player.playlist_tracks(playlist), counts, self._rng)
@@ -481,7 +486,7 @@ class PlayerApp:
     """
 
     def __init__(self, config: Config, on_iteration: Callable[[dict[str, Any]], None] | None = None,
-                 on_privacy: Callable[[bool], None] | None = None, on_reload: Callable[[], None] | None = None,
+                 on_privacy: Callable[[bool], None] | None = None, on_reload: Callable[[], Awaitable[Any] | None] | None = None,
                  camera_on: Callable[[], bool] | None = None, call_timeout_s: float = CALL_TIMEOUT_S,
                  pin_factory: Any = None, runtime_dir: str | None = None) -> None:
         from moodspeaker.adapters.privacy_flag import PrivacyFlag
