@@ -184,7 +184,7 @@ def test_run_reloads_on_sighup(mpd_server: MpdServer, tmp_path: Path, shipped_mo
     try:
         wait_for(" track: ")  # vision saw a mood, the player started its playlist: both loops run
         proc.send_signal(signal.SIGHUP)
-        wait_for("run: reloaded config and model")
+        wait_for("player: reloaded config and model")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
     finally:
