@@ -96,7 +96,8 @@ class PlayerService:
         self.volume_config = volume or VolumeConfig()
         self.plan = VolumePlan(self.volume_config.rules())
         self._minute = minute
-        self._volume_due = float("-inf")  # the loop checks the volume at its first turn after this (monotonic s)
+        self._volume_read_at = float("-inf")  # the backend's volume is re-read at the loop's first turn after this
+        self._volume_retry_at = float("-inf")  # after a failed volume call, none before this (monotonic s)
         self._volume_asked = False  # a level was asked for since the last check: set it, do not re-read first
         self.mood_heard_at: float | None = None  # when the last mood event arrived (vision is seen)
         self.session = Session(policy, early_skip_s)
@@ -270,7 +271,7 @@ class PlayerService:
             self._failed(item)
         elif kind == "volume":  # set by the loop's next _keep_volume: ten taps during a hang cost one attempt
             self.plan.ask(item, self._minute())
-            self._volume_asked, self._volume_due = True, float("-inf")
+            self._volume_asked = True
         elif kind == "privacy":
             await self._execute(self.session.set_privacy(item))
         elif kind == "reload" and self._on_reload is not None:
@@ -366,7 +367,6 @@ class PlayerService:
         step = FADE_STEP_S.get(self.backend, 0.1)
         for steps, then in ((fade(self.plan.backend or 0, 0, half, step), None), (fade(0, level, half, step), tracks)):
             if then is not None:
-                self._volume_due = float("-inf")  # if this play fails: the volume comes back at the loop's next turn
                 await self.player.play(then)
             elapsed = 0.0
             for at, volume in steps:
@@ -376,26 +376,31 @@ class PlayerService:
                 self.plan.was_set(volume)
 
     async def _keep_volume(self) -> None:
-        """Re-read the backend's volume (unless a level was just asked for) and set what the plan says, within one
-        command's time limit; at most once per VOLUME_CHECK_S, and at once after a request."""
-        now = self._clock()
-        if now < self._volume_due:
+        """Every turn, within one command's time limit: set what the plan says when it differs from the backend
+        (a request, the cap of the time, a volume a failed play left low); every VOLUME_CHECK_S also re-read the
+        backend's volume first (unless a level was just asked for). After a failure, nothing for VOLUME_CHECK_S:
+        requests during a hang wait in the plan, the latest one wins."""
+        now, minute = self._clock(), self._minute()
+        read = now >= self._volume_read_at and not self._volume_asked
+        if now < self._volume_retry_at or (not read and self.plan.correction(minute) is None):
             return
-        self._volume_due = now + VOLUME_CHECK_S
         try:
             async with asyncio.timeout(self.call_timeout_s):
-                if not self._volume_asked:
+                if read:
+                    self._volume_read_at = now + VOLUME_CHECK_S
                     self.plan.was_read(await self.player.volume())
                 self._volume_asked = False
-                if (change := self.plan.correction(self._minute())) is not None:
+                if (change := self.plan.correction(minute)) is not None:
                     await self.player.set_volume(change[0])
                     self.plan.was_set(change[0])
                     log.info("volume %d (%s)", *change)
+            return
         except TimeoutError:
             self._failed(PlayerUnavailable(f"{self.backend} did not answer within {self.call_timeout_s:g} s "
                                            "(the volume); the player tries again"))
         except (PlayerError, PlayerUnavailable) as exc:
             self._failed(exc)
+        self._volume_retry_at = now + VOLUME_CHECK_S
 
     def _failed(self, exc: BaseException, backend: bool = True) -> None:
         """Count and show a failure; log it when it differs from the last one, and a repeated one once a minute
