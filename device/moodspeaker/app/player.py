@@ -416,6 +416,7 @@ class PlayerService:
         except (PlayerError, PlayerUnavailable) as exc:
             self._failed(exc)
         self._volume_retry_at = now + VOLUME_CHECK_S
+        self.plan.backend = None  # unknown: a set that timed out may still land, and is not another client's
 
     def _failed(self, exc: BaseException, backend: bool = True) -> None:
         """Count and show a failure; log it when it differs from the last one, and a repeated one once a minute
