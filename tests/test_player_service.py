@@ -54,6 +54,13 @@ async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
         await asyncio.sleep(0.05)
 
 
+async def settled(service: PlayerService) -> None:
+    """Until the loop has handled everything sent before and completed two whole turns after (tick, quiet hours,
+    volume): what a test waits on before it checks that something did not happen."""
+    target = service.turns + 2
+    await until(lambda: service.turns >= target)
+
+
 def serve(service: PlayerService, scenario: Callable[[], Awaitable[None]]) -> None:
     async def main() -> None:
         task = asyncio.create_task(service.run())
@@ -94,7 +101,7 @@ def test_a_mood_starts_its_playlist_and_no_face_keeps_the_music(mpd_server: MpdS
         _, playing, queue = mpd_view(mpd_server)
         assert sorted(queue) == ["happy/happy-1.wav", "happy/happy-2.wav", "happy/happy-3.wav"]
         service.send(mood("no_face", 0.0))
-        await asyncio.sleep(0.5)
+        await settled(service)
         assert mpd_view(mpd_server)[:2] == ("play", playing)
 
     serve(service, scenario)
@@ -124,7 +131,7 @@ def test_a_flickering_mood_does_not_restart_the_music_within_the_cooldown(mpd_se
         for name in ("sad", "happy", "sad"):
             clock.t += 2
             service.send(mood(name))
-        await asyncio.sleep(0.6)
+        await settled(service)
         assert mpd_view(mpd_server)[1] == playing  # same track, not restarted
         clock.t += 30  # the cool-down has passed: the pending mood (sad) takes over at once
         await until(lambda: service.session.tracks_started == 2)
@@ -170,7 +177,7 @@ def test_buttons_skip_like_pause_and_privacy(mpd_server: MpdServer, store) -> No
         service.submit_action(ButtonAction.PRIVACY)
         await until(lambda: service.session.privacy)
         service.send(mood("happy"))  # the camera is off: moods are ignored, the music goes on
-        await asyncio.sleep(0.5)
+        await settled(service)
         assert folder(mpd_view(mpd_server)[1]) == "sad"
         client = mpd.MPDClient()
         client.connect(mpd_server.host, mpd_server.port)

@@ -114,6 +114,7 @@ class PlayerService:
         self._retired: list[Player] = []  # backends replaced by a reload, closed by the loop
         self.errors = 0
         self.handled = 0  # messages handled so far: what a test waits on to know that one was, and did nothing
+        self.turns = 0  # loop turns completed (messages, then the tick, quiet hours and the volume)
         self.last_error = ""  # the problem now; a backend's is cleared when a command works again
         self._backend_failing = False  # last_error is the backend's
         self._repeats, self._repeats_since = 0, 0.0  # the same failure again: how often since it was last logged
@@ -199,6 +200,7 @@ class PlayerService:
                 await self._execute(self.session.quiet_hours(self.plan.rules.camera_off(self._minute())))
                 await self._keep_volume()
                 self._report()
+                self.turns += 1
                 if self._inbox.empty() and not self._stop.is_set():
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(TICK_S):
