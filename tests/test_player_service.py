@@ -328,3 +328,20 @@ def test_the_owners_own_playlist_is_neither_replaced_nor_restored_as_the_speaker
         await until(lambda: folder(mpd_view(mpd_server)[1]) == "sad")
 
     serve(service, scenario)
+
+
+def test_a_burst_of_moods_is_bounded_and_the_oldest_are_dropped(mpd_server: MpdServer, store) -> None:
+    """Issue 20, #11: a 0.2 s burst of 985 valid moods kept the speaker switching for 14 minutes."""
+    from moodspeaker.app.player import MOOD_BACKLOG
+
+    service = make_service(mpd_server, store)
+    for i in range(1000):  # before the loop runs: a burst faster than any loop
+        service.send(mood("happy" if i % 2 else "sad"))
+
+    async def scenario() -> None:
+        await until(lambda: service.turns >= 2)
+
+    serve(service, scenario)
+    assert service.moods_dropped == 1000 - MOOD_BACKLOG and service.status()["moods_dropped"] == 1000 - MOOD_BACKLOG
+    assert service.session.mood == "happy"  # the newest was kept
+    assert service.handled <= MOOD_BACKLOG + 5
