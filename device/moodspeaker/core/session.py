@@ -5,6 +5,10 @@ was a full play; a skip is a skip (early within `early_skip_s`); a like is a lik
 skip is not the end of a track; a held like button toggles privacy mode (camera off, music on). Feedback is
 recorded only for tracks the session queued for a mood. The player service executes the commands against
 the backend and the feedback store and reports back what happened (`queued`, `failed`).
+
+Privacy, who wins: the owner's latest choice (the like button held, `moodspeaker privacy`, Home Assistant) wins
+over quiet hours until the quiet window it was made in ends. Quiet hours with `quiet_camera_off` turn privacy on
+when they begin (unless the owner chose within this window) and off when they end only if they turned it on.
 """
 
 from __future__ import annotations
@@ -31,6 +35,13 @@ class Next:
 
 
 @dataclass(frozen=True)
+class QueueNext:
+    """Hand a new backend (after a reload) the tracks a mood queued after the current track, not started yet."""
+
+    tracks: tuple[Track, ...]
+
+
+@dataclass(frozen=True)
 class TogglePause:
     pass
 
@@ -53,7 +64,7 @@ class SetPrivacy:
     on: bool
 
 
-Command = PlaySwitch | Next | TogglePause | Like | Record | SetPrivacy
+Command = PlaySwitch | Next | QueueNext | TogglePause | Like | Record | SetPrivacy
 
 
 @dataclass(frozen=True)
@@ -78,6 +89,10 @@ class Session:
         self.tracks_started = 0
         self._emotion_of: dict[str, str] = {}  # track URI -> the mood it was queued for
         self._expected_change: str | None = None  # "skip" or "switch": the next track change is ours, not an end
+        self.upcoming: tuple[Track, ...] = ()  # queued after the current track by a mood, not started yet
+        self._camera_off_hours = False  # inside quiet hours that turn the camera off (as last told by `quiet_hours`)
+        self._privacy_by_quiet_hours = False  # privacy is on because quiet hours turned it on
+        self._owner_chose_in_window = False  # the owner set privacy within the current camera-off quiet window
 
     def reconfigure(self, policy: MoodPolicy, early_skip_s: float) -> None:
         """A reload's new rules; what plays, privacy and the counters stay (see MoodPolicy.carry_over)."""
@@ -104,6 +119,7 @@ class Session:
         if track is not None and ended is not None and reason is None and track.uri == ended.track.uri:
             return []  # the same track reported again (a reconnect, a new backend after a reload), not a change
         self._expected_change = None
+        self.upcoming = ()
         commands: list[Command] = []
         if ended is not None and reason is None and ended.emotion is not None:
             commands.append(Record(ended.emotion, ended.track.uri, FULL_PLAY, wall))
@@ -130,18 +146,42 @@ class Session:
                 return []
             record: list[Command] = [Record(playing.emotion, playing.track.uri, LIKE, wall)] if playing.emotion else []
             return [*record, Like(playing.track)]
-        self.privacy = not self.privacy
-        return [SetPrivacy(self.privacy)]
+        return self.set_privacy(not self.privacy)
 
     def set_privacy(self, on: bool) -> list[Command]:
-        """Privacy mode on or off (the owner over SSH, Home Assistant, quiet hours): a command only if it changes."""
+        """The owner's choice (over SSH, Home Assistant, the button): a command only if it changes privacy."""
+        self._privacy_by_quiet_hours = False
+        self._owner_chose_in_window = self._camera_off_hours
+        return self._privacy(on)
+
+    def quiet_hours(self, camera_off: bool) -> list[Command]:
+        """Called every tick: whether quiet hours want the camera off now (see the precedence above)."""
+        began, self._camera_off_hours = camera_off and not self._camera_off_hours, camera_off
+        if not camera_off:
+            self._owner_chose_in_window = False
+            if self._privacy_by_quiet_hours:
+                self._privacy_by_quiet_hours = False
+                return self._privacy(False)
+            return []
+        if began and not self._owner_chose_in_window and not self.privacy:
+            self._privacy_by_quiet_hours = True
+            return self._privacy(True)
+        return []
+
+    def _privacy(self, on: bool) -> list[Command]:
         if on == self.privacy:
             return []
         self.privacy = on
         return [SetPrivacy(on)]
 
-    def queued(self, switch: Switch, track_uris: list[str]) -> None:
+    def backend_replaced(self) -> list[Command]:
+        """A reload brought a new backend: what a mood queued after the current track must not be lost."""
+        return [QueueNext(self.upcoming)] if self.upcoming else []
+
+    def queued(self, switch: Switch, tracks: list[Track]) -> None:
         """The service carried out `switch` with these tracks in this order."""
+        track_uris = [t.uri for t in tracks]
+        self.upcoming = () if switch.at_once else tuple(tracks)
         emotion = switch.selection.emotion
         if switch.at_once:
             self._emotion_of = dict.fromkeys(track_uris, emotion)
