@@ -15,6 +15,7 @@ from test_player_service import mood, serve, until
 from moodspeaker.adapters.mpd_player import MpdPlayer
 from moodspeaker.adapters.sqlite_feedback import SqliteFeedbackStore
 from moodspeaker.app.player import PlayerService
+from moodspeaker.core.domain import OwnerTookOver
 from moodspeaker.core.policy import MoodPolicy
 from moodspeaker.errors import PlayerError
 
@@ -120,6 +121,7 @@ def test_library_modes_on_mopidy_are_refused_with_the_reason(mopidy: Mopidy) -> 
 
 
 def test_the_owners_stop_on_mopidy_is_seen(mopidy: Mopidy) -> None:
+    """I, on Mopidy: `mpc stop` from another client is the owner's, not the end of the queue."""
     async def scenario() -> list:
         player = MpdPlayer(mopidy.host, mopidy.port)
         try:
@@ -132,4 +134,4 @@ def test_the_owners_stop_on_mopidy_is_seen(mopidy: Mopidy) -> None:
             await player.close()
 
     first, stopped = asyncio.run(scenario())
-    assert first.uri == mopidy.uri("happy/happy-1.wav") and stopped is None
+    assert first.uri == mopidy.uri("happy/happy-1.wav") and stopped == OwnerTookOver("stopped")

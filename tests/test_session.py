@@ -180,3 +180,45 @@ def test_what_a_mood_queued_after_the_track_is_handed_to_a_backend_a_reload_brin
     assert s.backend_replaced() == [QueueNext((Track("s1"), Track("s2")))]  # not started yet: not lost
     s.on_track(Track("s1"), 2.0, 2.0)
     assert s.backend_replaced() == []  # started: the backend has it
+
+
+def test_the_owner_stops_the_music_and_the_speaker_stays_stopped_through_mood_changes() -> None:
+    """I: after `mpc stop` the speaker restarted its playlist within 0.1 s; a mood change replaced the owner's queue."""
+    from moodspeaker.core.domain import OwnerTookOver
+
+    s = session(cooldown_s=0.0)
+    play(s, "happy", 0.0, ["h1", "h2"])
+    assert s.on_owner(OwnerTookOver("stopped")) == [] and s.owner == OwnerTookOver("stopped")
+    assert s.on_track(None, 1.0, 1.0) == []  # stopped: not restarted
+    assert s.on_mood("sad", 0.9, 2.0) == [] and s.mood == "sad"  # the mood is followed, the music is not touched
+    assert [s.tick(t) for t in (3.0, 200.0)] == [[], []]
+    (command,) = s.on_action(ButtonAction.SKIP, 300.0, 300.0)  # a press hands back: the mood's music, at once
+    assert isinstance(command, PlaySwitch) and command.switch.at_once
+    assert command.switch.selection.playlists == ("mood-sad",) and s.owner is None
+
+
+def test_the_owners_queue_ending_hands_back_after_the_quiet_period() -> None:
+    from moodspeaker.core.domain import OwnerTookOver
+
+    s = Session(MoodPolicy(PLAYLISTS, cooldown_s=0.0), owner_quiet_s=300.0)
+    play(s, "happy", 0.0, ["h1"])
+    s.on_owner(OwnerTookOver("changed the queue"))
+    assert s.on_track(Track("owner-1"), 10.0, 10.0) == []  # the owner's own track: no feedback for it
+    assert s.on_track(None, 200.0, 200.0) == []  # the owner's queue ran out
+    assert s.tick(499.0) == []
+    assert s.on_track(Track("owner-2"), 450.0, 450.0) == []  # the owner plays on: the quiet starts over
+    assert s.on_track(None, 460.0, 460.0) == [] and s.tick(700.0) == []
+    (command,) = s.tick(760.0)
+    assert isinstance(command, PlaySwitch) and command.switch.selection.playlists == ("mood-happy",)
+
+
+def test_moodspeaker_resume_hands_back_and_privacy_stays_a_privacy_press() -> None:
+    from moodspeaker.core.domain import OwnerTookOver
+
+    s = session(cooldown_s=0.0)
+    play(s, "happy", 0.0, ["h1"])
+    s.on_owner(OwnerTookOver("paused"))
+    assert s.paused
+    assert s.on_action(ButtonAction.PRIVACY, 1.0, 1.0) == [SetPrivacy(True)] and s.owner is not None
+    (command,) = s.resume(2.0)
+    assert isinstance(command, PlaySwitch) and s.owner is None and s.resume(3.0) == []

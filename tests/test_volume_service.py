@@ -290,3 +290,34 @@ def test_volume_requests_during_an_mpd_hang_do_not_starve_the_watchdog(mpd_serve
         await until(lambda: mpd_volume(mpd_server) == 40)
 
     serve(service, scenario)
+
+
+def test_moodspeaker_resume_hands_the_music_back_after_another_client_stopped_it(mpd_server: MpdServer,
+                                                                                 tmp_path: Path) -> None:
+    from moodspeaker.adapters.sd_notify import SystemdNotifier
+    from moodspeaker.app.lifecycle import ServiceRuntime
+    from moodspeaker.app.player import PlayerApp
+    from moodspeaker.cli import main
+    from moodspeaker.config import ServiceConfig, parse_config
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    text = (f'[mpd]\nhost = "{mpd_server.host}"\nport = {mpd_server.port}\n[feedback]\npath = "{tmp_path / "fb.db"}"\n'
+            f'[buttons]\nenabled = false\n[player]\ncooldown_s = 0.0\n[service]\nruntime_dir = "{run_dir}"\n'
+            'status_interval = 0.1\n')
+    (tmp_path / "config.toml").write_text(text)
+    runtime = ServiceRuntime("player", ServiceConfig(runtime_dir=str(run_dir), status_interval=0.1), SystemdNotifier({}))
+    app = PlayerApp(parse_config(text), on_iteration=runtime.iteration, runtime_dir=str(run_dir))
+
+    async def scenario() -> None:
+        app.service.send(mood("happy"))
+        await until(lambda: app.service.session.tracks_started == 1)
+        other_client(mpd_server, "stop")
+        await until(lambda: app.service.status()["control"] != "speaker")
+        assert await asyncio.to_thread(main, ["resume", "--config", str(tmp_path / "config.toml")]) == 0
+        await until(lambda: mpd_view(mpd_server)[0] == "play" and app.service.status()["control"] == "speaker")
+
+    try:
+        serve(app.service, scenario)
+    finally:
+        app.close()

@@ -12,7 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
-from moodspeaker.core.domain import Box, Frame, Track
+from moodspeaker.core.domain import Box, Frame, OwnerTookOver, Track
 from moodspeaker.core.mood import MoodEvent
 
 
@@ -104,8 +104,9 @@ class Player(Protocol):
         """The volume now, 0..100; None where the backend has none."""
         ...
 
-    async def wait_track_change(self) -> Track | None:
-        """Block until the current track changes (or playback stops: None)."""
+    async def wait_track_change(self) -> Track | OwnerTookOver | None:
+        """Block until the current track changes (or playback stops: None, or another client stopped or paused
+        our music or changed our queue: OwnerTookOver, once; then the music is theirs until we play again)."""
         ...
 
     async def close(self) -> None: ...

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from moodspeaker.config import MpdConfig
-from moodspeaker.core.domain import Track
+from moodspeaker.core.domain import OwnerTookOver, Track
 from moodspeaker.errors import PlayerError, PlayerUnavailable
 
 log = logging.getLogger(__name__)
@@ -139,6 +139,8 @@ class MpdPlayer:
         self.reconnects = 0  # connections after the first
         self._connected_before = False
         self._backoff_s = 0.0  # wait_track_change waits this long before its next connection attempt
+        self._queue_version: str | None = None  # MPD's playlist version when the queue was last ours (None: not ours)
+        self._paused_by_us = False
 
     @classmethod
     def from_config(cls, config: MpdConfig) -> MpdPlayer:
@@ -190,6 +192,7 @@ class MpdPlayer:
             self.reconnects += 1
             log.info("reconnected to MPD at %s", self.where)
         self._connected_before = True
+        self._queue_version = None
         try:
             if self._playback.queue:
                 await self._restore()
@@ -237,11 +240,13 @@ class MpdPlayer:
             if files != pb.queue:
                 await self._load(pb.queue)
             status = await self._client.status()
+            self._queue_version = status.get("playlist")  # ours again (MPD counts versions afresh when it restarts)
             if pos >= len(pb.queue) or pb.state == "stop":
                 return
             if status.get("state") != pb.state:  # the same state on our queue: MPD carried on by itself
                 await self._client.seek(pos, f"{elapsed:.1f}")
                 if pb.state == "pause":
+                    self._paused_by_us = True
                     await self._client.pause(1)
             log.info("restored MPD queue of %d tracks at #%d %.1fs (%s)", len(pb.queue), pos, elapsed, pb.state)
         except CommandError as exc:
@@ -334,69 +339,64 @@ class MpdPlayer:
 
     async def _load(self, uris: list[str]) -> list[str]:
         """Replace MPD's queue with `uris` (files MPD does not know are left out); returns what was added."""
-        from mpd import CommandError
-
         await self._client.clear()
         for option in ("random", "repeat", "single", "consume"):  # our order, played once
             await getattr(self._client, option)(0)
+        return await self._add(uris)
+
+    async def _add(self, uris: list[str]) -> list[str]:
+        from mpd import CommandError
+
         added = []
         for uri in _capped(uris):
             try:
                 await self._client.add(uri)
                 added.append(uri)
-            except CommandError as exc:
-                log.warning("MPD cannot add %s: %s", uri, exc)
+            except CommandError as exc:  # a file deleted since the playlist was stored: play the others
+                log.warning("MPD cannot add %s: %s; left out", uri, exc)
         return added
 
     @_bounded
     async def play(self, tracks: list[Track]) -> None:
-        await self._play_now(tracks)
-
-    async def _play_now(self, tracks: list[Track]) -> None:
-        from mpd import CommandError
-
-        async with self._lock:  # the watcher must not take the cleared queue for playback stopping
-            if not self.connected:
-                await self._connect_once()
-            try:
-                added = await self._load([t.uri for t in tracks])
-                if not added:
-                    raise PlayerError(f"none of the {len(tracks)} tracks is in MPD's database; run `mpc update` "
-                                      "or fix the stored playlist")
-                self._playback.queue = added
-                await self._client.play(0)
-                await self._observe()
-            except CommandError as exc:
-                raise MpdRefused(f"MPD refused to play the mood playlist: {exc}") from None
-            except _lost() as exc:
-                self._drop()
-                raise PlayerUnavailable(f"MPD at {self.where} dropped the connection while loading ({exc!r})") from None
+        await self._queue(tracks, at_once=True)
 
     @_bounded
     async def play_next(self, tracks: list[Track]) -> None:
-        status = await self._command("status")
-        length = int(_number(status.get("playlistlength"), 0))
-        if status.get("state", "stop") == "stop":
-            await self._play_now(tracks)
-            return
-        # Replace what follows the current song. Mopidy, asked near a track's end, has already moved on to the
-        # song after it; when that one is deleted it still plays, outside the queue (`song: None`), and `nextsong`
-        # says where the queue goes on.
-        pos = _number(status.get("song"), _number(status.get("nextsong"), length) - 1)
-        first = int(pos) + 1
-        if length > first:
-            await self._command("delete", (first, length))
-        added = []
-        for uri in _capped([t.uri for t in tracks]):
+        await self._queue(tracks, at_once=False)
+
+    async def _queue(self, tracks: list[Track], at_once: bool) -> None:
+        """Play `tracks` now, or after the current song (at once if nothing plays), under the lock: the watcher
+        must not take our own changes for another client's, nor the cleared queue for playback stopping."""
+        from mpd import CommandError
+
+        async with self._lock:
+            if not self.connected:
+                await self._connect_once()
             try:
-                await self._command("add", uri)
-                added.append(uri)
-            except MpdRefused as exc:  # a file deleted since the playlist was stored: play the others
-                log.warning("%s; left out", exc)
-        self._playback.queue = self._playback.queue[:first] + added
-        if not added:
-            raise PlayerError(f"none of the {len(tracks)} tracks is in MPD's database; run `mpc update` "
-                              "or fix the stored playlist")
+                status = await self._client.status()
+                now, length = at_once or status.get("state", "stop") == "stop", int(_number(status.get("playlistlength"), 0))
+                if now:
+                    first, added = 0, await self._load([t.uri for t in tracks])
+                else:  # replace what follows the current song. Mopidy, asked near a track's end, has already
+                    # moved on to the song after it; deleted, that one still plays, outside the queue (`song: None`),
+                    # and `nextsong` says where the queue goes on.
+                    first = int(_number(status.get("song"), _number(status.get("nextsong"), length) - 1)) + 1
+                    if length > first:
+                        await self._client.delete((first, length))
+                    added = await self._add([t.uri for t in tracks])
+                if not added:
+                    raise PlayerError(f"none of the {len(tracks)} tracks is in MPD's database; run `mpc update` "
+                                      "or fix the stored playlist")
+                self._playback.queue = self._playback.queue[:first] + added
+                if now:
+                    await self._client.play(0)
+                    self._paused_by_us = False
+                self._queue_version = (await self._observe()).get("playlist")
+            except CommandError as exc:
+                raise MpdRefused(f"MPD refused to queue the mood playlist: {exc}") from None
+            except _lost() as exc:
+                self._drop()
+                raise PlayerUnavailable(f"MPD at {self.where} dropped the connection while loading ({exc!r})") from None
 
     @_bounded
     async def next(self) -> None:
@@ -407,6 +407,7 @@ class MpdPlayer:
     async def toggle_pause(self) -> None:
         status = await self._command("status")
         state = status.get("state", "stop")
+        self._paused_by_us = state == "play"  # before the command: the watcher must not take it for the owner's
         if state == "play":
             await self._command("pause", 1)
         elif state == "pause":
@@ -442,7 +443,7 @@ class MpdPlayer:
         if track.uri not in liked:
             await self._command("playlistadd", self.liked_playlist, track.uri)
 
-    async def wait_track_change(self) -> Track | None:
+    async def wait_track_change(self) -> Track | OwnerTookOver | None:
         """Block until another song plays (or playback stops). A lost connection is re-made (and playback
         restored) here; while MPD is away or hung, each failed attempt raises PlayerUnavailable."""
         while True:
@@ -456,25 +457,48 @@ class MpdPlayer:
                 log.debug("MPD connection lost while watching: %r", exc)
                 self._drop()
                 continue
+            if isinstance(song, OwnerTookOver):
+                return song
             key = (song["file"], int(_number(song.get("pos"), 0))) if song else None
             if key != self._known:
                 self._known = key
                 return _track(song) if song else None
             await self._changed.wait()
 
-    async def _look(self) -> dict[str, Any]:
-        """The song playing now ({} when stopped), with what should be playing updated from MPD's status."""
+    async def _look(self) -> dict[str, Any] | OwnerTookOver:
+        """The song playing now ({} when stopped), with what should be playing updated from MPD's status; or what
+        another client did to our music."""
         async with self._lock:  # not halfway through a restore or a play()
             pos_before = self._playback.pos
             status = await self._observe()
+            if (took_over := self._took_over(status)) is not None:
+                return took_over
             if status.get("state") == "stop":
                 return {}
-            if _number(status.get("song"), -1) < 0 and pos_before >= 0:
+            if _number(status.get("song"), -1) < 0 and pos_before >= 0 and self._queue_version is not None:
                 # Mopidy plays a song it had prepared before play_next() deleted it, outside the queue, and then
                 # goes on at the queue's start: drop what already played there, so our next song follows.
                 await self._client.delete((0, pos_before + 1))
                 self._playback.queue, self._playback.pos = self._playback.queue[pos_before + 1:], -1
+                self._queue_version = (await self._client.status()).get("playlist")
             return await self._client.currentsong()
+
+    def _took_over(self, status: dict[str, Any]) -> OwnerTookOver | None:
+        """Another client stopped or paused our music or changed our queue (reported once; then it is theirs)."""
+        if self._queue_version is None:  # nothing of ours plays
+            return None
+        if status.get("playlist") != self._queue_version:
+            self._playback.queue = []  # the owner's queue: never restored as ours
+            what = "changed the queue"
+        elif status.get("state") == "stop" and _number(status.get("song"), -1) >= 0:  # the queue's end has no song
+            what = "stopped"
+        elif status.get("state") == "pause" and not self._paused_by_us:
+            what = "paused"
+        else:
+            return None
+        self._queue_version = None
+        log.info("MPD at %s: another client %s; the speaker yields", self.where, what)
+        return OwnerTookOver(what)
 
     async def close(self) -> None:
         self._drop()

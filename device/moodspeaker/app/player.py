@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from moodspeaker.config import Config, PlayerConfig, VolumeConfig
-from moodspeaker.core.domain import ButtonAction, Track
+from moodspeaker.core.domain import ButtonAction, OwnerTookOver, Track
 from moodspeaker.core.feedback import rank
 from moodspeaker.core.mood import MoodEvent
 from moodspeaker.core.policy import MoodPolicy
@@ -113,6 +113,7 @@ class PlayerService:
         self._watcher: asyncio.Task[None] | None = None
         self._retired: list[Player] = []  # backends replaced by a reload, closed by the loop
         self.errors = 0
+        self.handled = 0  # messages handled so far: what a test waits on to know that one was, and did nothing
         self.last_error = ""  # the problem now; a backend's is cleared when a command works again
         self._backend_failing = False  # last_error is the backend's
         self._repeats, self._repeats_since = 0, 0.0  # the same failure again: how often since it was last logged
@@ -133,6 +134,10 @@ class PlayerService:
     def submit_privacy(self, on: bool) -> None:
         """Set privacy mode on or off (not a toggle); from any thread."""
         self._submit("privacy", on)
+
+    def submit_resume(self) -> None:
+        """The owner hands control back (`moodspeaker resume`); from any thread."""
+        self._submit("resume", None)
 
     def request_reload(self) -> None:
         """Call `on_reload` from the loop at its next turn; safe from any thread or a signal handler."""
@@ -188,6 +193,7 @@ class PlayerService:
                 self._wake.clear()
                 while not self._inbox.empty() and not self._stop.is_set():
                     await self._handle(*self._inbox.get())
+                    self.handled += 1
                     self._report()  # after every message: the watchdog waits at most one command's time limit
                 await self._execute(self.session.tick(self._clock()))
                 await self._execute(self.session.quiet_hours(self.plan.rules.camera_off(self._minute())))
@@ -260,6 +266,15 @@ class PlayerService:
             await self._execute(commands)
         elif kind == "action":
             await self._execute(self.session.on_action(item, now, wall))
+        elif kind == "track" and isinstance(item, OwnerTookOver):
+            self._recovered()
+            log.info("another client %s: the owner is in control until a button press or `moodspeaker resume`",
+                     item.what)
+            await self._execute(self.session.on_owner(item))
+        elif kind == "resume":
+            if self.session.owner is not None:
+                log.info("the owner hands back: mood music again")
+            await self._execute(self.session.resume(now))
         elif kind == "track":
             self._recovered()
             before = self.session.tracks_started
@@ -431,6 +446,7 @@ class PlayerService:
         s = self.session
         return {"mood": s.mood, "confidence": round(s.confidence, 3), "backend": self.backend,
                 "track": describe(s.playing.track if s.playing else None), "paused": s.paused,
+                "control": f"owner ({s.owner.what} from another client)" if s.owner else "speaker",
                 "privacy": s.privacy, "mood_changes": s.mood_changes, "tracks_started": s.tracks_started,
                 "errors": self.errors, "last_error": self.last_error, "volume": self.plan.backend,
                 "volume_cap": self.plan.rules.cap(self._minute()),
@@ -495,13 +511,14 @@ class PlayerApp:
                  camera_on: Callable[[], bool] | None = None, call_timeout_s: float = CALL_TIMEOUT_S,
                  pin_factory: Any = None, runtime_dir: str | None = None) -> None:
         from moodspeaker.adapters.privacy_flag import PrivacyFlag
-        from moodspeaker.adapters.volume_request import VolumeRequest
+        from moodspeaker.adapters.volume_request import ResumeRequest, VolumeRequest
 
         self._pin_factory = pin_factory
         self._camera_on = camera_on
         self._on_iteration = on_iteration
         self._privacy_flag = PrivacyFlag(runtime_dir) if runtime_dir else None
         self._volume_request = VolumeRequest(runtime_dir) if runtime_dir else None
+        self._resume_request = ResumeRequest(runtime_dir) if runtime_dir else None
         self.buttons: Any = None  # GpioButtons, when the config enables them and GPIO is usable
         self.bridge: Any = None  # MqttBridge, when [mqtt] host is set
         self.setup = build_setup(config)
@@ -575,7 +592,7 @@ class PlayerApp:
             self._on_iteration(status)
 
     def _follow_owner(self, status: dict[str, Any]) -> bool:
-        """`moodspeaker privacy` / `moodspeaker volume` from the runtime folder (the flag is polled once a second).
+        """`moodspeaker privacy` / `volume` / `resume` from the runtime folder (the flag is polled once a second).
         True when privacy mode is about to change (`status` shows the state before it)."""
         privacy_pending = False
         if self._privacy_flag is not None and (on := self._privacy_flag.changed()) is not None \
@@ -584,6 +601,8 @@ class PlayerApp:
             privacy_pending = True
         if self._volume_request is not None and (level := self._volume_request.take()) is not None:
             self.service.submit_volume(level)
+        if self._resume_request is not None and self._resume_request.take():
+            self.service.submit_resume()
         return privacy_pending
 
     def swap(self, new: PlayerSetup) -> None:
