@@ -345,3 +345,21 @@ def test_a_burst_of_moods_is_bounded_and_the_oldest_are_dropped(mpd_server: MpdS
     assert service.moods_dropped == 1000 - MOOD_BACKLOG and service.status()["moods_dropped"] == 1000 - MOOD_BACKLOG
     assert service.session.mood == "happy"  # the newest was kept
     assert service.handled <= MOOD_BACKLOG + 5
+
+
+def test_after_a_reload_the_owners_stop_is_still_told_from_the_queue_ending(mpd_server: MpdServer, store) -> None:
+    """A reload's new backend knew nothing of the speaker's queue: another client's stop went unseen after it."""
+    service = make_service(mpd_server, store)
+    new = MpdPlayer(mpd_server.host, mpd_server.port, liked_playlist=f"liked-{mpd_server.port}", reconnect_max_s=0.5)
+    service._on_reload = lambda: service.replace(new, store, service.session.policy, 30.0, "mpd")
+
+    async def scenario() -> None:
+        service.send(mood("happy"))
+        await until(lambda: service.session.tracks_started == 1)
+        service.request_reload()
+        await until(lambda: service.player is new and new.connected)
+        await asyncio.to_thread(other_client, mpd_server, ("stop",))
+        await until(lambda: service.status()["control"] == "owner (stopped from another client)")
+        assert mpd_view(mpd_server)[0] == "stop"
+
+    serve(service, scenario)

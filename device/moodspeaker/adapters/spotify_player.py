@@ -273,6 +273,11 @@ class SpotifyPlayer:
         await self._in_thread(self._play, [t.uri for t in tracks])
         return tracks[0]
 
+    def carry_over(self, old: SpotifyPlayer) -> None:
+        """The list `old` started, what it queues next, and whether the music is ours."""
+        self._started, self._rest, self._pending, self._last_uri = old._started, old._rest, old._pending, old._last_uri
+        self._paused, self._ours = old._paused, old._ours
+
     async def close(self) -> None:
         for holder in (self.client, self.token.manager):
             session = getattr(holder, "_session", None)

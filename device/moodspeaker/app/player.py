@@ -180,6 +180,8 @@ class PlayerService:
             self.volume_config, self.plan.rules = volume, volume.rules()
         self.feedback, self.backend = feedback, backend
         if player is not self.player:
+            if type(player) is type(self.player):  # the same kind of backend: it goes on with what the old one knew
+                player.carry_over(self.player)
             self._retired.append(self.player)
             self.player = player
 
