@@ -111,3 +111,79 @@ def test_the_whole_augmentation_runs_in_a_graph_and_in_torch_with_the_camera_on(
         outputs.append(augment(torch.from_numpy(faces[:, None].copy()), cfg).numpy()[:, 0])
     for out in outputs:
         assert out.shape == faces.shape and out.min() >= 0 and out.max() <= 255 and not np.allclose(out, faces)
+
+
+@needs_torch
+def test_side_light_darkens_one_side_of_the_face_only(faces: np.ndarray) -> None:
+    import torch
+
+    from moodspeaker_train.distill import camera
+
+    out = camera(torch.from_numpy(faces[:, None].copy()), AugmentConfig(shadow_prob=1.0, shadow_min=0.1)).numpy()[:, 0]
+    gain = (out + 1.0) / (faces + 1.0)
+    assert (gain <= 1.0 + 1e-4).all()  # light only taken away
+    # Per face, the darkest and the brightest quarter of the face sit on opposite sides: a gradient, not a dimming.
+    quarters = [gain[:, :24, :24], gain[:, :24, 24:], gain[:, 24:, :24], gain[:, 24:, 24:]]
+    means = np.stack([q.mean(axis=(1, 2)) for q in quarters], axis=1)
+    assert np.median(means.max(axis=1) - means.min(axis=1)) > 0.2
+
+
+@needs_torch
+def test_crushed_blacks_clip_the_dark_end_and_clean_prob_keeps_faces_clean(faces: np.ndarray) -> None:
+    import torch
+
+    from moodspeaker_train.distill import augment, camera
+
+    dark = faces * 0.2  # a dim face: most pixels below 50
+    out = camera(torch.from_numpy(dark[:, None].copy()), AugmentConfig(crush_prob=1.0, black_max=40.0,
+                                                                       gamma_min=1.0, gamma_max=1.0)).numpy()[:, 0]
+    assert (out == 0).mean() > 2 * (dark == 0).mean() + 0.05  # shadow detail clipped to black
+    cfg = AugmentConfig(flip=False, rotate_deg=0, scale=0, shift=0, brightness=0, contrast=0, erase_prob=0,
+                        clean_prob=0.5, lowlight_prob=1.0, gain_min=0.2)
+    x = torch.from_numpy(np.repeat(faces, 8, axis=0)[:, None].copy())
+    clean = torch.isclose(augment(x, cfg), x, atol=1e-3).flatten(1).all(1).float().mean()
+    assert 0.35 < float(clean) < 0.65
+
+
+def test_the_keras_trainer_refuses_camera_steps_it_does_not_have(fer_tiny: Path, tmp_path: Path, capsys) -> None:
+    from moodspeaker_train.cli import main as train_main
+
+    (tmp_path / "r.toml").write_text('arch = "vgg"\nepochs = 1\n[augment]\nshadow_prob = 0.3\n')
+    assert train_main(["fit", "--config", str(tmp_path / "r.toml"), "--data", str(fer_tiny),
+                       "--out", str(tmp_path / "run")]) == 2
+    assert "distill" in capsys.readouterr().err
+
+
+@needs_torch
+def test_training_enhances_each_face_as_the_device_does(faces: np.ndarray) -> None:
+    import torch
+
+    from moodspeaker.core.enhance import enhance_crop
+    from moodspeaker_train.distill import augment
+
+    dark = np.clip(np.rint(faces * 0.3 + np.random.default_rng(3).normal(0, 8, faces.shape)), 0, 255)
+    still = dict(flip=False, rotate_deg=0, scale=0, shift=0, brightness=0, contrast=0, erase_prob=0)
+    out = augment(torch.from_numpy(dark[:, None].astype(np.float32)), AugmentConfig(enhance="denoise-stretch",
+                                                                                    **still)).numpy()[:, 0]
+    expected = np.stack([enhance_crop(face) for face in dark.astype(np.uint8)])
+    np.testing.assert_array_equal(out, expected)
+    assert out.std(axis=(1, 2)).mean() > 1.5 * dark.std(axis=(1, 2)).mean()  # it did stretch the dark faces
+
+
+@needs_torch
+def test_on_a_many_core_machine_the_enhancement_runs_in_worker_processes_with_the_same_result(faces, monkeypatch):
+    import torch
+
+    from moodspeaker_train import distill
+
+    dark = torch.from_numpy(np.repeat(np.rint(faces * 0.3), 2, axis=0)[:, None].astype(np.float32))
+    alone = distill.device_enhance(dark)
+    monkeypatch.setattr(distill.os, "cpu_count", lambda: 6)
+    try:
+        pooled = distill.device_enhance(dark)
+        assert distill._enhance_pool is not None  # it did take the pool's way
+    finally:
+        if distill._enhance_pool is not None:
+            distill._enhance_pool.shutdown()
+        monkeypatch.setattr(distill, "_enhance_pool", None)
+    assert torch.equal(alone, pooled)

@@ -135,6 +135,7 @@ def test_imported_student_runs_on_the_device_and_its_card_names_the_teacher(dist
     assert card["name"] == "student"
     assert card["training"]["distilled_from"][0]["run"] == "teacher"
     assert card["training"]["recipe"]["distill_weight"] == 0.7
+    assert card["preprocessing"]["device"]["enhance"] == "none"  # trained without the device's enhancement
     probs = LiteRTClassifier(model).classify(np.load(fer_tiny / "val.npz")["images"][0])
     assert probs.shape == (7,) and probs.sum() == pytest.approx(1.0, abs=1e-5)
 
@@ -176,3 +177,101 @@ def test_distill_refuses_to_overwrite_and_import_needs_student_weights(distilled
     assert "--resume" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="distill"):
         import_distilled(teacher)
+
+
+def test_dequantised_int8_student_computes_what_the_int8_model_does(distilled, fer_tiny, tmp_path):
+    from moodspeaker_train import dequantise
+    from moodspeaker_train.distill import build
+    from moodspeaker_train.recipe import load_recipe
+
+    _, _, model = distilled
+    (tmp_path / "s.toml").write_text(TINY_STUDENT)
+    weights = tmp_path / "float.weights.npz"
+    assert train_main(["dequantise", "--model", str(model), "--config", str(tmp_path / "s.toml"),
+                       "--data", str(fer_tiny), "--calibration", "200", "--out", str(weights)]) == 0
+    provenance = json.loads(weights.with_suffix(".json").read_text())
+    assert provenance["from_model_sha256"] == dequantise.sha256(model) and provenance["val"]["n"] == 210
+
+    faces = np.load(fer_tiny / "val.npz")["images"]
+    twin = build(load_recipe(tmp_path / "s.toml")).eval()
+    with np.load(weights) as saved:
+        torch_models.load_keras_weights(twin, {k: saved[k] for k in saved.files}, str(weights))
+    with torch.no_grad():
+        float_logits = twin(torch.from_numpy(faces[:, None].astype(np.float32))).numpy()
+    clf = LiteRTClassifier(model)
+    int8_logits = np.stack([clf.logits(clf.prepare(face)) for face in faces])
+    spread = int8_logits.max() - int8_logits.min()
+    assert spread > 0.05  # the comparison is not between two near-constant outputs
+    assert np.abs(float_logits - int8_logits).max() < 0.1 * spread + 0.05
+    assert (float_logits.argmax(1) == int8_logits.argmax(1)).mean() > 0.9
+    # The rebuilt batch norms carry the faces' real statistics, not the identity they were loaded as.
+    norms = [m for m in twin.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert all(float(m.running_var.mean()) != pytest.approx(1.0 - m.eps) for m in norms)
+
+
+def test_calibrated_batch_norm_leaves_the_function_alone_and_fits_training_mode():
+    from moodspeaker_train.dequantise import calibrate_batch_norm
+
+    twin = torch_models.Xception(stem=(8, 16), widths=(16, 32, 48), extra=(0, 1, 1), dropout=0.0).eval()
+    with torch.no_grad():
+        for m in twin.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):  # an int8 model's folded layers: identity batch norms
+                m.weight.fill_(1.0)
+                m.running_var.fill_(1.0 - m.eps)
+                m.bias.uniform_(-0.3, 0.3)
+    faces = np.random.default_rng(2).integers(0, 256, (256, 48, 48)).astype(np.uint8)
+    x = torch.from_numpy(faces[:, None].astype(np.float32))
+    with torch.no_grad():
+        before = twin(x)
+        calibrate_batch_norm(twin, faces, batch=64)
+        after = twin(x)
+        in_training_mode = twin.train()(x)
+    assert torch.allclose(before, after, atol=1e-4)
+    assert torch.allclose(before, in_training_mode, atol=0.05 * float(before.abs().max()))
+
+
+def test_a_student_distils_from_committed_logits_without_teachers(distilled, fer_tiny, tmp_path, capsys):
+    from moodspeaker_train.data import load_split
+    from moodspeaker_train.targets import load_logits
+
+    teacher, student, _ = distilled
+    logits = tmp_path / "t.logits.npz"
+    assert train_main(["logits", "--teacher", str(teacher), "--data", str(fer_tiny), "--out", str(logits)]) == 0
+    meta = json.loads(logits.with_suffix(".json").read_text())
+    assert meta["source"] == "teacher runs" and meta["teachers"][0]["run"] == "teacher"
+    assert meta["splits"]["train"]["n"] == 420 and meta["splits"]["val"]["n"] == 210
+    with np.load(logits) as saved:
+        assert saved["train"].dtype == np.float16 and saved["train"].shape == (420, 7)
+
+    (tmp_path / "s.toml").write_text(TINY_STUDENT.replace('arch = "xception"', 'arch = "xception"\nselect_on = "camera"'))
+    run = tmp_path / "run"
+    assert train_main(["distill", "--config", str(tmp_path / "s.toml"), "--data", str(fer_tiny), "--out", str(run),
+                       "--targets", str(logits), "--init-from", str(student / "best.weights.npz")]) == 0
+    state = json.loads((run / "state.json").read_text())
+    assert state["teachers"] == [] and state["targets"] == str(logits)
+    assert set(state["best_camera_accuracy"]) == {"dim_noise8", "blur2"}
+    assert "val_dim_noise8" in (run / "history.csv").read_text().splitlines()[0]
+    assert (run / "best.weights.npz").is_file()
+
+    # Logits of other faces are refused, with what to do.
+    train = load_split(fer_tiny, "train")
+    with pytest.raises(ValueError, match="other faces"):
+        load_logits(logits, "val", train)
+    capsys.readouterr()
+    assert train_main(["distill", "--config", str(tmp_path / "s.toml"), "--data", str(fer_tiny), "--out",
+                       str(tmp_path / "run2"), "--targets", str(logits), "--teacher", str(teacher)]) == 2
+    assert "not both" in capsys.readouterr().err
+
+
+def test_init_from_starts_the_student_from_those_weights(distilled, fer_tiny, tmp_path):
+    _, student, model = distilled
+    logits = tmp_path / "m.logits.npz"
+    assert train_main(["logits", "--model", str(model), "--data", str(fer_tiny), "--out", str(logits)]) == 0
+    assert json.loads(logits.with_suffix(".json").read_text())["source"] == "int8 model"
+    (tmp_path / "s.toml").write_text(TINY_STUDENT.replace("ema_decay = 0.9", "ema_decay = 0.0\nlr = 1e-9"))
+    run = tmp_path / "run"
+    assert train_main(["distill", "--config", str(tmp_path / "s.toml"), "--data", str(fer_tiny), "--out", str(run),
+                       "--targets", str(logits), "--init-from", str(student / "best.weights.npz")]) == 0
+    with np.load(student / "best.weights.npz") as start, np.load(run / "best.weights.npz") as end:
+        convs = [k for k in start.files if k.startswith(("conv", "depthwise", "dense"))]
+        assert convs and all(np.allclose(start[k], end[k], atol=1e-5) for k in convs)

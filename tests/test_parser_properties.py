@@ -144,7 +144,8 @@ def cards(draw: st.DrawFn) -> dict:
     """Cards near a valid one: each field valid, or any JSON value."""
     valid = {"format": CARD_FORMAT, "labels": list(EMOTIONS), "sha256": "a" * 64,
              "input": {"height": 48, "width": 48, "channels": 1},
-             "preprocessing": {"device": {"face_margin": 0.1, "resize": "area", "enlarge": "cubic", "flip_tta": False}},
+             "preprocessing": {"device": {"face_margin": 0.1, "resize": "area", "enlarge": "cubic", "flip_tta": False,
+                                          "enhance": "none"}},
              "golden": {"file": "golden_faces.npz", "sha256": "b" * 64, "n": 100, "accuracy": 0.6, "tolerance": 0.02},
              "metrics": {"val": {"accuracy": 0.7}, "measured": "2026-01-01"}, "name": "x"}
     card = {}

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from moodspeaker.core.emotions import EMOTIONS
+from moodspeaker.core.enhance import ENHANCE_NAME
 from moodspeaker.errors import ModelError, quote
 
 CARD_FORMAT = "moodspeaker-model-card/1"
@@ -29,6 +30,7 @@ class Preprocessing:
     resize: str = "area"  # OpenCV interpolation: area | linear
     enlarge: str = "area"  # for a crop smaller than the input: the same as resize ("area"), or exact "cubic"
     flip_tta: bool = False  # average logits of the crop and its mirror image
+    enhance: str = "none"  # after the resize: "none", or "denoise-stretch" (core.enhance.enhance_crop)
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,7 @@ def _preprocessing(path: Path, raw: dict[str, Any]) -> Preprocessing:
     device = section.get("device", {}) if isinstance(section, dict) else None
     if not isinstance(device, dict):
         raise ModelError(f"{path}: \"preprocessing\" must be an object with a \"device\" object, got {quote(section)}")
-    if unknown := sorted(set(device) - {"face_margin", "resize", "enlarge", "flip_tta"}):
+    if unknown := sorted(set(device) - {"face_margin", "resize", "enlarge", "flip_tta", "enhance"}):
         raise ModelError(f"{path}: preprocessing.device has unknown keys {unknown}")
     prep = Preprocessing(**device)
     low, high = FACE_MARGIN_RANGE
@@ -157,8 +159,11 @@ def _preprocessing(path: Path, raw: dict[str, Any]) -> Preprocessing:
         raise ModelError(f"{path}: preprocessing.device.enlarge must be 'area' or 'cubic', got {quote(prep.enlarge)}")
     if not isinstance(prep.flip_tta, bool):
         raise ModelError(f"{path}: preprocessing.device.flip_tta must be true or false, got {quote(prep.flip_tta)}")
+    if not isinstance(prep.enhance, str) or prep.enhance not in {"none", ENHANCE_NAME}:
+        raise ModelError(f"{path}: preprocessing.device.enhance must be 'none' or '{ENHANCE_NAME}', "
+                         f"got {quote(prep.enhance)}")
     return Preprocessing(face_margin=float(prep.face_margin), resize=prep.resize, enlarge=prep.enlarge,
-                         flip_tta=prep.flip_tta)
+                         flip_tta=prep.flip_tta, enhance=prep.enhance)
 
 
 def require_model_file(model: Path) -> None:

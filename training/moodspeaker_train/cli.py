@@ -39,10 +39,83 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.config, overrides)
     train, val = load_split(args.data, "train"), load_split(args.data, "val")
     out = args.out or RUNS / args.config.stem
-    state = fit(recipe, train, val, out, teacher_runs=args.teacher, minutes=args.minutes, resume=args.resume)
+    state = fit(recipe, train, val, out, teacher_runs=args.teacher, minutes=args.minutes, resume=args.resume,
+                targets=args.targets, init_from=args.init_from)
     print(f"best val accuracy (float) {state['best_val_accuracy']:.4f} at epoch {state['best_epoch']}; "
           f"checkpoints in {out}")
     return 0
+
+
+def _cmd_dequantise(args: argparse.Namespace) -> int:
+    import json
+
+    import numpy as np
+    import torch
+
+    from moodspeaker_train import dequantise, torch_models
+    from moodspeaker_train.distill import build, evaluate
+
+    recipe = load_recipe(args.config)
+    if recipe.arch != "xception":
+        raise ValueError(f"{args.config}: dequantise fills the xception twin, not {recipe.arch!r}")
+    train, val = load_split(args.data, "train"), load_split(args.data, "val")
+    twin = dequantise.load_int8(args.model, build(recipe).eval())
+    sample = np.random.default_rng(0).choice(len(train), min(len(train), args.calibration), replace=False)
+    dequantise.calibrate_batch_norm(twin, train.images[np.sort(sample)])
+    _, accuracy = evaluate(twin, torch.from_numpy(val.images), torch.from_numpy(val.labels.astype(np.int64)))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(args.out, **torch_models.keras_weights(twin))
+    provenance = {
+        "what": "float weights of the int8 model's twin (Keras layouts, like a distill run's best.weights.npz)",
+        "from_model": str(args.model.name), "from_model_sha256": dequantise.sha256(args.model),
+        "recipe": str(args.config.name), "arch_args": recipe.arch_args,
+        "how": "int8 weights and int32 biases dequantised with their scales; each folded batch norm rebuilt as an "
+               f"identity with the statistics of {len(sample)} train faces (moodspeaker_train/dequantise.py)",
+        "val": {"n": len(val), "accuracy_float": round(accuracy, 4)},
+        "data_sha256": {s: dequantise.sha256(args.data / f"{s}.npz") for s in ("train", "val")
+                        if (args.data / f"{s}.npz").is_file()},
+    }
+    args.out.with_suffix(".json").write_text(json.dumps(provenance, indent=1) + "\n")
+    print(f"wrote {args.out}: float val accuracy {accuracy:.4f} (n={len(val)})")
+    return 0
+
+
+def _cmd_logits(args: argparse.Namespace) -> int:
+    from moodspeaker_train import dequantise
+    from moodspeaker_train.targets import save_logits
+
+    if bool(args.model) == bool(args.teacher):
+        raise ValueError("give either --model FILE.tflite or one or more --teacher RUN")
+    splits = {name: load_split(args.data, name) for name in ("train", "val")}
+    if args.model:
+        logits = {name: dequantise.shipped_logits(args.model, faces.images) for name, faces in splits.items()}
+        provenance = {"source": "int8 model", "model": args.model.name, "model_sha256": dequantise.sha256(args.model)}
+    else:
+        from moodspeaker_train.distill import teacher_logits
+
+        logits = {name: teacher_logits(args.teacher, faces.images) for name, faces in splits.items()}
+        provenance = {"source": "teacher runs", "teachers": teacher_provenance(args.teacher)}
+    provenance["averaged"] = "over the sources and over each face and its mirror image"
+    provenance["data"] = str(args.data)
+    provenance["data_sha256"] = {s: dequantise.sha256(args.data / f"{s}.npz") for s in ("train", "val")
+                                 if (args.data / f"{s}.npz").is_file()}
+    meta = save_logits(args.out, {name: (faces, logits[name]) for name, faces in splits.items()}, provenance)
+    print(f"wrote {args.out}: " + ", ".join(f"{name} {m['n']} faces, accuracy {m['accuracy']:.4f}"
+                                            for name, m in meta["splits"].items()))
+    return 0
+
+
+def teacher_provenance(runs: list[Path]) -> list[dict]:
+    import json
+
+    out = []
+    for run in runs:
+        recipe = json.loads((run / "recipe.json").read_text())
+        state = json.loads((run / "state.json").read_text())
+        out.append({"run": run.name, "arch": recipe["arch"], "arch_args": recipe["arch_args"], "seed": recipe["seed"],
+                    "epochs_run": state["epoch"], "device": state.get("device"),
+                    "train_seconds": state.get("train_seconds"), "val_accuracy_float": state["best_val_accuracy"]})
+    return out
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
@@ -122,11 +195,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help=DATA_HELP)
     p.add_argument("--out", type=Path, help="run directory (checkpoints, logs); default runs/<recipe name>")
     p.add_argument("--teacher", type=Path, action="append", default=[], help="a teacher run directory (repeatable)")
+    p.add_argument("--targets", type=Path, help="distil from these committed logits (`moodspeaker-train logits`, "
+                   "e.g. training/artifacts/xception80-kd.logits.npz) instead of live --teacher runs: no GPU needed")
+    p.add_argument("--init-from", type=Path, help="start from these float weights (a best.weights.npz, e.g. "
+                   "training/artifacts/xception80-kd.weights.npz): fine-tuning")
     p.add_argument("--minutes", type=float, help="fit the epoch count to this wall-clock budget after epoch 2")
     p.add_argument("--epochs", type=int, help="override the recipe's epoch count")
     p.add_argument("--seed", type=int, help="override the recipe's seed (a second teacher for the ensemble)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
     p.set_defaults(func=_cmd_distill)
+
+    p = sub.add_parser("dequantise", help="float weights (best.weights.npz layout) from a shipped int8 model, "
+                       "with their val accuracy: a start for fine-tuning when the float run is lost")
+    p.add_argument("--model", type=Path, default=REPO / "models/emotion.tflite")
+    p.add_argument("--config", type=Path, default=REPO / "training/configs/xception80-kd.toml",
+                   help="the recipe the model was trained with (its architecture)")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help=DATA_HELP)
+    p.add_argument("--calibration", type=int, default=4096, help="train faces for the batch-norm statistics")
+    p.add_argument("--out", type=Path, default=REPO / "training/artifacts/xception80-kd.weights.npz")
+    p.set_defaults(func=_cmd_dequantise)
+
+    p = sub.add_parser("logits", help="flip-averaged logits on every train and val face (float16), the soft "
+                       "targets `distill --targets` reads: from an int8 model or from teacher runs")
+    p.add_argument("--model", type=Path, help="an int8 .tflite (e.g. models/emotion.tflite)")
+    p.add_argument("--teacher", type=Path, action="append", default=[], help="a teacher run directory (repeatable)")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help=DATA_HELP)
+    p.add_argument("--out", type=Path, required=True, help="FILE.npz; its provenance goes to FILE.json")
+    p.set_defaults(func=_cmd_logits)
 
     p = sub.add_parser("import", help="turn a distilled run's best.weights.npz into best.keras for export/report")
     p.add_argument("--run", type=Path, default=SHIPPED_RUN)

@@ -18,8 +18,11 @@ from __future__ import annotations
 import copy
 import json
 import math
+import multiprocessing
+import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +36,7 @@ from moodspeaker_train.camera_model import blur_kernels, dct_matrix, jpeg_table
 from moodspeaker_train.data import LABELS, FaceSet
 from moodspeaker_train.plots import record_epoch
 from moodspeaker_train.recipe import AugmentConfig, Recipe, recipe_from_dict
-from moodspeaker_train.targets import class_weights, soft_targets
+from moodspeaker_train.targets import class_weights, load_logits, soft_targets
 
 ARCHITECTURES = {"xception": torch_models.Xception, "resnet_teacher": torch_models.ResNetTeacher}
 KERAS_TWINS = {"xception"}  # architectures `moodspeaker-train import` can turn into a Keras model
@@ -70,7 +73,10 @@ def augment(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
     bright = (uniform(-cfg.brightness, cfg.brightness) * 255.0).view(-1, 1, 1, 1)
     x = ((x - mean) * contrast + mean + bright).clamp(0.0, 255.0)
 
-    x = camera(x, cfg)
+    degraded = camera(x, cfg)
+    x = torch.where(uniform(0.0, 1.0).view(-1, 1, 1, 1) < cfg.clean_prob, x, degraded) if cfg.clean_prob else degraded
+    if cfg.enhance != "none":
+        x = device_enhance(x)
 
     if cfg.erase_prob > 0:
         area = uniform(*cfg.erase_area) * s * s
@@ -84,6 +90,27 @@ def augment(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
         mask = (in_y[:, :, None] & in_x[:, None, :] & chosen[:, None, None])[:, None]
         x = torch.where(mask, torch.rand_like(x) * 255.0, x)
     return x
+
+
+def device_enhance(x: torch.Tensor) -> torch.Tensor:
+    """What the device does to each crop before the model (`moodspeaker.core.enhance.enhance_crop`: denoise a
+    noisy crop, stretch a dark one), on (B, 1, S, S) float pixels: rounded to grey levels as a camera delivers
+    them, then enhanced face by face on the CPU (integer numpy, as on the device)."""
+    from moodspeaker.core.enhance import enhance_crop
+
+    global _enhance_pool
+    faces = x.round().clamp(0.0, 255.0).to(torch.uint8).cpu().numpy()[:, 0]
+    workers = (os.cpu_count() or 1) - 2  # a GPU box's cores keep up with its steps; two cores do it in-process
+    if workers < 4 or len(faces) < 64:
+        out = [enhance_crop(face) for face in faces]
+    else:
+        if _enhance_pool is None:  # spawned, not forked: the parent may hold a CUDA context
+            _enhance_pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        out = list(_enhance_pool.map(enhance_crop, faces, chunksize=-(-len(faces) // workers)))
+    return torch.from_numpy(np.stack(out)).to(x.device, torch.float32)[:, None]
+
+
+_enhance_pool: ProcessPoolExecutor | None = None
 
 
 def jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
@@ -117,6 +144,15 @@ def camera(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
         x = torch.where(chosen(cfg.blur_prob), blurred, x)
     if cfg.lowlight_prob > 0:
         x = torch.where(chosen(cfg.lowlight_prob), x * uniform(cfg.gain_min, 1.0), x)
+    if cfg.shadow_prob > 0:
+        # A lamp to one side: the gain falls from 1 to g across the face along a random direction, over a
+        # soft gradient (directional light) or a hard edge near the middle (a half-face in shadow).
+        ramp = torch.linspace(-1.0, 1.0, s, device=x.device)
+        angle = uniform(0.0, 2 * math.pi)
+        t = ramp.view(1, 1, 1, s) * torch.cos(angle) + ramp.view(1, 1, s, 1) * torch.sin(angle) - uniform(-0.4, 0.4)
+        lit = torch.sigmoid(t * torch.exp(uniform(math.log(2.0), math.log(30.0))))
+        g = uniform(cfg.shadow_min, 1.0)
+        x = torch.where(chosen(cfg.shadow_prob), x * (g + (1.0 - g) * lit), x)
     if cfg.downscale_prob > 0:
         small = int(torch.randint(cfg.downscale_min, s, ()).item())
         up = F.interpolate(F.interpolate(x, size=(small, small), mode="area"), size=(s, s), mode="bilinear",
@@ -126,6 +162,11 @@ def camera(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
         shot, read = uniform(0.0, cfg.shot_noise_max), uniform(0.0, cfg.read_noise_max)
         noisy = x + torch.sqrt(shot * x + read * read) * torch.randn_like(x)
         x = torch.where(chosen(cfg.noise_prob), noisy, x).clamp(0.0, 255.0)
+    if cfg.crush_prob > 0:
+        black = uniform(0.0, cfg.black_max)
+        gamma = torch.exp(uniform(math.log(cfg.gamma_min), math.log(cfg.gamma_max)))
+        crushed = 255.0 * ((x - black).clamp(min=0.0) / (255.0 - black)).clamp(max=1.0) ** gamma
+        x = torch.where(chosen(cfg.crush_prob), crushed, x)
     if cfg.jpeg_prob > 0:
         quality = int(torch.randint(int(cfg.jpeg_quality_min), 96, ()).item())
         x = torch.where(chosen(cfg.jpeg_prob), jpeg(x, quality), x)
@@ -161,6 +202,34 @@ class Teachers:
         both = torch.cat([x, x.flip(-1)])
         out = torch.stack([m(both).float() for m in self.models]).mean(0)
         return (out[: len(x)] + out[len(x):]) / 2
+
+
+@torch.no_grad()
+def teacher_logits(runs: list[Path], images: np.ndarray) -> np.ndarray:
+    """(N, 7) float32: the teachers' logits on `images` (N, S, S) uint8, averaged over runs and a mirror image."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    teachers = Teachers(runs, device)
+    out = []
+    for i in range(0, len(images), EVAL_BATCH):
+        x = torch.from_numpy(images[i:i + EVAL_BATCH, None]).to(device).float()
+        with _autocast(device):
+            out.append(teachers.logits(x.contiguous(memory_format=_layout(device))).float().cpu())
+    return torch.cat(out).numpy()
+
+
+def camera_checks(val: FaceSet, seed: int = 11) -> dict[str, torch.Tensor]:
+    """Val faces as the living-room targets degrade them, made once (seeded): dimmed x0.3 with read noise
+    sigma 8, rounded to grey levels; and a Gaussian blur of sigma 2 (edges replicated). Used to select the
+    epoch when the recipe says `select_on = "camera"`; `moodspeaker eval` on the living-room sets has the final say."""
+    x = torch.from_numpy(val.images).float()[:, None]
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed)) * 8.0
+    r = torch.arange(-6, 7, dtype=torch.float32)
+    g = torch.exp(-r**2 / 8.0)
+    g = g / g.sum()
+    blurred = F.conv2d(F.pad(x, (6, 6, 0, 0), mode="replicate"), g.view(1, 1, 1, -1))
+    blurred = F.conv2d(F.pad(blurred, (0, 0, 6, 6), mode="replicate"), g.view(1, 1, -1, 1))
+    return {"dim_noise8": (x * 0.3 + noise).round().clamp(0, 255)[:, 0].to(torch.uint8),
+            "blur2": blurred.round().clamp(0, 255)[:, 0].to(torch.uint8)}
 
 
 def load_run_model(run: Path, device: torch.device) -> nn.Module:
@@ -214,22 +283,39 @@ class _Ema:
 
 
 def fit(recipe: Recipe, train: FaceSet, val: FaceSet, run: Path, teacher_runs: list[Path] | None = None,
-        minutes: float | None = None, resume: bool = False) -> dict:
+        minutes: float | None = None, resume: bool = False, targets: Path | None = None,
+        init_from: Path | None = None) -> dict:
     """Train into `run`; returns the final state. `minutes` caps the run: the epoch count is fitted to
-    it after the second epoch (never above the recipe's, never below 2), and the schedule follows that count."""
+    it after the second epoch (never above the recipe's, never below 2), and the schedule follows that count.
+
+    A distilling recipe learns from live `teacher_runs` or from `targets`, a logits file (`moodspeaker-train
+    logits`) computed on the clean train faces: then no teacher runs per step, and no GPU is needed.
+    `init_from` (a best.weights.npz, e.g. training/artifacts/xception80-kd.weights.npz) starts a new run
+    from those weights instead of random ones (fine-tuning)."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.backends.cudnn.benchmark = True
-    run.mkdir(parents=True, exist_ok=True)
     teacher_runs = teacher_runs or []
-    if recipe.distill_weight > 0 and not teacher_runs:
-        raise ValueError(f"the recipe distils (distill_weight {recipe.distill_weight}); pass --teacher RUN")
+    if teacher_runs and targets:
+        raise ValueError("pass --teacher RUN or --targets FILE, not both")
+    if recipe.distill_weight > 0 and not (teacher_runs or targets):
+        raise ValueError(f"the recipe distils (distill_weight {recipe.distill_weight}); pass --targets FILE "
+                         "(committed logits, e.g. training/artifacts/*.logits.npz) or --teacher RUN")
+    cached = torch.from_numpy(load_logits(targets, "train", train)).to(device) if targets else None
+    run.mkdir(parents=True, exist_ok=True)
 
     torch.manual_seed(recipe.seed)
-    model = build(recipe).to(device, memory_format=_layout(device))
+    model = build(recipe)
+    if init_from is not None and not resume:
+        if recipe.arch not in KERAS_TWINS:
+            raise ValueError(f"--init-from loads best.weights.npz files, which only {sorted(KERAS_TWINS)} have")
+        with np.load(init_from) as saved:
+            torch_models.load_keras_weights(model, {k: saved[k] for k in saved.files}, str(init_from))
+    model = model.to(device, memory_format=_layout(device))
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     ema = _Ema(model, recipe.ema_decay) if recipe.ema_decay else None
-    state = {"epoch": 0, "epochs": recipe.epochs, "best_val_accuracy": -1.0, "best_epoch": 0, "wait": 0,
-             "teachers": [str(p) for p in teacher_runs], "device": _device_name(device)}
+    state = {"epoch": 0, "epochs": recipe.epochs, "best_val_accuracy": -1.0, "best_score": -1.0, "best_epoch": 0,
+             "wait": 0, "teachers": [str(p) for p in teacher_runs], "targets": str(targets) if targets else None,
+             "init_from": str(init_from) if init_from else None, "device": _device_name(device), "train_seconds": 0.0}
     if resume and (run / "last.pt").exists():
         saved = recipe_from_dict(json.loads((run / "recipe.json").read_text()))
         if saved != recipe:
@@ -252,12 +338,18 @@ def fit(recipe: Recipe, train: FaceSet, val: FaceSet, run: Path, teacher_runs: l
     x_train = torch.from_numpy(train.images).to(device)
     y_train = torch.from_numpy(soft_targets(train, recipe.ferplus_weight)).to(device)
     w_train = torch.from_numpy(class_weights(train.class_counts(), recipe.class_weighting)[train.labels]).to(device)
-    x_val = torch.from_numpy(val.images).to(device)
+    x_val = torch.from_numpy(val.images)
     y_val = torch.from_numpy(val.labels.astype(np.int64)).to(device)
-    steps = len(train) // recipe.batch_size
+    checks = camera_checks(val) if recipe.select_on == "camera" else {}
+    if recipe.augment.enhance != "none":  # val as the device sees it
+        x_val = device_enhance(x_val[:, None].float())[:, 0].to(torch.uint8)
+        checks = {name: device_enhance(faces[:, None].float())[:, 0].to(torch.uint8) for name, faces in checks.items()}
+    x_val, checks = x_val.to(device), {name: faces.to(device) for name, faces in checks.items()}
+    steps = max(1, len(train) // recipe.batch_size)  # a set smaller than a batch (a try) is one batch
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{recipe.arch}: {n_params:,} parameters on {state['device']}; {len(train)} train / {len(val)} val faces; "
-          f"{steps} steps per epoch; {len(teachers.models)} teacher(s)", flush=True)
+          f"{steps} steps per epoch; " + (f"targets {targets}" if targets else f"{len(teachers.models)} teacher(s)"),
+          flush=True)
 
     eval_model = ema.model if ema is not None else model
     while state["epoch"] < state["epochs"] and state["wait"] < recipe.patience:
@@ -279,7 +371,16 @@ def fit(recipe: Recipe, train: FaceSet, val: FaceSet, run: Path, teacher_runs: l
                 x, y, w = lam * x + (1 - lam) * x[perm], lam * y + (1 - lam) * y[perm], lam * w + (1 - lam) * w[perm]
             with _autocast(device):
                 logits = model(x).float()
-            loss_each = _loss(logits, y, x, teachers, recipe)
+            if cached is not None:
+                teacher = cached[idx]
+                if recipe.mixup > 0:
+                    teacher = lam * teacher + (1 - lam) * teacher[perm]
+            elif teachers:
+                with _autocast(device):
+                    teacher = teachers.logits(x)
+            else:
+                teacher = None
+            loss_each = _loss(logits, y, teacher, recipe)
             loss = (loss_each * w).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -291,7 +392,10 @@ def fit(recipe: Recipe, train: FaceSet, val: FaceSet, run: Path, teacher_runs: l
                 hit_sum += (logits.argmax(1) == y.argmax(1)).float().mean().item()
         bar.close()
         val_loss, val_acc = evaluate(eval_model, x_val, y_val)
+        camera_acc = {name: evaluate(eval_model, faces, y_val)[1] for name, faces in checks.items()}
+        score = (val_acc + sum(camera_acc.values())) / (1 + len(camera_acc))
         seconds = time.time() - t0
+        state["train_seconds"] = round(state.get("train_seconds", 0.0) + seconds, 1)
         if minutes and epoch == 0:
             state["first_epoch_seconds"] = seconds  # includes cuDNN's autotuning: too slow to extrapolate
         elif minutes and epoch == 1:
@@ -300,11 +404,13 @@ def fit(recipe: Recipe, train: FaceSet, val: FaceSet, run: Path, teacher_runs: l
         sampled = len(range(0, steps, 10))
         row = {"epoch": epoch + 1, "seconds": round(seconds, 1), "lr": optimizer.param_groups[0]["lr"],
                "loss": round(loss_sum / sampled, 5), "accuracy": round(hit_sum / sampled, 5),
-               "val_loss": round(val_loss, 5), "val_accuracy": round(val_acc, 5)}
+               "val_loss": round(val_loss, 5), "val_accuracy": round(val_acc, 5),
+               **{f"val_{name}": round(acc, 5) for name, acc in camera_acc.items()}}
         state["epoch"] = epoch + 1
-        improved = val_acc > state["best_val_accuracy"]
+        improved = score > state.get("best_score", state["best_val_accuracy"])
         if improved:
-            state.update(best_val_accuracy=val_acc, best_epoch=epoch + 1, wait=0)
+            state.update(best_val_accuracy=val_acc, best_score=score, best_epoch=epoch + 1, wait=0,
+                         best_camera_accuracy=camera_acc)
             _save_best(eval_model, recipe, run)
         else:
             state["wait"] += 1
@@ -315,16 +421,14 @@ def fit(recipe: Recipe, train: FaceSet, val: FaceSet, run: Path, teacher_runs: l
     return state
 
 
-def _loss(logits: torch.Tensor, targets: torch.Tensor, x: torch.Tensor, teachers: Teachers,
-          recipe: Recipe) -> torch.Tensor:
+def _loss(logits: torch.Tensor, targets: torch.Tensor, teacher: torch.Tensor | None, recipe: Recipe) -> torch.Tensor:
+    """Per face: cross-entropy on the soft targets, and when there are teacher logits the distillation term."""
     k = len(LABELS)
     smoothed = targets * (1 - recipe.label_smoothing) + recipe.label_smoothing / k
     ce = -(smoothed * F.log_softmax(logits, 1)).sum(1)
-    if not teachers or recipe.distill_weight == 0:
+    if teacher is None or recipe.distill_weight == 0:
         return ce
     t = recipe.distill_temperature
-    with _autocast(x.device):
-        teacher = teachers.logits(x)
     kd = F.kl_div(F.log_softmax(logits / t, 1), F.log_softmax(teacher / t, 1), log_target=True,
                   reduction="none").sum(1) * t * t
     return (1 - recipe.distill_weight) * ce + recipe.distill_weight * kd
@@ -339,8 +443,10 @@ def _save_best(model: nn.Module, recipe: Recipe, run: Path) -> None:
 def _log(run: Path, row: dict, state: dict, improved: bool) -> None:
     record_epoch(run, row)
     print(f"epoch {row['epoch']}/{state['epochs']}: loss {row['loss']:.4f} acc {row['accuracy']:.4f} "
-          f"val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.4f} ({row['seconds']:.0f}s)"
-          + (" *best*" if improved else ""), flush=True)
+          f"val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.4f}"
+          + "".join(f" {key} {value:.4f}" for key, value in row.items() if key.startswith("val_") and key not in
+                    ("val_loss", "val_accuracy"))
+          + f" ({row['seconds']:.0f}s)" + (" *best*" if improved else ""), flush=True)
 
 
 def _device_name(device: torch.device) -> str:

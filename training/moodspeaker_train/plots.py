@@ -35,6 +35,9 @@ def plot_learning_curves(history_csv: Path, out: Path) -> None:
     for key, ax in (("loss", ax_loss), ("accuracy", ax_acc)):
         ax.plot(epochs, [float(r[key]) for r in rows], label="train (augmented, soft targets)")
         ax.plot(epochs, [float(r[f"val_{key}"]) for r in rows], label="val (PublicTest)")
+        if key == "accuracy":  # val as the camera degrades it, where the run measured it (distill's select_on)
+            for extra in (k for k in rows[0] if k.startswith("val_") and k not in ("val_loss", "val_accuracy")):
+                ax.plot(epochs, [float(r[extra]) for r in rows], label=extra.replace("_", " ", 1))
         ax.set_xlabel("epoch")
         ax.set_title(key)
         ax.grid(alpha=0.3)

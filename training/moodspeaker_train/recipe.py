@@ -19,7 +19,9 @@ class AugmentConfig:
     contrast: float = 0.25  # multiplicative around the image mean
     erase_prob: float = 0.5
     erase_area: tuple[float, float] = (0.02, 0.15)
-    # The camera model (camera_model.py), each step applied to a face with its own probability (0 = off):
+    # The camera model (camera_model.py), each step applied to a face with its own probability (0 = off),
+    # except for a share `clean_prob` of the faces that skip it altogether (PyTorch trainer only):
+    clean_prob: float = 0.0
     blur_prob: float = 0.0  # defocus or motion blur, one of camera_model.blur_kernels() at random
     lowlight_prob: float = 0.0  # exposure times a gain drawn from [gain_min, 1]
     gain_min: float = 0.25
@@ -31,6 +33,17 @@ class AugmentConfig:
     jpeg_prob: float = 0.0  # JPEG's 8x8 DCT quantisation at a quality drawn from [jpeg_quality_min, 95]
     jpeg_quality_min: int = 30
     occlude_prob: float = 0.0  # a flat object (hand, mug) over the lower 20-45% of the face
+    # The device's crop enhancement (the card's preprocessing.device.enhance: "none" or "denoise-stretch",
+    # moodspeaker.core.enhance), applied to every face after the camera model, as the device applies it to
+    # every crop before the model (PyTorch trainer only; val is enhanced too).
+    enhance: str = "none"
+    # Real low light (PyTorch trainer only): one lamp to the side, and a cheap sensor's dark end.
+    shadow_prob: float = 0.0  # light from one side: gain falls to [shadow_min, 1] across the face, soft or hard edge
+    shadow_min: float = 0.1
+    crush_prob: float = 0.0  # black level up to black_max grey levels clipped away (after the noise), then a
+    black_max: float = 40.0  # tone curve with gamma in [gamma_min, gamma_max] (the sensor's response to grey)
+    gamma_min: float = 0.7
+    gamma_max: float = 2.5
 
 
 @dataclass(frozen=True)
@@ -55,6 +68,9 @@ class Recipe:
     distill_temperature: float = 4.0
     mixup: float = 0.0
     ema_decay: float = 0.0
+    # Which epoch's weights are kept as best: "val" (clean val accuracy) or "camera" (the mean of clean val,
+    # val dimmed x0.3 with noise sigma 8, and val blurred sigma 2: the living-room targets).
+    select_on: str = "val"
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -92,6 +108,10 @@ def load_recipe(path: Path, overrides: dict[str, Any] | None = None) -> Recipe:
         raise RecipeError(f"{path}: class_weighting must be none, sqrt or balanced")
     if not 0.0 <= recipe.ferplus_weight <= 1.0:
         raise RecipeError(f"{path}: ferplus_weight must be within 0..1")
+    if recipe.augment.enhance not in {"none", "denoise-stretch"}:
+        raise RecipeError(f"{path}: [augment] enhance must be none or denoise-stretch (moodspeaker.core.enhance)")
+    if recipe.select_on not in {"val", "camera"}:
+        raise RecipeError(f"{path}: select_on must be val or camera")
     if not 0.0 <= recipe.distill_weight <= 1.0:
         raise RecipeError(f"{path}: distill_weight must be within 0..1")
     return recipe

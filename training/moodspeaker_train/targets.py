@@ -30,3 +30,64 @@ def class_weights(counts: np.ndarray, mode: str) -> np.ndarray:
             w = np.sqrt(w)
     w /= (w * counts).sum() / counts.sum()
     return w.astype(np.float32)
+
+
+class TargetsError(ValueError):
+    """A logits file that does not belong to the faces it is used with; the message says what to do."""
+
+
+def images_digest(images: np.ndarray) -> str:
+    """SHA-256 of a split's pixels (shape, dtype, bytes): the same for an npz and the packed copy it came from."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{images.dtype.str}{images.shape}".encode())
+    digest.update(np.ascontiguousarray(images).tobytes())
+    return digest.hexdigest()
+
+
+def save_logits(path, splits: dict[str, tuple[FaceSet, np.ndarray]], provenance: dict) -> dict:
+    """Write (N, 7) logits per split as float16 (`path`.npz) and where they came from (`path` .json beside it).
+
+    The JSON records each split's face count and pixel digest, so that `load_logits` refuses them on
+    other faces or in another order.
+    """
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    arrays, meta = {}, dict(provenance)
+    meta["splits"] = {}
+    for name, (faces, logits) in splits.items():
+        if logits.shape != (len(faces), K):
+            raise TargetsError(f"{name}: logits shape {logits.shape}, expected ({len(faces)}, {K})")
+        arrays[name] = logits.astype(np.float16)
+        meta["splits"][name] = {"n": len(faces), "images_sha256": images_digest(faces.images),
+                                "accuracy": round(float((logits.argmax(1) == faces.labels).mean()), 4)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **arrays)
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
+    return meta
+
+
+def load_logits(path, split: str, faces: FaceSet) -> np.ndarray:
+    """(N, 7) float32 logits of `split` from a file written by `save_logits`, checked against `faces`."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise TargetsError(f"{path}: no such logits file; write one with `moodspeaker-train logits`")
+    meta_path = path.with_suffix(".json")
+    if not meta_path.is_file():
+        raise TargetsError(f"{meta_path}: missing; a logits file needs its provenance beside it")
+    meta = json.loads(meta_path.read_text())
+    with np.load(path) as saved:
+        if split not in saved.files or split not in meta.get("splits", {}):
+            raise TargetsError(f"{path}: no {split!r} logits (has {sorted(saved.files)})")
+        logits = saved[split].astype(np.float32)
+    expected = meta["splits"][split]
+    if expected["n"] != len(faces) or expected["images_sha256"] != images_digest(faces.images):
+        raise TargetsError(f"{path}: its {split} logits were computed on other faces ({expected['n']} faces, "
+                           f"pixels {expected['images_sha256'][:12]}…) than the {len(faces)} given; "
+                           "recompute them for this data with `moodspeaker-train logits`")
+    return logits

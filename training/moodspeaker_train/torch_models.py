@@ -172,3 +172,42 @@ def keras_weights(model: Xception) -> dict[str, np.ndarray]:
         elif isinstance(module, nn.Linear):
             add("dense", module.weight.T, module.bias)
     return out
+
+
+def load_keras_weights(model: Xception, weights: dict[str, np.ndarray], source: str) -> Xception:
+    """The inverse of `keras_weights`: load a best.weights.npz (Keras layouts) into the twin."""
+    counts = {"conv": 0, "depthwise": 0, "batchnorm": 0, "dense": 0}
+    used = 0
+
+    def take(kind: str, n: int) -> list[torch.Tensor]:
+        nonlocal used
+        arrays = [weights.get(f"{kind}_{counts[kind]:03d}_{j}") for j in range(n)]
+        if any(a is None for a in arrays):
+            raise ValueError(f"{source}: no {kind} layer {counts[kind]} (architecture arguments differ?)")
+        counts[kind] += 1
+        used += n
+        return [torch.from_numpy(np.asarray(a, np.float32)) for a in arrays]
+
+    def put(param: torch.Tensor, value: torch.Tensor) -> None:
+        if tuple(param.shape) != tuple(value.shape):
+            raise ValueError(f"{source}: shape {tuple(value.shape)} does not fit {tuple(param.shape)} "
+                             "(architecture arguments differ?)")
+        param.copy_(value)
+
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.Conv2d) and module.groups > 1:
+                put(module.weight, take("depthwise", 1)[0].permute(2, 3, 0, 1))
+            elif isinstance(module, nn.Conv2d):
+                put(module.weight, take("conv", 1)[0].permute(3, 2, 0, 1))
+            elif isinstance(module, nn.BatchNorm2d):
+                for param, value in zip((module.weight, module.bias, module.running_mean, module.running_var),
+                                        take("batchnorm", 4), strict=True):
+                    put(param, value)
+            elif isinstance(module, nn.Linear):
+                w, b = take("dense", 2)
+                put(module.weight, w.T)
+                put(module.bias, b)
+    if used != len(weights):
+        raise ValueError(f"{source}: holds {len(weights)} arrays, the twin takes {used}")
+    return model

@@ -1,13 +1,22 @@
 """Home Assistant over MQTT (paho-mqtt): the speaker as one device with a mood sensor, a confidence sensor, the
-track, a privacy switch, skip and like buttons and a volume number.
+track, a privacy switch, a pause switch, skip and like buttons and a volume number.
 
 Topics, for node_id N and discovery prefix P (Home Assistant's MQTT discovery):
 - P/<component>/N/<entity>/config: one discovery config per entity, retained, sent on every (re)connect;
-- moodspeaker/N/availability: "online", retained; the last will (and a clean stop) sets "offline";
-- moodspeaker/N/{mood,confidence,track,privacy,volume}: the states, retained, sent when they change;
-- moodspeaker/N/{privacy/set, skip/press, like/press, volume/set}: commands from Home Assistant.
+- moodspeaker/N/availability: the speaker's; "online" (retained) only once the current state is published, so
+  Home Assistant never shows a previous run's retained values or placeholders as live; the last will (and a
+  clean stop) sets "offline";
+- moodspeaker/N/vision: "online" while vision is seen (it runs, captures, and its mood events arrive), else
+  "offline": the mood and confidence entities need both, so a stopped, crashed or paused (privacy) camera
+  makes them unavailable instead of showing a mood nobody shows;
+- moodspeaker/N/{mood,confidence,track,privacy,paused,volume}: the states, retained, sent when they change;
+  a track is never an empty payload (that would delete the retained message): nothing playing for a few
+  seconds is "None", which Home Assistant shows as unknown;
+- moodspeaker/N/{privacy/set, pause/set, skip/press, like/press, volume/set}: commands from Home Assistant.
+  Retained messages there are ignored (a stale retained command would replay at every connect), and no
+  payload, however odd, can raise out of the handler (an exception would end paho's network thread).
 What leaves the speaker is the mood's name (an emotion or no_face), its confidence in percent, the playing
-track's title and the two control states (privacy ON/OFF, volume): never a frame, never probabilities.
+track's title and the control states: never a frame, never probabilities.
 
 paho's network thread keeps the connection and reconnects with an exponential back-off (1 s to 60 s); the
 command callbacks run on that thread, so they must be thread-safe (PlayerService.submit_* are).
@@ -17,19 +26,65 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from moodspeaker import __version__
 from moodspeaker.config import MqttConfig
-from moodspeaker.errors import SetupError
+from moodspeaker.core.mood import MOODS
+from moodspeaker.errors import SetupError, UsageError
 
 log = logging.getLogger(__name__)
 
 RECONNECT_MIN_S = 1
 RECONNECT_MAX_S = 60
 KEEPALIVE_S = 30
+MAX_PAYLOAD = 64  # bytes: no command needs more
+MAX_STATE = 255  # characters: Home Assistant refuses a longer sensor state
+NOTHING_PLAYING = "None"  # Home Assistant's MQTT sensor turns this payload into "unknown"
+IDLE_GRACE_S = 3.0  # a playlist load stops the music for a moment: "nothing playing" only after this long
+NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")  # what Home Assistant's number sends, and no more
+COMMAND_TOPICS = ("privacy/set", "pause/set", "skip/press", "like/press", "volume/set")
+
+
+class CommandRefused(UsageError):
+    """A message on a command topic that is not a command this speaker takes; it is ignored with one log line."""
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str  # privacy | pause | skip | like | volume
+    value: bool | int | None = None  # privacy/pause: on; volume: the level within the cap; skip/like: None
+
+
+def parse_command(topic: str, payload: bytes, volume_max: int) -> Command:
+    """One command from its topic (below moodspeaker/N/) and payload; raises CommandRefused saying why not.
+    A volume is rounded and clipped to 0..`volume_max` (the cap in force)."""
+    if topic not in COMMAND_TOPICS:
+        raise CommandRefused(f"no command topic {topic[:60]!r}")
+    if len(payload) > MAX_PAYLOAD:
+        raise CommandRefused(f"a payload of {len(payload)} bytes on {topic} (at most {MAX_PAYLOAD})")
+    try:
+        text = payload.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise CommandRefused(f"a payload on {topic} that is not UTF-8 text") from None
+    name = topic.split("/")[0]
+    if name in ("privacy", "pause"):
+        if text not in ("ON", "OFF"):
+            raise CommandRefused(f"{text!r} on {topic} (ON or OFF)")
+        return Command(name, text == "ON")
+    if name == "volume":
+        if not NUMBER.fullmatch(text):
+            raise CommandRefused(f"{text!r} on {topic} (not a number)")
+        number = float(text)
+        if not math.isfinite(number):
+            raise CommandRefused(f"{text!r} on {topic} (not a finite number)")
+        return Command(name, max(0, min(volume_max, round(number))))
+    return Command(name)  # a button: any payload is a press
 
 
 @dataclass(frozen=True)
@@ -40,6 +95,53 @@ class BridgeCommands:
     skip: Callable[[], None]
     like: Callable[[], None]
     volume: Callable[[int], None]
+    pause: Callable[[bool], None]  # True: pause, False: resume
+
+    def run(self, command: Command) -> None:
+        match command.name, command.value:
+            case "privacy", bool(on):
+                self.privacy(on)
+            case "pause", bool(on):
+                self.pause(on)
+            case "volume", int(level):
+                self.volume(level)
+            case "skip", None:
+                self.skip()
+            case "like", None:
+                self.like()
+            case _:
+                raise AssertionError(f"no such command: {command}")  # parse_command makes only the above
+
+
+@dataclass(frozen=True)
+class SpeakerState:
+    """What the bridge shows; a None is not known now and is not published."""
+
+    mood: str | None  # None: vision is not seen now (stopped, crashed, privacy): the mood entities are unavailable
+    confidence: float  # of the mood, 0..1
+    track: str  # the playing track's title; "" nothing plays
+    paused: bool
+    privacy: bool | None  # None: a change is on its way (published once applied, never the state before it)
+    volume: int | None
+    volume_max: int  # the cap in force: [volume] maximum, or the quiet hours' cap
+
+
+class VisionPresence:
+    """Whether vision is seen now, from what the player knows: its camera captures (the vision daemon's state
+    file, or the vision thread under `moodspeaker run`), privacy is off, and a mood event arrived since the
+    camera was last off and within `stale_s` (a few of vision's heartbeats). Pure: times passed in."""
+
+    def __init__(self, stale_s: float) -> None:
+        self.stale_s = stale_s
+        self._lost_at: float | None = None
+
+    def seen(self, now: float, heard_at: float | None, captures: bool, privacy: bool) -> bool:
+        if privacy or not captures:
+            self._lost_at = now
+            return False
+        if heard_at is None or now - heard_at > self.stale_s:
+            return False
+        return self._lost_at is None or heard_at > self._lost_at
 
 
 class MqttBridge:
@@ -49,12 +151,17 @@ class MqttBridge:
         self.config, self.commands, self.volume_max = config, commands, volume_max
         self.base = f"moodspeaker/{config.node_id}"
         self.availability = f"{self.base}/availability"
+        self.vision = f"{self.base}/vision"
         self.last_error: str | None = None
+        self.ignored = 0  # command messages ignored (retained, malformed): for tests and status
         self.connected = threading.Event()  # connected and subscribed: commands are heard
-        self._online = threading.Event()  # connected: states are published as they change
+        self._online = threading.Event()  # "online" published: states are published as they change
+        self._closing = False
         self._lock = threading.Lock()
         self._state: dict[str, str] = {}  # topic suffix -> the payload last published (sent again on reconnect)
+        self._idle_since: float | None = None
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"moodspeaker-{config.node_id}")
+        self._client.suppress_exceptions = True  # a bug in a callback is logged by paho, never ends its thread
         if config.username:
             self._client.username_pw_set(config.username, config.password or None)
         if config.tls:
@@ -79,7 +186,8 @@ class MqttBridge:
 
     def close(self) -> None:
         """Say offline (retained) and disconnect; the last will covers a crash."""
-        if self._online.is_set():
+        self._closing = True
+        if self.connected.is_set():
             self._client.publish(self.availability, "offline", qos=1, retain=True).wait_for_publish(2)
         self._client.disconnect()
         self._client.loop_stop()
@@ -91,18 +199,49 @@ class MqttBridge:
             return f"connected to {where} (Home Assistant discovery under {self.config.discovery_prefix}/)"
         return self.last_error or f"connecting to {where}"
 
-    def publish_state(self, *, mood: str, confidence: float, track: str, privacy: bool, volume: int | None) -> None:
-        """Publish what changed since the last call (each retained)."""
-        state = {"mood": mood, "confidence": str(round(confidence * 100)), "track": track,
-                 "privacy": "ON" if privacy else "OFF"}
-        if volume is not None:
-            state["volume"] = str(volume)
+    def publish_state(self, state: SpeakerState, now: float) -> None:
+        """Publish what changed since the last call (each retained); the first call also says "online".
+        `now`: monotonic seconds (how long nothing has played)."""
+        payloads = self._payloads(state, now)
         with self._lock:
-            changed = {k: v for k, v in state.items() if self._state.get(k) != v}
+            cap_changed = state.volume_max != self.volume_max
+            self.volume_max = state.volume_max
+            changed = {k: v for k, v in payloads.items() if self._state.get(k) != v}
             self._state.update(changed)
-        if self._online.is_set():
-            for key, payload in changed.items():
-                self._client.publish(f"{self.base}/{key}", payload, qos=0, retain=True)
+            if not self.connected.is_set():
+                return
+            if not self._online.is_set():
+                self._announce()
+                return
+        if cap_changed:  # the volume slider's end follows the cap (quiet hours)
+            topic, config = self._entity_configs()["volume"]
+            self._client.publish(topic, json.dumps(config), qos=1, retain=True)
+        for key, payload in changed.items():
+            self._client.publish(f"{self.base}/{key}", payload, qos=0, retain=True)
+
+    def _payloads(self, state: SpeakerState, now: float) -> dict[str, str]:
+        payloads = {"vision": "online" if state.mood is not None else "offline", "paused": _on_off(state.paused)}
+        if state.mood is not None:
+            payloads.update(mood=state.mood, confidence=str(round(state.confidence * 100)))
+        if state.track:
+            self._idle_since = None
+            payloads["track"] = state.track[:MAX_STATE]
+        else:
+            self._idle_since = now if self._idle_since is None else self._idle_since
+            if now - self._idle_since >= IDLE_GRACE_S:
+                payloads["track"] = NOTHING_PLAYING
+        if state.privacy is not None:
+            payloads["privacy"] = _on_off(state.privacy)
+        if state.volume is not None:
+            payloads["volume"] = str(state.volume)
+        return payloads
+
+    def _announce(self) -> None:
+        """With the lock held, connected: the current state, then "online"."""
+        for key, payload in self._state.items():
+            self._client.publish(f"{self.base}/{key}", payload, qos=1, retain=True)
+        self._client.publish(self.availability, "online", qos=1, retain=True)
+        self._online.set()
 
     # --- paho's thread ---------------------------------------------------------------------------------
 
@@ -112,67 +251,80 @@ class MqttBridge:
             log.error("%s; check [mqtt] username/password", self.last_error)
             return
         self.last_error = None
-        for topic, payload in self.discovery().items():
-            client.publish(topic, json.dumps(payload), qos=1, retain=True)
-        client.publish(self.availability, "online", qos=1, retain=True)
-        self._online.set()  # a state that changes from now on is published by publish_state, the rest here
-        with self._lock:
-            state = dict(self._state)
-        for key, payload in state.items():
-            client.publish(f"{self.base}/{key}", payload, qos=0, retain=True)
-        client.subscribe([(f"{self.base}/{name}", 1) for name in ("privacy/set", "skip/press", "like/press",
-                                                                   "volume/set")])
+        client.subscribe([(f"{self.base}/{topic}", 1) for topic in COMMAND_TOPICS])
         log.info("MQTT: connected to %s:%d, Home Assistant discovery under %s/", self.config.host, self.config.port,
                  self.config.discovery_prefix)
 
     def _on_subscribe(self, client: Any, userdata: Any, mid: Any, reasons: Any, properties: Any = None) -> None:
-        self.connected.set()  # commands are heard from now on
+        for topic, config in self._entity_configs().values():
+            client.publish(topic, json.dumps(config), qos=1, retain=True)
+        with self._lock:
+            self.connected.set()  # commands are heard from now on
+            if self._state:  # a state is known: show it, then say online (else the first publish_state does)
+                self._announce()
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any = None) -> None:
-        if self.connected.is_set():
+        if self._closing:
+            log.info("MQTT: disconnected from the broker")
+        elif self.connected.is_set():
             log.warning("MQTT: lost the broker (%s); reconnecting", reason)
         self._online.clear()
         self.connected.clear()
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
-        command = message.topic.removeprefix(f"{self.base}/")
-        payload = message.payload.decode("utf-8", "replace").strip()
+        """A command; whatever it holds, nothing raises out of here (it would end paho's network thread)."""
+        topic = str(message.topic)
         try:
-            if command == "privacy/set" and payload in ("ON", "OFF"):
-                self.commands.privacy(payload == "ON")
-            elif command == "skip/press":
-                self.commands.skip()
-            elif command == "like/press":
-                self.commands.like()
-            elif command == "volume/set":
-                self.commands.volume(max(0, min(self.volume_max, round(float(payload)))))
-            else:
-                log.warning("MQTT: ignored %r on %s", payload[:40], message.topic)
-        except ValueError:
-            log.warning("MQTT: ignored %r on %s (not a number)", payload[:40], message.topic)
+            if message.retain:  # a stale command kept by the broker, replayed at subscribe: not the owner's now
+                raise CommandRefused(f"a retained message on {topic} (commands are never retained; clear it with "
+                                     f"`mosquitto_pub -r -n -t {topic}`)")
+            command = parse_command(topic.removeprefix(f"{self.base}/"), bytes(message.payload), self.volume_max)
+            self.commands.run(command)
+        except CommandRefused as exc:
+            self.ignored += 1
+            log.warning("MQTT: ignored %s", exc)
+        except Exception:  # a bug in a command handler: say so, keep the connection
+            self.ignored += 1
+            log.exception("MQTT: the command on %s failed", topic[:80])
 
     # --- discovery -----------------------------------------------------------------------------------------
 
     def discovery(self) -> dict[str, dict[str, Any]]:
         """Home Assistant discovery topic -> config, one per entity."""
-        node, prefix = self.config.node_id, self.config.discovery_prefix
-        device = {"identifiers": [f"moodspeaker-{node}"], "name": self.config.device_name, "manufacturer": "moodspeaker",
-                  "model": "emotion-aware speaker"}
+        return dict(self._entity_configs().values())
 
-        def entity(component: str, key: str, name: str, **extra: Any) -> tuple[str, dict[str, Any]]:
-            return (f"{prefix}/{component}/{node}/{key}/config",
-                    {"name": name, "unique_id": f"moodspeaker_{node}_{key}", "availability_topic": self.availability,
-                     "device": device, **extra})
+    def _entity_configs(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        node, prefix, base = self.config.node_id, self.config.discovery_prefix, self.base
+        device = {"identifiers": [f"moodspeaker-{node}"], "name": self.config.device_name,
+                  "manufacturer": "moodspeaker", "model": "emotion-aware speaker", "sw_version": __version__}
+        origin = {"name": "moodspeaker", "sw_version": __version__}
+        speaker = {"availability_topic": self.availability}
+        seen = {"availability": [{"topic": self.availability}, {"topic": self.vision}], "availability_mode": "all"}
+
+        def entity(component: str, key: str, name: str, availability: dict[str, Any], **extra: Any) \
+                -> tuple[str, tuple[str, dict[str, Any]]]:
+            return key, (f"{prefix}/{component}/{node}/{key}/config",
+                         {"name": name, "unique_id": f"moodspeaker_{node}_{key}", "device": device, "origin": origin,
+                          **availability, **extra})
 
         return dict([
-            entity("sensor", "mood", "Mood", state_topic=f"{self.base}/mood", icon="mdi:emoticon-outline"),
-            entity("sensor", "confidence", "Mood confidence", state_topic=f"{self.base}/confidence",
-                   unit_of_measurement="%", state_class="measurement"),
-            entity("sensor", "track", "Track", state_topic=f"{self.base}/track", icon="mdi:music"),
-            entity("switch", "privacy", "Privacy mode", state_topic=f"{self.base}/privacy",
-                   command_topic=f"{self.base}/privacy/set", icon="mdi:camera-off"),
-            entity("button", "skip", "Skip", command_topic=f"{self.base}/skip/press", icon="mdi:skip-next"),
-            entity("button", "like", "Like", command_topic=f"{self.base}/like/press", icon="mdi:thumb-up"),
-            entity("number", "volume", "Volume", state_topic=f"{self.base}/volume",
-                   command_topic=f"{self.base}/volume/set", min=0, max=self.volume_max, step=1, mode="slider"),
+            entity("sensor", "mood", "Mood", seen, state_topic=f"{base}/mood", device_class="enum",
+                   options=list(MOODS), icon="mdi:emoticon-outline"),
+            entity("sensor", "confidence", "Mood confidence", seen, state_topic=f"{base}/confidence",
+                   unit_of_measurement="%", state_class="measurement", entity_category="diagnostic",
+                   icon="mdi:gauge"),
+            entity("sensor", "track", "Track", speaker, state_topic=f"{base}/track", icon="mdi:music"),
+            entity("switch", "privacy", "Privacy mode", speaker, state_topic=f"{base}/privacy",
+                   command_topic=f"{base}/privacy/set"),  # no icon: Home Assistant's changes with the state
+            entity("switch", "paused", "Pause", speaker, state_topic=f"{base}/paused", command_topic=f"{base}/pause/set",
+                   icon="mdi:play-pause"),
+            entity("button", "skip", "Skip", speaker, command_topic=f"{base}/skip/press", icon="mdi:skip-next"),
+            entity("button", "like", "Like", speaker, command_topic=f"{base}/like/press", icon="mdi:thumb-up"),
+            entity("number", "volume", "Volume", speaker, state_topic=f"{base}/volume",
+                   command_topic=f"{base}/volume/set", min=0, max=self.volume_max, step=1, mode="slider",
+                   unit_of_measurement="%", icon="mdi:volume-high"),
         ])
+
+
+def _on_off(on: bool) -> str:
+    return "ON" if on else "OFF"

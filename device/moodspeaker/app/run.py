@@ -1,22 +1,27 @@
 """Vision and player in one process (`moodspeaker run`, the demo): no socket, the player is the vision's sink.
 
 Vision runs in a thread (its loop is blocking); the player's asyncio loop runs in the calling thread and also
-does the reloads. Privacy mode from the like button pauses the camera directly; the LED follows the camera.
-A source that ends (a video file) ends both.
+does the reloads. Privacy mode (the like button, Home Assistant, `moodspeaker privacy`) pauses the camera
+directly; the LED follows the camera. A source that ends (a video file) ends both.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from moodspeaker.app.lifecycle import Daemon
 from moodspeaker.config import Config
+from moodspeaker.core.domain import Frame
 from moodspeaker.core.mood import MoodEvent
-from moodspeaker.ports import MoodSink
+from moodspeaker.ports import FrameSource, MoodSink
+
+log = logging.getLogger(__name__)
 
 
 class TeeMoodSink:
@@ -30,27 +35,88 @@ class TeeMoodSink:
             sink.send(event)
 
 
+class ResumingSource:
+    """A file (`--source`) opened once for the whole run: the vision loop closes its source at every reload and
+    privacy pause and opens it again, which would start the clip over; this one goes on where it was. It is
+    opened afresh only after it ended or failed. `open` is the VisionSetup's `open_source`."""
+
+    def __init__(self, open_file: Callable[[], FrameSource]) -> None:
+        self._open_file = open_file
+        self._file: FrameSource | None = None
+        self._frames: Iterator[Frame] | None = None
+
+    def open(self) -> ResumingSource:
+        return self
+
+    def frames(self) -> Iterator[Frame]:
+        if self._frames is None:
+            self._file = self._open_file()
+            self._frames = iter(self._file.frames())
+        return self
+
+    def __iter__(self) -> Iterator[Frame]:
+        return self
+
+    def __next__(self) -> Frame:
+        assert self._frames is not None
+        try:
+            return next(self._frames)
+        except BaseException:  # ended (StopIteration) or failed (SourceError): the next stream opens it again
+            self.release()
+            raise
+
+    def close(self) -> None:
+        """The vision loop's close after each stream: the file stays open (see `release`)."""
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        self._file = self._frames = None
+
+
 def run_together(config: Config, source: Path | None, stop: threading.Event, *, watch: MoodSink | None = None,
-                 on_iteration: Callable[[dict[str, Any]], None] | None = None, daemon: Daemon | None = None) -> dict[str, Any]:
+                 on_iteration: Callable[[dict[str, Any]], None] | None = None, daemon: Daemon | None = None,
+                 runtime_dir: str | None = None, on_vision_iteration: Callable[[dict[str, Any]], None] | None = None,
+                 call_timeout_s: float | None = None) -> dict[str, Any]:
     """Serve until `stop` is set (vision sees it between frames, then stops the player) or the source ends;
     returns the player's final status. `watch` sees every mood event before the player does. With a `daemon`,
-    its SIGHUP rebuilds vision and player beside the running ones and swaps both only if both built.
-    Vision's start-up errors (model, cascade) re-raise here.
+    its SIGHUP rebuilds vision and player beside the running ones and swaps both only if both built (a
+    `source` file goes on where it was). `on_iteration` gets the player's status after each of its loop
+    iterations, `on_vision_iteration` vision's after each frame. With `runtime_dir` the player follows the owner's
+    commands there and keeps the privacy flag, as the player daemon does. Vision's start-up errors (model,
+    cascade) re-raise here.
     """
-    from moodspeaker.app.player import PlayerApp, PlayerSetup, build_setup
+    from moodspeaker.adapters.privacy_flag import PrivacyFlag
+    from moodspeaker.app.player import CALL_TIMEOUT_S, PlayerApp, PlayerSetup, build_setup
     from moodspeaker.app.vision import VisionService, VisionSetup, build_vision
 
     vision: VisionService | None = None
+    flag = PrivacyFlag(runtime_dir) if runtime_dir else None
+    resuming: ResumingSource | None = None  # with a `source` file: the first setup's, kept across reloads
 
     def privacy(on: bool) -> None:
         if vision is not None:
             vision.set_paused(on)
+        if flag is not None:
+            try:
+                flag.set(on)  # what `moodspeaker privacy status` reads
+            except OSError as exc:
+                log.warning("cannot write the privacy flag %s: %s", flag.path, exc)
 
     def camera_on() -> bool:
         return vision is not None and vision.status()["state"] == "running"
 
-    def build_both(fresh: Config) -> tuple[VisionSetup, PlayerSetup]:
+    def build_seeing(fresh: Config) -> VisionSetup:
+        nonlocal resuming
         seeing = build_vision(fresh, sink, source=source)
+        if source is None:
+            return seeing
+        if resuming is None:
+            resuming = ResumingSource(seeing.open_source)
+        return replace(seeing, open_source=resuming.open)
+
+    def build_both(fresh: Config) -> tuple[VisionSetup, PlayerSetup]:
+        seeing = build_seeing(fresh)
         try:
             return seeing, build_setup(fresh)
         except BaseException:
@@ -66,9 +132,10 @@ def run_together(config: Config, source: Path | None, stop: threading.Event, *, 
         if daemon is not None:
             daemon.reload(build_both, swap_both)
 
-    app = PlayerApp(config, on_iteration=on_iteration, on_privacy=privacy, on_reload=reload, camera_on=camera_on)
+    app = PlayerApp(config, on_iteration=on_iteration, on_privacy=privacy, on_reload=reload, camera_on=camera_on,
+                    call_timeout_s=CALL_TIMEOUT_S if call_timeout_s is None else call_timeout_s, runtime_dir=runtime_dir)
     sink: MoodSink = app.service if watch is None else TeeMoodSink(watch, app.service)
-    vision = VisionService(lambda: build_vision(config, sink, source=source))
+    vision = VisionService(lambda: build_seeing(config), on_iteration=on_vision_iteration)
     if daemon is not None:
         daemon.on_stop, daemon.on_reload = app.service.stop, app.service.request_reload
     failures: list[BaseException] = []
@@ -89,6 +156,8 @@ def run_together(config: Config, source: Path | None, stop: threading.Event, *, 
         stop.set()
         seer.join(timeout=10)
         app.close()
+        if resuming is not None:
+            resuming.release()
     if failures:
         raise failures[0]
     return app.service.status()
