@@ -217,6 +217,9 @@ class MemoryPlayer:
     async def volume(self) -> int | None:
         return None  # no mixer
 
+    def carry_over(self, old: MemoryPlayer) -> None:
+        pass  # nothing to carry: each test's backend starts afresh
+
     async def close(self) -> None:
         pass
 
