@@ -252,6 +252,15 @@ def test_a_student_distils_from_committed_logits_without_teachers(distilled, fer
     assert set(state["best_camera_accuracy"]) == {"dim_noise8", "blur2"}
     assert "val_dim_noise8" in (run / "history.csv").read_text().splitlines()[0]
     assert (run / "best.weights.npz").is_file()
+    model = tmp_path / "models" / "emotion.tflite"
+    assert train_main(["import", "--run", str(run)]) == 0
+    assert train_main(["export", "--run", str(run), "--data", str(fer_tiny), "--out", str(model),
+                       "--calibration", "64"]) == 0
+    assert train_main(["report", "--run", str(run), "--model", str(model), "--data", str(fer_tiny),
+                       "--out", str(tmp_path / "report")]) == 0
+    training = json.loads(model.with_suffix(".json").read_text())["training"]  # the card says whose logits
+    assert training["distilled_from_logits"]["teachers"][0]["run"] == "teacher"
+    assert training["init_from"] == "best.weights.npz" and "distilled_from" not in training
 
     # Logits of other faces are refused, with what to do.
     train = load_split(fer_tiny, "train")
