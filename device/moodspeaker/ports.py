@@ -37,6 +37,10 @@ class EmotionClassifier(Protocol):
         """Probabilities per label for one uint8 grayscale face crop."""
         ...
 
+    def resize(self, face: np.ndarray) -> np.ndarray:
+        """The uint8 crop at the model's input size, resized the model's way (`prepare` does this first)."""
+        ...
+
     def prepare(self, face: np.ndarray) -> np.ndarray:
         """The crop resized and converted to the model's input: `classify`'s first half, timed apart as 'preprocess'."""
         ...

@@ -54,7 +54,7 @@ def model_info(config: Config, vision_status: dict[str, Any]) -> dict[str, Any]:
         card = load_card(card_path_for(path))
     except ModelError as exc:
         return {"path": str(path), "error": str(exc)}
-    return {"path": str(path), "name": card.raw.get("name"), "sha256": card.sha256, "val_accuracy": card.val_accuracy}
+    return {"path": str(path), "name": card.name, "sha256": card.sha256, "val_accuracy": card.val_accuracy}
 
 
 def gather(config: Config, runtime_dir: Path, now: float | None = None) -> dict[str, Any]:
