@@ -72,19 +72,24 @@ def find_daemon(name: str, runtime_dir: Path, proc: Path = Path("/proc")) -> int
         for i, arg in enumerate(argv):
             if os.path.basename(arg) == "moodspeaker" or arg == "moodspeaker.cli":
                 command = next((a for a in argv[i + 1:] if not a.startswith("-")), None)
-                if command == name and _runtime_dir_of(argv[i + 1:]) == runtime_dir.resolve() and \
+                if command == name and _runtime_dir_of(argv[i + 1:], entry) == runtime_dir.resolve() and \
                         process_alive(int(entry.name)):
                     return int(entry.name)
                 break
     return None
 
 
-def _runtime_dir_of(args: list[str]) -> Path | None:
-    """The runtime folder of a daemon started with `args`: its --config file's [service] runtime_dir."""
+def _runtime_dir_of(args: list[str], process: Path) -> Path | None:
+    """The runtime folder of the daemon `process` (its /proc entry), started with `args`: its --config file's
+    [service] runtime_dir (a relative --config and runtime_dir are taken from the daemon's working folder)."""
     config = next((b for a, b in itertools.pairwise(args) if a == "--config"), None)
     config = next((a.split("=", 1)[1] for a in args if a.startswith("--config=")), config)
     try:
-        return Path(load_config(Path(config) if config else None).service.runtime_dir).resolve()
+        cwd = Path(os.readlink(process / "cwd"))
+    except OSError:
+        cwd = Path("/")
+    try:
+        return (cwd / load_config(cwd / config if config else None).service.runtime_dir).resolve()
     except (ConfigError, OSError):
         return None
 
