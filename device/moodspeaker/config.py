@@ -236,11 +236,24 @@ class CameraConfig:
     fps: float = 5.0  # frames per second captured and analysed; 5 keeps the vision process near 10% of a core
     capture_timeout: float = 2.0  # seconds without a frame before the camera counts as hung and is reopened
     loop: bool = False  # opencv with a video file: play it in a loop (demos, shop displays, system tests)
+    # The Pi camera only (picamera2); see adapters/picamera2_source.py for why each.
+    main_width: int = 1280  # faces are found in the width x height stream and cut from this larger one of the
+    main_height: int = 960  # same instant (more pixels per face at a distance); 0 x 0: cut from the small one
+    max_exposure_ms: float = 100.0  # longest exposure the camera may choose in a dim room (motion blur limit)
+    denoise: Literal["high_quality", "fast", "off"] = "high_quality"  # the camera's (ISP's) own noise reduction
+    binned: bool = True  # run the sensor in its 2x2-binned full-view mode: four pixels' light in one, less noise
 
     def __post_init__(self) -> None:
         problems = []
         if not (32 <= self.width <= 1920 and 32 <= self.height <= 1080) or self.width % 2 or self.height % 2:
             problems.append(f"width and height must be even, 32..1920 x 32..1080, got {self.width}x{self.height}")
+        if (self.main_width, self.main_height) != (0, 0) and (
+                self.main_width % 2 or self.main_height % 2 or self.main_width < self.width
+                or self.main_height < self.height or self.main_width > 4608 or self.main_height > 3456):
+            problems.append(f"main_width x main_height must be even, at least width x height and at most 4608x3456, "
+                            f"or 0 x 0 (no main stream), got {self.main_width}x{self.main_height}")
+        if not 10 <= self.max_exposure_ms <= 1000:
+            problems.append(f"max_exposure_ms must be between 10 and 1000, got {self.max_exposure_ms}")
         if not 0.5 <= self.fps <= 60:
             problems.append(f"fps must be between 0.5 and 60, got {self.fps}")
         if self.kind == "picamera2" and not self.device.isdigit():
