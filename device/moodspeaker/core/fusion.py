@@ -126,8 +126,8 @@ class CropFuser:
         """The box has stayed put for `confirm_frames` frames: a face is there. Confirmation follows the box, not
         the average: when the crop changes in place (the face turned; at 3 m a detector's box also jitters in size
         enough to look like a change), the average starts over but the face still counts, so the smoother's
-        dwell is not broken by frames that cannot count (on the 36 px sofa clips, two faces in 16 lost their
-        mood that way)."""
+        dwell is not broken by frames that cannot count (on the 36 px sofa clips, seeds 17 and 18, one face of
+        16 in each lost its mood that way)."""
         return len(self._boxes) >= self.params.confirm_frames
 
     def _restart_reason(self, t: float, box: Box) -> str | None:
@@ -171,4 +171,3 @@ class CropFuser:
         # noise_sigma counts fine texture too, so this errs towards "the same face"
         p = self.params
         return diff > max(p.change_ratio * max(noise_sigma(raw), 2.0), p.change_contrast * float(raw.std()))
-
