@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -386,7 +387,7 @@ def run_checks(base: Path, keep: bool) -> int:
         t.prepare()
         c.boot()
         log(f"booted; HA port {t.ha_port}, MQTT port {t.mqtt_port}, MPD port {t.mpd_port}")
-        for name in sorted(n for n in dir(t) if n.startswith("check_")):
+        for name in sorted(n for n in vars(HaTest) if n.startswith("check_")):  # not SystemTest's own checks
             title = name.removeprefix("check_").replace("_", " ")
             t0 = time.monotonic()
             try:
@@ -419,6 +420,7 @@ def main() -> int:
     if why := preflight():
         print(f"system-test-ha: cannot run here: {why}", file=sys.stderr)
         return 2
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped run still removes its container
     base = base_root("trixie", "amd64", log)
     ha_venv(base)
     warm_ha(base)

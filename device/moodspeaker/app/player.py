@@ -531,7 +531,8 @@ class PlayerApp:
             captures = self._camera_on() if self._camera_on is not None else True
             seen = self._vision.seen(now, self.service.mood_heard_at, captures, status["privacy"])
             self.bridge.publish_state(SpeakerState(
-                mood=status["mood"] if seen else None, confidence=status["confidence"], track=status["title"],
+                mood=status["mood"] if seen else None, confidence=status["confidence"],
+                track=status["title"] or status["track"],  # a file without a title tag: its name
                 paused=status["paused"], privacy=None if privacy_pending else status["privacy"],
                 volume=status["volume"], volume_max=status["volume_cap"]), now)
             status = {**status, "mqtt": self.bridge.describe()}
