@@ -12,9 +12,10 @@ TORCH_STAMP := $(VENV)/.torch-installed
 TORCH ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 # mpd: the demo and the tests start a private MPD; systemd: the tests check the units with systemd-analyze;
-# mosquitto: the tests start a private MQTT broker for the Home Assistant bridge.
+# mosquitto: the tests start a private MQTT broker for the Home Assistant bridge; mopidy, mopidy-mpd: Mopidy as
+# the MPD server (tests/test_mopidy.py).
 DEMO_APT := mpd python3-venv
-TEST_APT := $(DEMO_APT) systemd mosquitto
+TEST_APT := $(DEMO_APT) systemd mosquitto mopidy mopidy-mpd
 # pip's own lines, less the noise: one line per package it fetches, what it installed, and its errors.
 PIP_PROGRESS := 2>&1 | { grep --line-buffered -E '^(Collecting|Successfully installed|ERROR)' || true; } | sed -u 's/^/  /'
 

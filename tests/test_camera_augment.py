@@ -152,3 +152,38 @@ def test_the_keras_trainer_refuses_camera_steps_it_does_not_have(fer_tiny: Path,
     assert train_main(["fit", "--config", str(tmp_path / "r.toml"), "--data", str(fer_tiny),
                        "--out", str(tmp_path / "run")]) == 2
     assert "distill" in capsys.readouterr().err
+
+
+@needs_torch
+def test_training_enhances_each_face_as_the_device_does(faces: np.ndarray) -> None:
+    import torch
+
+    from moodspeaker.core.enhance import enhance_crop
+    from moodspeaker_train.distill import augment
+
+    dark = np.clip(np.rint(faces * 0.3 + np.random.default_rng(3).normal(0, 8, faces.shape)), 0, 255)
+    still = dict(flip=False, rotate_deg=0, scale=0, shift=0, brightness=0, contrast=0, erase_prob=0)
+    out = augment(torch.from_numpy(dark[:, None].astype(np.float32)), AugmentConfig(enhance="denoise-stretch",
+                                                                                    **still)).numpy()[:, 0]
+    expected = np.stack([enhance_crop(face) for face in dark.astype(np.uint8)])
+    np.testing.assert_array_equal(out, expected)
+    assert out.std(axis=(1, 2)).mean() > 1.5 * dark.std(axis=(1, 2)).mean()  # it did stretch the dark faces
+
+
+@needs_torch
+def test_on_a_many_core_machine_the_enhancement_runs_in_worker_processes_with_the_same_result(faces, monkeypatch):
+    import torch
+
+    from moodspeaker_train import distill
+
+    dark = torch.from_numpy(np.repeat(np.rint(faces * 0.3), 2, axis=0)[:, None].astype(np.float32))
+    alone = distill.device_enhance(dark)
+    monkeypatch.setattr(distill.os, "cpu_count", lambda: 6)
+    try:
+        pooled = distill.device_enhance(dark)
+        assert distill._enhance_pool is not None  # it did take the pool's way
+    finally:
+        if distill._enhance_pool is not None:
+            distill._enhance_pool.shutdown()
+        monkeypatch.setattr(distill, "_enhance_pool", None)
+    assert torch.equal(alone, pooled)

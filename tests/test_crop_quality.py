@@ -38,11 +38,17 @@ def test_clean_faces_enlarged_as_a_near_face_are_still_clean(faces: np.ndarray) 
     assert np.mean(_weights(big) == 1.0) >= 0.9
 
 
-def test_a_dim_noisy_face_is_skipped_as_too_noisy_or_dark(faces: np.ndarray) -> None:
-    rng = np.random.default_rng(1)
-    dim = [np.clip(f * 0.3 + rng.normal(0, 8, f.shape), 0, 255).astype(np.uint8) for f in faces]
-    assert np.mean(_weights(dim) == 0.0) >= 0.95
-    assert _reasons(dim).count("face too dark") >= 0.95 * len(faces)
+def _dim(faces: np.ndarray, gain: float, sigma: float, seed: int = 1) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [np.clip(f * gain + rng.normal(0, sigma, f.shape), 0, 255).astype(np.uint8) for f in faces]
+
+
+def test_a_dim_noisy_face_counts_less_and_a_darker_one_is_skipped_as_too_dark(faces: np.ndarray) -> None:
+    lamp, dimmer, darker = _dim(faces, 0.3, 4.0), _dim(faces, 0.3, 8.0), _dim(faces, 0.15, 8.0)
+    # the enhanced model reads these at 0.65 and 0.55 on val (clean: 0.70): they count, less the noisier they are
+    assert np.median(_weights(lamp)) > 0.8 > np.median(_weights(dimmer)) > 0.25
+    assert np.mean(_weights(darker) == 0.0) >= 0.95
+    assert _reasons(dimmer).count("face too dark") >= 0.95 * len(faces)
 
 
 def test_a_blurred_face_is_skipped_as_too_blurred(faces: np.ndarray) -> None:
@@ -87,14 +93,18 @@ def test_the_pipeline_weights_the_smoother_by_quality_and_reports_why(shipped_mo
         frame, (_, _, side, _) = data["images"][0], data["boxes"][0]
     classifier = LiteRTClassifier(shipped_model)
     rng = np.random.default_rng(4)
-    frames = {"ok": frame, "face too dark": np.clip(frame * 0.3 + rng.normal(0, 8, frame.shape), 0, 255).astype(np.uint8),
+    frames = {"ok": frame, "face too dark": np.clip(frame * 0.25 + rng.normal(0, 5, frame.shape), 0, 255).astype(np.uint8),
               "too blurred": cv2.GaussianBlur(frame, (0, 0), 2.0 * side / 48)}
     for status, image in frames.items():
         pipeline = VisionPipeline(HaarFaceDetector(), classifier, Smoother(classifier.labels), EventLog(),
                                   quality=QualityParams())
         result = pipeline.process(Frame(image, 0.0))
         assert result.face is not None and pipeline.face_status() == status
-        assert result.quality.weight == (1.0 if status == "ok" else 0.0)
-        assert (pipeline.smoother.probabilities() == {}) == (status != "ok")  # a skipped crop is not averaged
+        weight = {"ok": 1.0, "too blurred": 0.0}.get(status)
+        if weight is None:  # dark: counts less, but counts
+            assert 0.25 < result.quality.weight < 1.0, result.quality
+        else:
+            assert result.quality.weight == weight, result.quality
+        assert (pipeline.smoother.probabilities() == {}) == (status == "too blurred")  # a skipped crop is not averaged
     pipeline.process(Frame(np.full_like(frame, 90), 1.0))
     assert pipeline.face_status() == "none"

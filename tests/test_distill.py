@@ -135,6 +135,7 @@ def test_imported_student_runs_on_the_device_and_its_card_names_the_teacher(dist
     assert card["name"] == "student"
     assert card["training"]["distilled_from"][0]["run"] == "teacher"
     assert card["training"]["recipe"]["distill_weight"] == 0.7
+    assert card["preprocessing"]["device"]["enhance"] == "none"  # trained without the device's enhancement
     probs = LiteRTClassifier(model).classify(np.load(fer_tiny / "val.npz")["images"][0])
     assert probs.shape == (7,) and probs.sum() == pytest.approx(1.0, abs=1e-5)
 

@@ -228,8 +228,9 @@ class FullDiskStore(MemoryStore):
         raise FeedbackNotSaved("feedback.db: cannot write (database or disk is full); 1 feedback events kept in memory")
 
 
-def test_a_store_that_cannot_write_does_not_stop_the_music() -> None:
-    """Before, sqlite3's OperationalError escaped from the full play's record() and ended the loop."""
+def test_a_store_that_cannot_write_does_not_stop_the_music(caplog: pytest.LogCaptureFixture) -> None:
+    """Before, sqlite3's OperationalError escaped from the full play's record() and ended the loop. And the next
+    track that started logged "mpd works again" and hid the store's problem from status (issue 20, #12)."""
     player = MemoryPlayer()
     service = PlayerService(player, MoodPolicy({"happy": "mood-happy"}, cooldown_s=0.0), FullDiskStore(),  # type: ignore[arg-type]
                             backend="mpd")
@@ -243,10 +244,41 @@ def test_a_store_that_cannot_write_does_not_stop_the_music() -> None:
         assert not task.done() and service.errors == 1 and "kept in memory" in service.status()["last_error"]
         player.end_track()
         await until(lambda: service.session.tracks_started == 3)  # still playing
+        assert "kept in memory" in service.status()["last_error"]  # the store's problem still shows
         service.stop()
         await asyncio.wait_for(task, 5)
 
     asyncio.run(main())
+    assert "works again" not in caplog.text
+
+
+def test_an_hour_of_the_same_failure_is_a_line_a_minute_not_one_per_try(caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 20, #6: a Spotify Retry-After of an hour logged every refused call, about 8,000 lines."""
+    from moodspeaker.errors import PlayerUnavailable
+
+    now = [1000.0]
+
+    class RateLimited(MemoryPlayer):
+        async def next(self) -> None:
+            now[0] += 3.6  # a thousand tries in an hour
+            raise PlayerUnavailable("Spotify rate-limits this app for 3600 s (Retry-After); the speaker waits")
+
+    service = PlayerService(RateLimited(), MoodPolicy({"happy": "mood-happy"}), MemoryStore(),  # type: ignore[arg-type]
+                            backend="spotify", clock=lambda: now[0])
+
+    async def main() -> None:
+        task = asyncio.create_task(service.run())
+        for _ in range(1000):
+            service.submit_action(ButtonAction.SKIP)
+        await until(lambda: service.errors == 1000, timeout=30)
+        service.stop()
+        await asyncio.wait_for(task, 5)
+
+    with caplog.at_level("WARNING", logger="moodspeaker.app.player"):
+        asyncio.run(main())
+    lines = [r.getMessage() for r in caplog.records if "rate-limits" in r.getMessage()]
+    assert 55 <= len(lines) <= 62  # the first, then one a minute with its count
+    assert lines[1].endswith("waits (17 times in 61 s)")  # 17 tries of 3.6 s: the first line a minute on
 
 
 def test_the_led_follows_the_camera_not_the_privacy_button(tmp_path: Path) -> None:
@@ -380,3 +412,108 @@ def test_a_watcher_that_ignores_its_cancel_holds_up_neither_a_reload_nor_the_sto
 
     asyncio.run(main())
     assert caplog.text.count("did not stop when cancelled") == 2  # at the reload and at the stop
+
+
+def test_a_reload_whose_swap_raises_is_ready_again_on_the_old_setup_and_says_why(
+        mpd_server: MpdServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """C: a swap that raised (paho's RuntimeError from the Home Assistant bridge) left the daemon in phase
+    "reloading" for good: no READY, and `systemctl reload` waited 90 s and failed."""
+    import os
+    import tempfile
+
+    from test_sd_notify import NotifySocket
+
+    from moodspeaker.adapters.sd_notify import SystemdNotifier
+    from moodspeaker.app.lifecycle import ServiceRuntime
+
+    folder = tempfile.mkdtemp(prefix="notify-", dir="/tmp")
+    sock = NotifySocket(os.path.join(folder, "notify.sock"))
+    path = tmp_path / "config.toml"
+    path.write_text(player_config(tmp_path, mpd_server))
+    config = load_config(path)
+    daemon = Daemon("player", config, ServiceRuntime(
+        "player", config.service, SystemdNotifier({"NOTIFY_SOCKET": os.path.join(folder, "notify.sock")})))
+    app = PlayerApp(config, on_iteration=daemon.runtime.iteration, pin_factory=MockFactory(),
+                    on_reload=lambda: daemon.reload(build_setup, app.swap, app.discard))
+    service, old_setup = app.service, app.setup
+
+    def broken_bridge(_config: object) -> None:
+        raise RuntimeError("The client is not currently connected.")  # what paho raises
+
+    monkeypatch.setattr(app, "_open_bridge", broken_bridge)
+    state = lambda: json.loads((tmp_path / "player.json").read_text())  # noqa: E731
+
+    async def scenario() -> None:
+        service.send(mood("happy"))
+        await until(lambda: service.session.tracks_started == 1)
+        path.write_text(player_config(tmp_path, mpd_server, player="[mqtt]\nhost = \"127.0.0.1\"\n"))
+        sock.messages()
+        service.request_reload()
+        await until(lambda: state()["reloads"] == 1 and state()["phase"] == "running")
+        assert "swapping in the new setup failed: RuntimeError: The client is not currently connected." \
+            in state()["reload_error"]
+        assert app.setup is old_setup and service.player is old_setup.player  # the old setup plays on
+        assert [m for m in sock.wait_for("READY", "1", timeout=5) if "RELOADING" in m or "READY" in m][-1]["READY"] == "1"
+        service.submit_action(ButtonAction.LIKE)  # and still records into its store
+        await until(lambda: old_setup.store.counts("happy") != {})
+
+    async def main() -> None:
+        task = asyncio.create_task(service.run())
+        try:
+            await scenario()
+        finally:
+            service.stop()
+            await asyncio.wait_for(task, 10)
+
+    try:
+        asyncio.run(main())
+    finally:
+        app.close()
+        sock.sock.close()
+        os.unlink(os.path.join(folder, "notify.sock"))
+        os.rmdir(folder)
+
+
+def test_a_reload_builds_in_a_thread_while_the_loop_feeds_the_watchdog(mpd_server: MpdServer, tmp_path: Path) -> None:
+    """G: the new setup (a feedback database's quick_check, a Spotify login) was built on the event loop: no
+    watchdog ping, no mood, no button while it took."""
+    import threading
+
+    path = tmp_path / "config.toml"
+    path.write_text(player_config(tmp_path, mpd_server))
+    config = load_config(path)
+    daemon = Daemon("player", config)
+    reports: list[str] = []
+    building, finish = threading.Event(), threading.Event()
+
+    def slow_build(fresh):  # a database check that takes its time
+        building.set()
+        assert finish.wait(10)
+        return build_setup(fresh)
+
+    app = PlayerApp(config, on_iteration=lambda status: reports.append(threading.current_thread().name),
+                    on_reload=lambda: daemon.reload_off_loop(slow_build, app.swap, app.discard), pin_factory=MockFactory())
+
+    async def scenario() -> None:
+        app.service.request_reload()
+        await asyncio.to_thread(building.wait, 5)
+        during = len(reports)
+        await until(lambda: len(reports) >= during + 3)  # the loop reports on while the thread builds
+        finish.set()
+        await until(lambda: daemon.runtime._reloads == 1)
+        assert daemon.runtime.reload_error is None and app.setup.config is not config
+
+    async def main() -> None:
+        task = asyncio.create_task(app.service.run())
+        try:
+            await scenario()
+        finally:
+            app.service.stop()
+            await asyncio.wait_for(task, 10)
+
+    try:
+        asyncio.run(main())
+    finally:
+        finish.set()
+        app.close()
+    assert set(reports) == {"MainThread"}

@@ -280,3 +280,40 @@ def test_a_cancel_that_lands_as_mpd_answers_still_ends_the_call() -> None:
         return call
 
     assert asyncio.run(scenario()).cancelled()
+
+
+def test_an_outage_longer_than_the_call_budget_is_retried_at_the_back_off_pace(mpd_server: MpdServer) -> None:
+    """With the production back-off (reconnect_max_s 30 s, three times the 10 s call budget): once the back-off
+    passed the budget, a back-off slept inside the budget left no time for the attempt, and MPD was never tried
+    again. Here MPD stays down until the back-off is at its maximum, then comes back: the next attempt connects."""
+    from moodspeaker.adapters.mpd_player import CALL_BUDGET_S
+    from moodspeaker.config import MpdConfig
+
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:  # the back-off's pace, without waiting it out
+        slept.append(seconds)
+        await asyncio.sleep(0)
+
+    async def scenario() -> tuple[list[str], bool]:
+        player = MpdPlayer(mpd_server.host, mpd_server.port, reconnect_max_s=MpdConfig().reconnect_max_s, sleep=sleep)
+        errors = []
+        while not slept or slept[-1] < MpdConfig().reconnect_max_s:  # ten minutes of outage, at the back-off's pace
+            with pytest.raises(PlayerUnavailable) as error:
+                await player.wait_track_change()
+            errors.append(str(error.value))
+        await asyncio.to_thread(mpd_server.start)
+        watcher = asyncio.create_task(player.wait_track_change())  # MPD is back: the next attempt connects
+        deadline = time.monotonic() + 5
+        while not player.connected and not watcher.done() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        connected = player.connected
+        watcher.cancel()
+        await player.close()
+        return errors, connected
+
+    mpd_server.stop()
+    errors, connected = asyncio.run(scenario())
+    assert MpdConfig().reconnect_max_s > CALL_BUDGET_S
+    assert all("is not reachable" in e for e in errors)
+    assert slept[-1] == MpdConfig().reconnect_max_s and connected

@@ -262,3 +262,62 @@ def test_a_mood_that_arrives_while_mpd_is_down_plays_once_it_is_back(mpd_server:
     serve(service, scenario)
     assert folder(mpd_view(mpd_server)[1]) == "happy"
     assert service.status()["last_error"] == "" and service.errors >= 1  # recovered: the error no longer shows
+
+
+def other_client(server: MpdServer, *commands: tuple) -> None:
+    """Another MPD client (the owner's phone app, `mpc`): its commands, in order."""
+    client = mpd.MPDClient()
+    client.connect(server.host, server.port)
+    try:
+        for name, *args in commands:
+            getattr(client, name)(*args)
+    finally:
+        client.disconnect()
+
+
+@pytest.mark.parametrize("switch_at_once", [False, True], ids=["track_end", "at_once"])
+def test_the_owner_stops_the_music_from_another_client_and_it_stays_stopped(mpd_server: MpdServer, store,
+                                                                            switch_at_once: bool) -> None:
+    """I: after `mpc stop` the speaker restarted its playlist within 0.1 s, and a mood change replaced the queue."""
+    service = make_service(mpd_server, store, switch_at_once=switch_at_once)
+
+    async def scenario() -> None:
+        service.send(mood("happy"))
+        await until(lambda: service.session.tracks_started == 1)
+        await asyncio.to_thread(other_client, mpd_server, ("stop",))
+        await until(lambda: service.status()["control"].startswith("owner"))
+        handled = service.handled
+        service.send(mood("sad"))
+        await until(lambda: service.handled > handled and service.session.mood == "sad")
+        service.submit_privacy(False)  # one more message (a no-op): the mood's was handled to its end before it
+        await until(lambda: service.handled > handled + 1)
+        assert mpd_view(mpd_server)[0] == "stop" and {folder(f) for f in mpd_view(mpd_server)[2]} == {"happy"}
+        assert service.status()["control"] == "owner (stopped from another client)"
+        service.submit_resume()  # `moodspeaker resume`: the mood's music again
+        await until(lambda: mpd_view(mpd_server)[0] == "play" and folder(mpd_view(mpd_server)[1]) == "sad")
+        assert service.status()["control"] == "speaker"
+
+    serve(service, scenario)
+
+
+def test_the_owners_own_playlist_is_neither_replaced_nor_restored_as_the_speakers(mpd_server: MpdServer,
+                                                                                  store) -> None:
+    """I/J: `mpc clear; mpc load owner-mix; mpc play` became the speaker's queue; after an MPD restart the speaker
+    "restored" it as its own. Now a mood change leaves it alone, and a button press hands back."""
+    service = make_service(mpd_server, store)
+
+    async def scenario() -> None:
+        service.send(mood("happy"))
+        await until(lambda: service.session.tracks_started == 1)
+        await asyncio.to_thread(other_client, mpd_server, ("clear",), ("load", "mood-calm"), ("play", 0))
+        await until(lambda: service.status()["control"].startswith("owner (changed the queue"))
+        service.send(mood("sad"))
+        await until(lambda: service.session.mood == "sad")
+        await asyncio.to_thread(mpd_server.kill)
+        await asyncio.to_thread(mpd_server.start)
+        await until(lambda: service.errors >= 1 and service.last_error == "")  # seen down, then reconnected
+        assert {folder(f) for f in mpd_view(mpd_server)[2]} <= {"calm"}  # nothing of the speaker's put back
+        service.submit_action(ButtonAction.SKIP)  # a press hands back
+        await until(lambda: folder(mpd_view(mpd_server)[1]) == "sad")
+
+    serve(service, scenario)

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -176,12 +177,15 @@ def test_signals_become_flags_and_callbacks():
     previous = signal.getsignal(signal.SIGHUP)
     with ControlSignals(on_stop=lambda: calls.append("stop"), on_reload=lambda: calls.append("reload")) as signals:
         os.kill(os.getpid(), signal.SIGHUP)
+        assert signals.reload.wait(5)  # set by the signals thread, not inside the handler
         assert signals.take_reload() and not signals.take_reload()
         assert not signals.stop.is_set()
         os.kill(os.getpid(), signal.SIGTERM)
-        assert signals.stop.is_set()
+        assert signals.stop.wait(5)
+        assert threading.current_thread().name not in ("signals",) and "signals" in [t.name for t in threading.enumerate()]
     assert calls == ["reload", "stop"]
     assert signal.getsignal(signal.SIGHUP) is previous
+    assert "signals" not in [t.name for t in threading.enumerate()]  # the dispatcher ended with the context
 
 
 def _start_daemon(command: str, config: Path, notify_path: str) -> subprocess.Popen[str]:

@@ -17,7 +17,7 @@ def play(s: Session, mood: str, now: float, uris: list[str]) -> PlaySwitch:
     """A mood that starts music, carried out by an imagined backend with these tracks; the first one starts."""
     (command,) = s.on_mood(mood, 0.9, now)
     assert isinstance(command, PlaySwitch)
-    s.queued(command.switch, uris)
+    s.queued(command.switch, [Track(u) for u in uris])
     s.on_track(Track(uris[0]), now, 1e9 + now)
     return command
 
@@ -97,7 +97,7 @@ def test_a_switch_at_once_is_not_a_full_play_of_the_interrupted_track() -> None:
     play(s, "happy", 0.0, ["h1"])
     (command,) = s.on_mood("sad", 0.9, 1.0)
     assert isinstance(command, PlaySwitch) and command.switch.at_once
-    s.queued(command.switch, ["s1"])
+    s.queued(command.switch, [Track("s1")])
     assert s.on_track(Track("s1"), 1.1, 1.1) == []
     assert s.playing is not None and s.playing.emotion == "sad"
 
@@ -149,3 +149,76 @@ def test_set_privacy_is_a_command_only_when_it_changes_and_a_toggle_still_follow
     assert s.on_mood("happy", 0.9, 0.0) == []  # the camera is off: moods are ignored
     assert s.on_action(ButtonAction.PRIVACY, 1.0, 1e9) == [SetPrivacy(False)]  # the button toggles from there
     assert s.set_privacy(False) == []
+
+
+def test_the_owners_privacy_choice_wins_over_quiet_hours_until_their_window_ends() -> None:
+    s = session()
+    assert s.quiet_hours(False) == []
+    assert s.quiet_hours(True) == [SetPrivacy(True)]  # quiet hours begin: camera off
+    assert s.set_privacy(False) == [SetPrivacy(False)]  # the owner wants the camera on tonight
+    assert [s.quiet_hours(True) for _ in range(3)] == [[], [], []]  # not overridden within the window
+    assert s.quiet_hours(False) == [] and not s.privacy  # the window ends: nothing to undo
+    assert s.quiet_hours(True) == [SetPrivacy(True)]  # the next night: quiet hours again
+    assert s.quiet_hours(False) == [SetPrivacy(False)]  # and they turn off what they turned on
+
+
+def test_privacy_the_owner_turned_on_outlasts_the_quiet_hours() -> None:
+    s = session()
+    assert s.on_action(ButtonAction.PRIVACY, 0.0, 0.0) == [SetPrivacy(True)]  # the like button held, by day
+    assert s.quiet_hours(True) == [] and s.quiet_hours(False) == [] and s.privacy
+
+
+def test_what_a_mood_queued_after_the_track_is_handed_to_a_backend_a_reload_brings() -> None:
+    from moodspeaker.core.session import QueueNext
+
+    s = session(cooldown_s=0.0)
+    play(s, "happy", 0.0, ["h1", "h2"])
+    assert s.backend_replaced() == []
+    (command,) = s.on_mood("sad", 0.9, 1.0)
+    assert isinstance(command, PlaySwitch) and not command.switch.at_once
+    s.queued(command.switch, [Track("s1"), Track("s2")])
+    assert s.backend_replaced() == [QueueNext((Track("s1"), Track("s2")))]  # not started yet: not lost
+    s.on_track(Track("s1"), 2.0, 2.0)
+    assert s.backend_replaced() == []  # started: the backend has it
+
+
+def test_the_owner_stops_the_music_and_the_speaker_stays_stopped_through_mood_changes() -> None:
+    """I: after `mpc stop` the speaker restarted its playlist within 0.1 s; a mood change replaced the owner's queue."""
+    from moodspeaker.core.domain import OwnerTookOver
+
+    s = session(cooldown_s=0.0)
+    play(s, "happy", 0.0, ["h1", "h2"])
+    assert s.on_owner(OwnerTookOver("stopped")) == [] and s.owner == OwnerTookOver("stopped")
+    assert s.on_track(None, 1.0, 1.0) == []  # stopped: not restarted
+    assert s.on_mood("sad", 0.9, 2.0) == [] and s.mood == "sad"  # the mood is followed, the music is not touched
+    assert [s.tick(t) for t in (3.0, 200.0)] == [[], []]
+    (command,) = s.on_action(ButtonAction.SKIP, 300.0, 300.0)  # a press hands back: the mood's music, at once
+    assert isinstance(command, PlaySwitch) and command.switch.at_once
+    assert command.switch.selection.playlists == ("mood-sad",) and s.owner is None
+
+
+def test_the_owners_queue_ending_hands_back_after_the_quiet_period() -> None:
+    from moodspeaker.core.domain import OwnerTookOver
+
+    s = Session(MoodPolicy(PLAYLISTS, cooldown_s=0.0), owner_quiet_s=300.0)
+    play(s, "happy", 0.0, ["h1"])
+    s.on_owner(OwnerTookOver("changed the queue"))
+    assert s.on_track(Track("owner-1"), 10.0, 10.0) == []  # the owner's own track: no feedback for it
+    assert s.on_track(None, 200.0, 200.0) == []  # the owner's queue ran out
+    assert s.tick(499.0) == []
+    assert s.on_track(Track("owner-2"), 450.0, 450.0) == []  # the owner plays on: the quiet starts over
+    assert s.on_track(None, 460.0, 460.0) == [] and s.tick(700.0) == []
+    (command,) = s.tick(760.0)
+    assert isinstance(command, PlaySwitch) and command.switch.selection.playlists == ("mood-happy",)
+
+
+def test_moodspeaker_resume_hands_back_and_privacy_stays_a_privacy_press() -> None:
+    from moodspeaker.core.domain import OwnerTookOver
+
+    s = session(cooldown_s=0.0)
+    play(s, "happy", 0.0, ["h1"])
+    s.on_owner(OwnerTookOver("paused"))
+    assert s.paused
+    assert s.on_action(ButtonAction.PRIVACY, 1.0, 1.0) == [SetPrivacy(True)] and s.owner is not None
+    (command,) = s.resume(2.0)
+    assert isinstance(command, PlaySwitch) and s.owner is None and s.resume(3.0) == []

@@ -347,7 +347,7 @@ def test_a_long_retry_after_is_honoured_without_blocking_the_loop(fake: FakeSpot
     assert clock.slept == []  # not slept through: the call returned at once
     for _ in range(5):  # the loop keeps asking; nobody asks Spotify before Retry-After is over
         clock.now += retry_after / 10
-        with pytest.raises(PlayerUnavailable, match="s more"):
+        with pytest.raises(PlayerUnavailable, match=f"rate-limits this app for {retry_after} s"):
             run(player.current())
     assert len(fake.calls("GET", "/v1/me/player")) == 1
     clock.now += retry_after / 2 + 1
@@ -392,7 +392,8 @@ def test_a_non_json_200_on_devices_is_reported_not_a_crash(fake: FakeSpotify, tm
     b'{"is_playing": "yes", "item": null}',
     b'{"is_playing": true, "progress_ms": 5, "item": {"type": "track", "name": "no uri"}}',
     b'[1, 2]',
-], ids=["is_playing-not-bool", "item-without-uri", "not-an-object"])
+    b'<html>captive portal</html>',  # issue 20 #5: spotipy reads a non-JSON 200 as None, "nothing plays"
+], ids=["is_playing-not-bool", "item-without-uri", "not-an-object", "not-json"])
 def test_a_malformed_poll_answer_is_unavailable_not_the_end_of_the_list(fake: FakeSpotify, tmp_path: Path,
                                                                         answer: bytes) -> None:
     fake.active_device = "dev-speaker"
@@ -557,3 +558,91 @@ def test_volume_is_set_and_read_and_a_device_that_refuses_it_is_said_once(fake: 
         run(player.set_volume(20))
     run(player.set_volume(10))  # not asked again, not said again
     assert len(fake.calls("PUT", "/v1/me/player/volume")) == 2 and fake.volume_percent == 35
+
+
+@pytest.mark.parametrize("status", [404, 400])
+def test_a_like_spotify_refuses_arrives_as_our_error(fake: FakeSpotify, tmp_path: Path, status: int) -> None:
+    """E: a like's 404/400 crossed the port as spotipy's own SpotifyException."""
+    player = _player(fake, tmp_path)
+    fake.fail("PUT", "/v1/me/library", status, message="Invalid id")
+    with pytest.raises(PlayerError, match=f"Spotify refused \\({status}: Invalid id\\)"):
+        run(player.like(Track("spotify:track:nosuch")))
+
+
+def test_a_call_that_waited_out_its_budget_for_the_one_before_sends_nothing(fake: FakeSpotify, tmp_path: Path) -> None:
+    """E: a call that got the lock late still sent its request, which then outlived the call's budget in its
+    worker thread (and the service's time limit). Now a request that cannot end within the budget is not sent."""
+    import threading
+
+    cfg = _config(fake, tmp_path)
+    TokenFile(Path(cfg.token_cache)).save_token_to_cache(fake.issue_token())
+    player = SpotifyPlayer.from_config(cfg, budget_s=1.0)  # requests time out after 0.5 s
+    player.client.prefix = fake.api_prefix
+    player._lock.acquire()  # the call before it, still talking to Spotify
+    threading.Timer(0.7, player._lock.release).start()  # ... until 0.7 s of the 1 s budget are gone
+    with pytest.raises(PlayerUnavailable, match="within 1 s"):
+        run(player.current())
+    assert fake.calls("GET", "/v1/me/player") == []
+
+
+def test_a_play_during_the_wait_for_the_tracks_end_replaces_the_waiting_list(fake: FakeSpotify, tmp_path: Path) -> None:
+    """E: the watcher slept out the current track's last moments, then started its play_next() list, which a play()
+    had meanwhile cleared: an index into an empty list."""
+    fake.active_device = "dev-speaker"
+    player = _player(fake, tmp_path, poll_s=1.0)
+    tracks = run(player.playlist_tracks(PLAYLIST))
+    old, new, other = tracks[:1], tracks[1:3], tracks[3:]
+
+    async def scenario() -> Track | None:
+        await player.play(old)
+        assert await player.wait_track_change() == old[0]
+        fake.progress_ms = 180_000 - 600  # 0.6 s left, less than a poll (1 s): the watcher sleeps them out
+        await player.play_next(new)
+        watcher = asyncio.create_task(player.wait_track_change())
+        while not fake.calls("GET", "/v1/me/player")[1:]:  # the watcher has polled and sleeps to the track's end
+            await asyncio.sleep(0.02)
+        await player.play(other)  # a mood that cuts in: replaces the waiting list
+        return await watcher
+
+    assert run(scenario()) == other[0]
+    assert fake.queue == [t.uri for t in other]
+
+
+def test_a_reload_keeps_the_list_a_mood_queued_after_the_track(fake: FakeSpotify, tmp_path: Path) -> None:
+    """E: the list play_next() left waiting lived only in the old backend; a reload dropped it."""
+    import random
+
+    from moodspeaker.adapters.sqlite_feedback import SqliteFeedbackStore
+    from moodspeaker.app.player import PlayerService
+    from moodspeaker.core.mood import MoodEvent
+    from moodspeaker.core.policy import MoodPolicy
+
+    fake.active_device = "dev-speaker"
+    happy = fake.add_playlist("moodhappy", 3)
+    policy = MoodPolicy({"happy": "spotify:playlist:moodhappy", "sad": PLAYLIST}, cooldown_s=0.0)
+    old, new = _player(fake, tmp_path), _player(fake, tmp_path)
+    with SqliteFeedbackStore(tmp_path / "fb.db") as store:
+        service = PlayerService(old, policy, store, backend="spotify", rng=random.Random(1),
+                                on_reload=lambda: service.replace(new, store, policy, 30.0, "spotify"))
+
+        async def until(condition) -> None:
+            deadline = time.monotonic() + 10
+            while not condition():
+                assert time.monotonic() < deadline, "condition not met in time"
+                await asyncio.sleep(0.02)
+
+        async def scenario() -> None:
+            task = asyncio.create_task(service.run())
+            service.send(MoodEvent("mood", "happy", 0.9, 0.0))
+            await until(lambda: service.session.tracks_started == 1)
+            service.send(MoodEvent("mood", "sad", 0.9, 0.0))  # waits for the happy track to end
+            await until(lambda: len(fake.calls("GET", "/v1/me/player")) > 2 and service.session.upcoming)
+            service.request_reload()
+            await until(lambda: service.player is new and old not in service._retired)
+            fake.progress_ms = 180_000 - 100  # the happy track ends
+            await until(lambda: service.session.tracks_started == 2)
+            service.stop()
+            await asyncio.wait_for(task, 10)
+
+        run(scenario())
+    assert set(fake.queue) == set(fake.playlists["moodsad"]) and not set(fake.queue) & set(happy)

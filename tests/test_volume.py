@@ -49,3 +49,35 @@ def test_fade_steps_are_linear_monotonic_and_end_on_the_target() -> None:
     up = fade(0, 3, 1.0, step_s=0.1)  # fewer volume steps than time steps: each volume once
     assert [v for _, v in up] == [1, 2, 3] and up[-1][0] <= 1.0
     assert fade(40, 40, 1.0) == [(0.0, 40)] and fade(10, 50, 0) == [(0.0, 50)]
+
+
+def test_the_plan_keeps_the_latest_choice_of_any_client_under_the_cap_of_the_time() -> None:
+    from moodspeaker.core.volume import VolumePlan
+
+    plan = VolumePlan(VolumeRules(maximum=80, quiet=(parse_window("22:00-07:00"),), quiet_max=30))
+    noon, night = _at("12:00"), _at("23:00")
+    assert plan.correction(noon) is None  # nothing asked, nothing known: the backend's volume is left alone
+    plan.was_read(100)  # MPD was at 100 when the speaker started
+    assert plan.correction(noon) == (80, "[volume] maximum")
+    plan.was_set(80)
+    plan.was_read(20)  # the owner's phone app: the new choice, kept
+    assert plan.correction(noon) is None and plan.wanted == 20
+    plan.ask(60, noon)
+    assert plan.correction(noon) == (60, "kept")
+    plan.was_set(60)
+    plan.was_read(90)  # `mpc volume 90` at night: back to the quiet hours' cap
+    assert plan.correction(night) == (30, "quiet hours 22:00-07:00")
+    plan.was_set(30)
+    assert plan.correction(noon) is None  # the morning does not raise it again
+
+
+def test_a_volume_the_speaker_set_itself_is_not_mistaken_for_another_clients() -> None:
+    from moodspeaker.core.volume import VolumePlan
+
+    plan = VolumePlan(VolumeRules())
+    plan.ask(50, 0)
+    plan.was_set(50)
+    for level in (30, 10, 0):  # a fade out, then the play fails
+        plan.was_set(level)
+    plan.was_read(0)
+    assert plan.correction(0) == (50, "kept")  # the planned level comes back

@@ -190,3 +190,134 @@ def test_volume_command_hands_the_level_to_the_player_and_shows_the_result(tmp_p
     finally:
         stop.set()
         worker.join()
+
+
+def other_client(server: MpdServer, *command: object) -> None:
+    """Another MPD client (the owner's phone app, `mpc`): one command."""
+    client = mpd.MPDClient()
+    client.connect(server.host, server.port)
+    try:
+        getattr(client, str(command[0]))(*command[1:])
+    finally:
+        client.disconnect()
+
+
+def test_a_play_that_fails_after_the_fade_gets_its_volume_back(mpd_server: MpdServer, store, music_library) -> None:
+    """B: the fade took the volume to 0, then the play failed: the speaker stayed silent while it believed 60."""
+    broken = music_library[1] / "mood-gone.m3u"
+    broken.write_text("sad/deleted-since.wav\n")
+    clock = Clock()
+    player = RecordingMpd(mpd_server.host, mpd_server.port, reconnect_max_s=0.5)
+    service = PlayerService(player, MoodPolicy({"happy": "mood-happy", "sad": "mood-gone"}, cooldown_s=0.0,
+                                               switch_at_once=True), store, backend="mpd",  # type: ignore[arg-type]
+                            volume=VolumeConfig(start=60, fade_s=0.4), clock=clock)
+
+    async def scenario() -> None:
+        service.send(mood("happy"))
+        await until(lambda: service.session.tracks_started == 1 and mpd_volume(mpd_server) == 60)
+        clock.t += 100
+        service.send(mood("sad"))  # fades out, then MPD has none of the playlist's files
+        await until(lambda: service.errors == 1)
+        assert 0 in [v for _, v in player.volumes]
+        await until(lambda: mpd_volume(mpd_server) == 60)
+        assert service.status()["volume"] == 60
+
+    try:
+        serve(service, scenario)
+    finally:
+        broken.unlink()
+    assert "none of the 1 tracks" in service.last_error
+
+
+def test_a_volume_raised_by_another_client_in_quiet_hours_is_brought_back_to_the_cap(mpd_server: MpdServer,
+                                                                                       store) -> None:
+    """F/K: quiet hours compared with the last volume the player set, never re-read: a phone's 90 stayed all night.
+    A volume lowered by another client is the owner's choice: kept, and the fade comes back to it, not to ours."""
+    clock = Clock()
+    minute = [23 * 60]
+    volume = VolumeConfig(start=25, maximum=80, quiet_hours=("22:00-07:00",), quiet_max=30, fade_s=0.2)
+    service, player = make(mpd_server, store, volume, minute, clock, switch_at_once=True)
+
+    async def scenario() -> None:
+        service.send(mood("happy"))
+        await until(lambda: mpd_volume(mpd_server) == 25 and service.session.tracks_started == 1)
+        other_client(mpd_server, "setvol", 90)  # `mpc volume 90`
+        clock.t += 10  # the next volume check
+        await until(lambda: mpd_volume(mpd_server) == 30)
+        other_client(mpd_server, "setvol", 10)  # the owner wants it quieter: that is the new level
+        minute[0] = 12 * 60
+        clock.t += 10
+        await until(lambda: service.status()["volume"] == 10)
+        service.send(mood("sad"))  # a fade across: back to the owner's 10, not to 25
+        await until(lambda: service.session.tracks_started == 2)
+        await until(lambda: player.volumes[-1][1] == 10)
+        assert max(v for _, v in player.volumes[-3:]) <= 10 and mpd_volume(mpd_server) == 10
+
+    serve(service, scenario)
+
+
+def test_volume_requests_during_an_mpd_hang_do_not_starve_the_watchdog(mpd_server: MpdServer, store) -> None:
+    """D: each queued request waited out the call's time limit with no report between them: ten taps in Home
+    Assistant during a hang outlasted WatchdogSec. Now the requests are one plan (one attempt per check), and a
+    report (a watchdog ping) follows every attempt."""
+    clock = Clock()
+    events: list[str] = []
+
+    class Noting(RecordingMpd):
+        async def set_volume(self, level: int) -> None:
+            events.append(f"set {level}")
+            await super().set_volume(level)
+
+    player = Noting(mpd_server.host, mpd_server.port, reconnect_max_s=0.5)
+    service = PlayerService(player, MoodPolicy(PLAYLISTS, cooldown_s=0.0), store, backend="mpd",  # type: ignore[arg-type]
+                            volume=VolumeConfig(start=50), clock=clock, call_timeout_s=0.3,
+                            on_iteration=lambda _: events.append("report"))
+
+    async def scenario() -> None:
+        await until(lambda: mpd_volume(mpd_server) == 50)
+        mpd_server.freeze()
+        try:
+            events.clear()
+            for level in range(31, 41):
+                service.submit_volume(level)
+            await until(lambda: service.errors >= 1)
+            await until(lambda: events[-1] == "report")
+        finally:
+            mpd_server.freeze(False)
+        sets = [i for i, e in enumerate(events) if e.startswith("set")]
+        assert len(sets) == 1 and events[sets[0]] == "set 40"  # the latest request, once
+        clock.t += 10  # the next check after the failure: MPD answers again
+        await until(lambda: mpd_volume(mpd_server) == 40)
+
+    serve(service, scenario)
+
+
+def test_moodspeaker_resume_hands_the_music_back_after_another_client_stopped_it(mpd_server: MpdServer,
+                                                                                 tmp_path: Path) -> None:
+    from moodspeaker.adapters.sd_notify import SystemdNotifier
+    from moodspeaker.app.lifecycle import ServiceRuntime
+    from moodspeaker.app.player import PlayerApp
+    from moodspeaker.cli import main
+    from moodspeaker.config import ServiceConfig, parse_config
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    text = (f'[mpd]\nhost = "{mpd_server.host}"\nport = {mpd_server.port}\n[feedback]\npath = "{tmp_path / "fb.db"}"\n'
+            f'[buttons]\nenabled = false\n[player]\ncooldown_s = 0.0\n[service]\nruntime_dir = "{run_dir}"\n'
+            'status_interval = 0.1\n')
+    (tmp_path / "config.toml").write_text(text)
+    runtime = ServiceRuntime("player", ServiceConfig(runtime_dir=str(run_dir), status_interval=0.1), SystemdNotifier({}))
+    app = PlayerApp(parse_config(text), on_iteration=runtime.iteration, runtime_dir=str(run_dir))
+
+    async def scenario() -> None:
+        app.service.send(mood("happy"))
+        await until(lambda: app.service.session.tracks_started == 1)
+        other_client(mpd_server, "stop")
+        await until(lambda: app.service.status()["control"] != "speaker")
+        assert await asyncio.to_thread(main, ["resume", "--config", str(tmp_path / "config.toml")]) == 0
+        await until(lambda: mpd_view(mpd_server)[0] == "play" and app.service.status()["control"] == "speaker")
+
+    try:
+        serve(app.service, scenario)
+    finally:
+        app.close()

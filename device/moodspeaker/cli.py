@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "moodspeaker.commands.status",
     "moodspeaker.commands.privacy",
     "moodspeaker.commands.volume",
+    "moodspeaker.commands.resume",
     "moodspeaker.commands.reload",
     "moodspeaker.commands.config",
 )

@@ -12,7 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
-from moodspeaker.core.domain import Box, Frame, Track
+from moodspeaker.core.domain import Box, Frame, OwnerTookOver, Track
 from moodspeaker.core.mood import MoodEvent
 
 
@@ -35,6 +35,10 @@ class EmotionClassifier(Protocol):
 
     def classify(self, face: np.ndarray) -> np.ndarray:
         """Probabilities per label for one uint8 grayscale face crop."""
+        ...
+
+    def resize(self, face: np.ndarray) -> np.ndarray:
+        """The uint8 crop at the model's input size, resized the model's way (`prepare` does this first)."""
         ...
 
     def prepare(self, face: np.ndarray) -> np.ndarray:
@@ -100,8 +104,9 @@ class Player(Protocol):
         """The volume now, 0..100; None where the backend has none."""
         ...
 
-    async def wait_track_change(self) -> Track | None:
-        """Block until the current track changes (or playback stops: None)."""
+    async def wait_track_change(self) -> Track | OwnerTookOver | None:
+        """Block until the current track changes (or playback stops: None, or another client stopped or paused
+        our music or changed our queue: OwnerTookOver, once; then the music is theirs until we play again)."""
         ...
 
     async def close(self) -> None: ...

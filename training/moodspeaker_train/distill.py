@@ -18,8 +18,11 @@ from __future__ import annotations
 import copy
 import json
 import math
+import multiprocessing
+import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +75,8 @@ def augment(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
 
     degraded = camera(x, cfg)
     x = torch.where(uniform(0.0, 1.0).view(-1, 1, 1, 1) < cfg.clean_prob, x, degraded) if cfg.clean_prob else degraded
+    if cfg.enhance != "none":
+        x = device_enhance(x)
 
     if cfg.erase_prob > 0:
         area = uniform(*cfg.erase_area) * s * s
@@ -85,6 +90,27 @@ def augment(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
         mask = (in_y[:, :, None] & in_x[:, None, :] & chosen[:, None, None])[:, None]
         x = torch.where(mask, torch.rand_like(x) * 255.0, x)
     return x
+
+
+def device_enhance(x: torch.Tensor) -> torch.Tensor:
+    """What the device does to each crop before the model (`moodspeaker.core.enhance.enhance_crop`: denoise a
+    noisy crop, stretch a dark one), on (B, 1, S, S) float pixels: rounded to grey levels as a camera delivers
+    them, then enhanced face by face on the CPU (integer numpy, as on the device)."""
+    from moodspeaker.core.enhance import enhance_crop
+
+    global _enhance_pool
+    faces = x.round().clamp(0.0, 255.0).to(torch.uint8).cpu().numpy()[:, 0]
+    workers = (os.cpu_count() or 1) - 2  # a GPU box's cores keep up with its steps; two cores do it in-process
+    if workers < 4 or len(faces) < 64:
+        out = [enhance_crop(face) for face in faces]
+    else:
+        if _enhance_pool is None:  # spawned, not forked: the parent may hold a CUDA context
+            _enhance_pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        out = list(_enhance_pool.map(enhance_crop, faces, chunksize=-(-len(faces) // workers)))
+    return torch.from_numpy(np.stack(out)).to(x.device, torch.float32)[:, None]
+
+
+_enhance_pool: ProcessPoolExecutor | None = None
 
 
 def jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
@@ -312,10 +338,14 @@ def fit(recipe: Recipe, train: FaceSet, val: FaceSet, run: Path, teacher_runs: l
     x_train = torch.from_numpy(train.images).to(device)
     y_train = torch.from_numpy(soft_targets(train, recipe.ferplus_weight)).to(device)
     w_train = torch.from_numpy(class_weights(train.class_counts(), recipe.class_weighting)[train.labels]).to(device)
-    x_val = torch.from_numpy(val.images).to(device)
+    x_val = torch.from_numpy(val.images)
     y_val = torch.from_numpy(val.labels.astype(np.int64)).to(device)
-    checks = {name: faces.to(device) for name, faces in camera_checks(val).items()} if recipe.select_on == "camera" else {}
-    steps = len(train) // recipe.batch_size
+    checks = camera_checks(val) if recipe.select_on == "camera" else {}
+    if recipe.augment.enhance != "none":  # val as the device sees it
+        x_val = device_enhance(x_val[:, None].float())[:, 0].to(torch.uint8)
+        checks = {name: device_enhance(faces[:, None].float())[:, 0].to(torch.uint8) for name, faces in checks.items()}
+    x_val, checks = x_val.to(device), {name: faces.to(device) for name, faces in checks.items()}
+    steps = max(1, len(train) // recipe.batch_size)  # a set smaller than a batch (a try) is one batch
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{recipe.arch}: {n_params:,} parameters on {state['device']}; {len(train)} train / {len(val)} val faces; "
           f"{steps} steps per epoch; " + (f"targets {targets}" if targets else f"{len(teachers.models)} teacher(s)"),

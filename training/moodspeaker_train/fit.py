@@ -118,8 +118,10 @@ def fit(recipe: Recipe, train: FaceSet, val: FaceSet, run: Path, resume: bool = 
     if recipe.distill_weight or recipe.mixup or recipe.ema_decay or recipe.select_on != "val":
         raise ValueError("this recipe distils, mixes up, averages weights or selects on the camera sets: train it "
                          "with `moodspeaker-train distill`")
-    if recipe.augment.shadow_prob or recipe.augment.crush_prob or recipe.augment.clean_prob:
-        raise ValueError("this recipe's camera model has side light, crushed blacks or clean faces, which only "
+    if (recipe.augment.shadow_prob or recipe.augment.crush_prob or recipe.augment.clean_prob
+            or recipe.augment.enhance != "none"):
+        raise ValueError("this recipe's camera model has side light, crushed blacks, clean faces or the device's "
+                         "enhancement, which only "
                          "`moodspeaker-train distill` applies: train it with distill")
     run.mkdir(parents=True, exist_ok=True)
     state_file = run / "state.json"

@@ -33,6 +33,10 @@ class AugmentConfig:
     jpeg_prob: float = 0.0  # JPEG's 8x8 DCT quantisation at a quality drawn from [jpeg_quality_min, 95]
     jpeg_quality_min: int = 30
     occlude_prob: float = 0.0  # a flat object (hand, mug) over the lower 20-45% of the face
+    # The device's crop enhancement (the card's preprocessing.device.enhance: "none" or "denoise-stretch",
+    # moodspeaker.core.enhance), applied to every face after the camera model, as the device applies it to
+    # every crop before the model (PyTorch trainer only; val is enhanced too).
+    enhance: str = "none"
     # Real low light (PyTorch trainer only): one lamp to the side, and a cheap sensor's dark end.
     shadow_prob: float = 0.0  # light from one side: gain falls to [shadow_min, 1] across the face, soft or hard edge
     shadow_min: float = 0.1
@@ -104,6 +108,8 @@ def load_recipe(path: Path, overrides: dict[str, Any] | None = None) -> Recipe:
         raise RecipeError(f"{path}: class_weighting must be none, sqrt or balanced")
     if not 0.0 <= recipe.ferplus_weight <= 1.0:
         raise RecipeError(f"{path}: ferplus_weight must be within 0..1")
+    if recipe.augment.enhance not in {"none", "denoise-stretch"}:
+        raise RecipeError(f"{path}: [augment] enhance must be none or denoise-stretch (moodspeaker.core.enhance)")
     if recipe.select_on not in {"val", "camera"}:
         raise RecipeError(f"{path}: select_on must be val or camera")
     if not 0.0 <= recipe.distill_weight <= 1.0:

@@ -43,6 +43,11 @@ def _golden_set(val: FaceSet, out: Path, seed: int = 7) -> tuple[np.ndarray, np.
     return images, labels
 
 
+def _recipe_enhance(run: Path) -> str:
+    """The device enhancement the run trained with (the card must turn on what the training applied)."""
+    return json.loads((run / "recipe.json").read_text()).get("augment", {}).get("enhance", "none")
+
+
 def _training_summary(run: Path) -> dict:
     recipe = json.loads((run / "recipe.json").read_text())
     state = json.loads((run / "state.json").read_text())
@@ -57,6 +62,12 @@ def _training_summary(run: Path) -> dict:
     }
     if state.get("teachers"):
         summary["distilled_from"] = [_teacher_summary(run.parent / Path(t).name) for t in state["teachers"]]
+    if state.get("targets"):  # distilled from a logits file: its provenance says whose
+        targets = Path(state["targets"]).with_suffix(".json")
+        summary["distilled_from_logits"] = ({"file": Path(state["targets"]).name, **json.loads(targets.read_text())}
+                                            if targets.is_file() else {"file": state["targets"]})
+    if state.get("init_from"):
+        summary["init_from"] = Path(state["init_from"]).name
     return summary
 
 
@@ -113,8 +124,13 @@ def report(run: Path, model_path: Path, val: FaceSet, data_name: str, peer: Path
         "preprocessing": {
             "description": "grayscale face crop, square box from the detector (+ face_margin per side), "
                            "resized to the input size; raw pixels 0..255 quantised with the input "
-                           "tensor's scale/zero-point (scaling to -1..1 is inside the model)",
-            "device": {"face_margin": face_margin, "resize": "area", "enlarge": "cubic", "flip_tta": False},
+                           "tensor's scale/zero-point (scaling to -1..1 is inside the model); a crop smaller "
+                           "than the input is enlarged with exact integer cubic interpolation (enlarge)"
+                           + ("; after the resize, a noisy crop is denoised by non-local means and a dark one "
+                              "contrast-stretched (enhance: moodspeaker.core.enhance.enhance_crop)"
+                              if _recipe_enhance(run) != "none" else ""),
+            "device": {"face_margin": face_margin, "resize": "area", "enlarge": "cubic", "flip_tta": False,
+                       "enhance": _recipe_enhance(run)},
         },
         "quantization": {"type": "full-integer int8 (TFLite builtins int8)",
                          "calibration": "random train faces (seeded)"},

@@ -86,17 +86,22 @@ class LiteRTClassifier:
         if inp["quantization"][0] == 0 or out["quantization"][0] == 0:
             raise ModelError(f"{where}: input/output tensors carry no quantisation parameters")
 
-    def prepare(self, face: np.ndarray) -> np.ndarray:
-        """Resize a grayscale crop to the model's input, enhance it if the card says so (a dark or noisy crop:
-        core.enhance) and quantise it (int8, model layout). A crop smaller than the input (a distant face) is
-        enlarged the card's `enlarge` way."""
+    def resize(self, face: np.ndarray) -> np.ndarray:
+        """A grayscale crop at the model's input size: resized the card's `resize` way, or, smaller than the
+        input (a distant face), enlarged the card's `enlarge` way."""
         size = self.card.input_size
         prep = self.card.preprocessing
         if face.shape[0] < size and face.shape[1] < size and prep.enlarge == "cubic":
-            face = enlarge_cubic(face, size)
-        elif face.shape != (size, size):
-            face = cv2.resize(face, (size, size), interpolation=_INTERP[prep.resize])
-        if prep.enhance == ENHANCE_NAME:
+            return enlarge_cubic(face, size)
+        if face.shape != (size, size):
+            return cv2.resize(face, (size, size), interpolation=_INTERP[prep.resize])
+        return face
+
+    def prepare(self, face: np.ndarray) -> np.ndarray:
+        """`resize`, enhance if the card says so (a dark or noisy crop: core.enhance), and quantise (int8, model
+        layout)."""
+        face = self.resize(face)
+        if self.card.preprocessing.enhance == ENHANCE_NAME:
             face = enhance_crop(face)
         return self._lut[face]
 

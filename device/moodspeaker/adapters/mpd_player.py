@@ -5,17 +5,19 @@ the connection, `wait_track_change` reconnects and restores what should be playi
 the position where it was when the connection was lost (extrapolated from the last status seen), paused or
 not; an MPD that carried on by itself is left alone. Each of its connection attempts that fails raises
 PlayerUnavailable (so the service reports MPD as unavailable, from the start too), and the next attempt
-waits an exponentially growing back-off first. The restore happens under the lock, before anything is
-observed, so a recovered restart is not reported as a track change or a stop; `play` holds the lock too,
-so its clear-and-load is not seen as playback stopping. A command issued while MPD is away makes one
-connection attempt and otherwise raises PlayerUnavailable.
+waits an exponentially growing back-off first, outside the call's budget (inside it, a back-off longer than the
+budget would leave no time for the attempt, and MPD would never be tried again). The restore happens under
+the lock, before anything is observed, so a recovered restart is not reported as a track change or a stop;
+`play` holds the lock too, so its clear-and-load is not seen as playback stopping. A command issued while MPD
+is away makes one connection attempt and otherwise raises PlayerUnavailable.
 
 No port call takes longer than CALL_BUDGET_S (under half of the unit's WatchdogSec): a hung MPD (it accepts
 connections but never answers) costs one budget, the connection is dropped and PlayerUnavailable raised.
 The limits are `asyncio.timeout` blocks, not `asyncio.wait_for`: on Python 3.11 (Raspberry Pi OS bookworm)
 wait_for drops a cancel that lands in the loop turn its work finishes in, and the service's watcher, cancelled
 just as MPD answered, then watched on forever (a reload or a stop hung).
-MPD's refusals (ACK) become MpdRefused, a PlayerError: nothing from python-mpd2 crosses the port.
+MPD's refusals (ACK) become MpdRefused, a PlayerError: nothing from python-mpd2 crosses the port. Mopidy-MPD is
+served too: it may report `song: None` (read as "no song position"), and its library search speaks protocol 0.19.
 
 A mood's music comes from a stored playlist, or in library mode from MPD's own database: the songs under a
 folder (`library = "folders"`: moods/<name>/...) or those whose tag is the name (`library = "tags"`, any case),
@@ -34,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from moodspeaker.config import MpdConfig
-from moodspeaker.core.domain import Track
+from moodspeaker.core.domain import OwnerTookOver, Track
 from moodspeaker.errors import PlayerError, PlayerUnavailable
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ CONNECT_TIMEOUT_S = 3.0
 COMMAND_TIMEOUT_S = 3.0
 CALL_BUDGET_S = 10.0  # the most one port call may take: under half of the player unit's WatchdogSec (30 s)
 FIRST_BACKOFF_S = 0.1
+QUEUE_CAP = 2000  # the most tracks one mood queues: MPD refuses more than 16,384 and each add is one round trip
 
 
 class MpdRefused(PlayerError):
@@ -93,6 +96,20 @@ def _filter_value(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def _number(value: Any, default: float) -> float:
+    """A number from MPD's status; `default` for what is not one (Mopidy sends `song: None` near a track's end)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _capped(uris: list[str]) -> list[str]:
+    if len(uris) > QUEUE_CAP:
+        log.warning("MPD: queueing the first %d of %d tracks (the most one mood queues)", QUEUE_CAP, len(uris))
+    return uris[:QUEUE_CAP]
+
+
 def _tag(song: dict[str, Any], key: str) -> str:
     value = song.get(key, "")
     return value[0] if isinstance(value, list) else value
@@ -105,13 +122,14 @@ def _track(song: dict[str, Any]) -> Track:
 class MpdPlayer:
     def __init__(self, host: str = "localhost", port: int = 6600, password: str = "", liked_playlist: str = "liked",
                  reconnect_max_s: float = 30.0, clock: Callable[[], float] = time.monotonic, *,
-                 library: str = "playlists", library_dir: str = "moods", library_tag: str = "genre") -> None:
+                 library: str = "playlists", library_dir: str = "moods", library_tag: str = "genre",
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.host, self.port, self.password = host, port, password
         self.library, self.library_dir, self.library_tag = library, library_dir.strip("/"), library_tag
         self._library_cache: dict[str, list[Track]] = {}  # name -> its songs, until MPD's database changes
         self.liked_playlist = liked_playlist
         self.reconnect_max_s = reconnect_max_s
-        self._clock = clock
+        self._clock, self._sleep = clock, sleep
         self._client: Any = None
         self._lock = asyncio.Lock()
         self._changed = asyncio.Event()
@@ -121,6 +139,8 @@ class MpdPlayer:
         self.reconnects = 0  # connections after the first
         self._connected_before = False
         self._backoff_s = 0.0  # wait_track_change waits this long before its next connection attempt
+        self._queue_version: str | None = None  # MPD's playlist version when the queue was last ours (None: not ours)
+        self._paused_by_us = False
 
     @classmethod
     def from_config(cls, config: MpdConfig) -> MpdPlayer:
@@ -152,7 +172,14 @@ class MpdPlayer:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
                 await client.connect(self.host, self.port)
         except _lost() as exc:
-            raise PlayerUnavailable(f"MPD at {self.where} is not reachable ({exc or type(exc).__name__})") from None
+            why = f"no answer within {CONNECT_TIMEOUT_S:g} s" if isinstance(exc, TimeoutError) else str(exc)
+            raise PlayerUnavailable(f"MPD at {self.where} is not reachable ({why or type(exc).__name__})") from None
+        protocol = client.mpd_version or "0"
+        if self.library != "playlists" and tuple(map(int, protocol.split(".")[:2])) < (0, 21):
+            client.disconnect()
+            raise PlayerError(f"the MPD server at {self.where} speaks protocol {protocol} (Mopidy-MPD does); [mpd] "
+                              f"library = \"{self.library}\" needs protocol 0.21 (MPD 0.21 or later): use [mpd] "
+                              'library = "playlists" (stored playlists) with this server')
         try:
             if self.password:
                 await client.password(self.password)
@@ -165,6 +192,7 @@ class MpdPlayer:
             self.reconnects += 1
             log.info("reconnected to MPD at %s", self.where)
         self._connected_before = True
+        self._queue_version = None
         try:
             if self._playback.queue:
                 await self._restore()
@@ -183,15 +211,15 @@ class MpdPlayer:
                 if "player" in changes or "playlist" in changes:
                     self._changed.set()
         except Exception as exc:  # ConnectionError, OSError, whatever the dying client raises
-            log.debug("MPD idle ended: %r", exc)
+            if client is self._client and client.connected:  # not our own close or drop
+                log.warning("MPD at %s: watching for changes failed (%r); reconnecting", self.where, exc)
         finally:
             if client is self._client and self._playback.lost_at is None:
                 self._playback.lost_at = self._clock()
             self._changed.set()
 
     async def _reconnect(self) -> None:
-        """One connection attempt (and restore), after the back-off the failed attempts before it built up."""
-        await asyncio.sleep(self._backoff_s)
+        """One connection attempt (and restore); a failure doubles the back-off the next attempt waits first."""
         try:
             async with self._lock:
                 if not self.connected:
@@ -212,11 +240,13 @@ class MpdPlayer:
             if files != pb.queue:
                 await self._load(pb.queue)
             status = await self._client.status()
+            self._queue_version = status.get("playlist")  # ours again (MPD counts versions afresh when it restarts)
             if pos >= len(pb.queue) or pb.state == "stop":
                 return
             if status.get("state") != pb.state:  # the same state on our queue: MPD carried on by itself
                 await self._client.seek(pos, f"{elapsed:.1f}")
                 if pb.state == "pause":
+                    self._paused_by_us = True
                     await self._client.pause(1)
             log.info("restored MPD queue of %d tracks at #%d %.1fs (%s)", len(pb.queue), pos, elapsed, pb.state)
         except CommandError as exc:
@@ -243,10 +273,18 @@ class MpdPlayer:
         raise AssertionError("unreachable")
 
     async def _in_budget(self, work: Awaitable[Any]) -> Any:
-        """`work` within CALL_BUDGET_S; past that MPD counts as hung, and the connection is dropped."""
+        """`work` within CALL_BUDGET_S; past that MPD counts as hung, and the connection is dropped. The boundary:
+        what python-mpd2 raises leaves as ours."""
+        from mpd import CommandError, MPDError
+
         try:
             async with asyncio.timeout(CALL_BUDGET_S):
                 return await work
+        except CommandError as exc:
+            raise MpdRefused(f"MPD at {self.where} refused: {exc}") from None
+        except MPDError as exc:  # a protocol error: the connection cannot be trusted
+            self._drop()
+            raise PlayerUnavailable(f"MPD at {self.where} answered what the speaker cannot read ({exc!r})") from None
         except TimeoutError:
             self._drop()
             raise PlayerUnavailable(f"MPD at {self.where} did not answer within {CALL_BUDGET_S:g} s; it may be hung "
@@ -261,9 +299,9 @@ class MpdPlayer:
         status = await self._client.status()
         pb = self._playback
         pb.state = status.get("state", "stop")
-        pb.pos = int(status.get("song", 0))
-        pb.elapsed = float(status.get("elapsed", 0.0))
-        pb.duration = float(status.get("duration", 0.0))
+        pb.pos = int(_number(status.get("song"), pb.pos))
+        pb.elapsed = _number(status.get("elapsed"), 0.0)
+        pb.duration = _number(status.get("duration"), 0.0)
         pb.seen_at = self._clock()
         pb.lost_at = None
         return status
@@ -301,64 +339,64 @@ class MpdPlayer:
 
     async def _load(self, uris: list[str]) -> list[str]:
         """Replace MPD's queue with `uris` (files MPD does not know are left out); returns what was added."""
-        from mpd import CommandError
-
         await self._client.clear()
         for option in ("random", "repeat", "single", "consume"):  # our order, played once
             await getattr(self._client, option)(0)
+        return await self._add(uris)
+
+    async def _add(self, uris: list[str]) -> list[str]:
+        from mpd import CommandError
+
         added = []
-        for uri in uris:
+        for uri in _capped(uris):
             try:
                 await self._client.add(uri)
                 added.append(uri)
-            except CommandError as exc:
-                log.warning("MPD cannot add %s: %s", uri, exc)
+            except CommandError as exc:  # a file deleted since the playlist was stored: play the others
+                log.warning("MPD cannot add %s: %s; left out", uri, exc)
         return added
 
     @_bounded
     async def play(self, tracks: list[Track]) -> None:
-        await self._play_now(tracks)
-
-    async def _play_now(self, tracks: list[Track]) -> None:
-        from mpd import CommandError
-
-        async with self._lock:  # the watcher must not take the cleared queue for playback stopping
-            if not self.connected:
-                await self._connect_once()
-            try:
-                added = await self._load([t.uri for t in tracks])
-                if not added:
-                    raise PlayerError(f"none of the {len(tracks)} tracks is in MPD's database; run `mpc update` "
-                                      "or fix the stored playlist")
-                self._playback.queue = added
-                await self._client.play(0)
-                await self._observe()
-            except CommandError as exc:
-                raise MpdRefused(f"MPD refused to play the mood playlist: {exc}") from None
-            except _lost() as exc:
-                self._drop()
-                raise PlayerUnavailable(f"MPD at {self.where} dropped the connection while loading ({exc!r})") from None
+        await self._queue(tracks, at_once=True)
 
     @_bounded
     async def play_next(self, tracks: list[Track]) -> None:
-        status = await self._command("status")
-        if status.get("state", "stop") == "stop" or "song" not in status:
-            await self._play_now(tracks)
-            return
-        pos, length = int(status["song"]), int(status.get("playlistlength", 0))
-        if length > pos + 1:
-            await self._command("delete", (pos + 1, length))
-        added = []
-        for t in tracks:
+        await self._queue(tracks, at_once=False)
+
+    async def _queue(self, tracks: list[Track], at_once: bool) -> None:
+        """Play `tracks` now, or after the current song (at once if nothing plays), under the lock: the watcher
+        must not take our own changes for another client's, nor the cleared queue for playback stopping."""
+        from mpd import CommandError
+
+        async with self._lock:
+            if not self.connected:
+                await self._connect_once()
             try:
-                await self._command("add", t.uri)
-                added.append(t.uri)
-            except MpdRefused as exc:  # a file deleted since the playlist was stored: play the others
-                log.warning("%s; left out", exc)
-        self._playback.queue = self._playback.queue[:pos + 1] + added
-        if not added:
-            raise PlayerError(f"none of the {len(tracks)} tracks is in MPD's database; run `mpc update` "
-                              "or fix the stored playlist")
+                status = await self._client.status()
+                now, length = at_once or status.get("state", "stop") == "stop", int(_number(status.get("playlistlength"), 0))
+                if now:
+                    first, added = 0, await self._load([t.uri for t in tracks])
+                else:  # replace what follows the current song. Mopidy, asked near a track's end, has already
+                    # moved on to the song after it; deleted, that one still plays, outside the queue (`song: None`),
+                    # and `nextsong` says where the queue goes on.
+                    first = int(_number(status.get("song"), _number(status.get("nextsong"), length) - 1)) + 1
+                    if length > first:
+                        await self._client.delete((first, length))
+                    added = await self._add([t.uri for t in tracks])
+                if not added:
+                    raise PlayerError(f"none of the {len(tracks)} tracks is in MPD's database; run `mpc update` "
+                                      "or fix the stored playlist")
+                self._playback.queue = self._playback.queue[:first] + added
+                if now:
+                    await self._client.play(0)
+                    self._paused_by_us = False
+                self._queue_version = (await self._observe()).get("playlist")
+            except CommandError as exc:
+                raise MpdRefused(f"MPD refused to queue the mood playlist: {exc}") from None
+            except _lost() as exc:
+                self._drop()
+                raise PlayerUnavailable(f"MPD at {self.where} dropped the connection while loading ({exc!r})") from None
 
     @_bounded
     async def next(self) -> None:
@@ -369,6 +407,7 @@ class MpdPlayer:
     async def toggle_pause(self) -> None:
         status = await self._command("status")
         state = status.get("state", "stop")
+        self._paused_by_us = state == "play"  # before the command: the watcher must not take it for the owner's
         if state == "play":
             await self._command("pause", 1)
         elif state == "pause":
@@ -387,7 +426,7 @@ class MpdPlayer:
 
     @_bounded
     async def volume(self) -> int | None:
-        level = int((await self._command("status")).get("volume", -1))
+        level = int(_number((await self._command("status")).get("volume"), -1))
         return None if level < 0 else level  # -1: an output without a mixer
 
     @_bounded
@@ -404,11 +443,12 @@ class MpdPlayer:
         if track.uri not in liked:
             await self._command("playlistadd", self.liked_playlist, track.uri)
 
-    async def wait_track_change(self) -> Track | None:
+    async def wait_track_change(self) -> Track | OwnerTookOver | None:
         """Block until another song plays (or playback stops). A lost connection is re-made (and playback
         restored) here; while MPD is away or hung, each failed attempt raises PlayerUnavailable."""
         while True:
             if not self.connected:
+                await self._sleep(self._backoff_s)  # outside the budget: the attempt itself gets all of it
                 await self._in_budget(self._reconnect())
             self._changed.clear()
             try:
@@ -417,17 +457,48 @@ class MpdPlayer:
                 log.debug("MPD connection lost while watching: %r", exc)
                 self._drop()
                 continue
-            key = (song["file"], int(song.get("pos", 0))) if song else None
+            if isinstance(song, OwnerTookOver):
+                return song
+            key = (song["file"], int(_number(song.get("pos"), 0))) if song else None
             if key != self._known:
                 self._known = key
                 return _track(song) if song else None
             await self._changed.wait()
 
-    async def _look(self) -> dict[str, Any]:
-        """The song playing now ({} when stopped), with what should be playing updated from MPD's status."""
+    async def _look(self) -> dict[str, Any] | OwnerTookOver:
+        """The song playing now ({} when stopped), with what should be playing updated from MPD's status; or what
+        another client did to our music."""
         async with self._lock:  # not halfway through a restore or a play()
+            pos_before = self._playback.pos
             status = await self._observe()
-            return await self._client.currentsong() if status.get("state") != "stop" else {}
+            if (took_over := self._took_over(status)) is not None:
+                return took_over
+            if status.get("state") == "stop":
+                return {}
+            if _number(status.get("song"), -1) < 0 and pos_before >= 0 and self._queue_version is not None:
+                # Mopidy plays a song it had prepared before play_next() deleted it, outside the queue, and then
+                # goes on at the queue's start: drop what already played there, so our next song follows.
+                await self._client.delete((0, pos_before + 1))
+                self._playback.queue, self._playback.pos = self._playback.queue[pos_before + 1:], -1
+                self._queue_version = (await self._client.status()).get("playlist")
+            return await self._client.currentsong()
+
+    def _took_over(self, status: dict[str, Any]) -> OwnerTookOver | None:
+        """Another client stopped or paused our music or changed our queue (reported once; then it is theirs)."""
+        if self._queue_version is None:  # nothing of ours plays
+            return None
+        if status.get("playlist") != self._queue_version:
+            self._playback.queue = []  # the owner's queue: never restored as ours
+            what = "changed the queue"
+        elif status.get("state") == "stop" and _number(status.get("song"), -1) >= 0:  # the queue's end has no song
+            what = "stopped"
+        elif status.get("state") == "pause" and not self._paused_by_us:
+            what = "paused"
+        else:
+            return None
+        self._queue_version = None
+        log.info("MPD at %s: another client %s; the speaker yields", self.where, what)
+        return OwnerTookOver(what)
 
     async def close(self) -> None:
         self._drop()

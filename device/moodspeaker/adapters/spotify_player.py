@@ -16,7 +16,9 @@ does not fit in the budget becomes PlayerUnavailable, and the service tries agai
 - 401: refresh the token once and retry (the server may have revoked it early); then PlayerError.
 - 403: PlayerError saying which refusal it is (lapsed Premium, a playlist the account may not read, the login's
   permissions) and what to do. `last_error` keeps the message for `moodspeaker status`.
-- An answer that is not what the endpoint returns (not JSON, missing fields) is PlayerUnavailable, never a crash.
+- An answer that is not what the endpoint returns (not JSON, missing fields) is PlayerUnavailable, never a crash
+  (spotipy reads a 200 whose body is not JSON as "no answer"; a response hook on our session refuses it first).
+- Any other refusal (404, 400) is a PlayerError with Spotify's message: nothing of spotipy's crosses the port.
 spotipy's own urllib3 retries are switched off (a plain requests.Session) so that these rules are the only ones.
 """
 
@@ -52,6 +54,16 @@ TOP_UP_BATCH = 5  # tracks added to Spotify's queue per top-up (one request each
 
 class BadAnswer(Exception):
     """Spotify answered, but not with what the endpoint returns."""
+
+
+def _refuse_unreadable(response: requests.Response, *_args: Any, **_kwargs: Any) -> None:
+    """A requests response hook: a GET answered 200 with a body that is not JSON (a captive portal, a proxy's page)
+    is BadAnswer; spotipy would read it as None, which for GET /me/player means "nothing plays"."""
+    if response.request.method == "GET" and response.status_code == 200 and response.content.strip():
+        try:
+            response.json()
+        except ValueError:
+            raise BadAnswer(f"HTTP 200 with a body that is not JSON: {response.text[:60]!r}") from None
 
 
 class Forbidden(PlayerError):
@@ -138,6 +150,7 @@ class SpotifyPlayer:
         self._lock = threading.Lock()  # one Web API conversation at a time (the session is shared)
         self._deadline = 0.0  # the running call's budget ends then (set under the lock)
         self._blocked_until = 0.0  # a Retry-After too long to wait: no request before then
+        self._blocked_why = ""  # the same message for every call refused meanwhile (the service logs changes)
         self._device_id: str | None = None
         self._last_uri: str | None = None  # the track last seen playing
         self._unreported: Track | None = None  # play() started it; wait_track_change() reports it next
@@ -152,7 +165,9 @@ class SpotifyPlayer:
                     budget_s: float = CALL_BUDGET_S) -> SpotifyPlayer:
         token = HeadlessToken(make_auth_manager(cfg))
         timeout = min(REQUEST_TIMEOUT_S, budget_s / 2)  # room for a second try within the budget
-        client = spotipy.Spotify(auth_manager=token, requests_session=requests.Session(), requests_timeout=timeout)
+        session = requests.Session()
+        session.hooks["response"].append(_refuse_unreadable)
+        client = spotipy.Spotify(auth_manager=token, requests_session=session, requests_timeout=timeout)
         return cls(client, token, cfg.device_name, max_attempts=cfg.max_attempts, poll_s=cfg.poll_s, sleep=sleep,
                    budget_s=budget_s)
 
@@ -244,10 +259,12 @@ class SpotifyPlayer:
                 remaining_s = (state["item"]["duration_ms"] - (state.get("progress_ms") or 0)) / 1000
                 if remaining_s < self.poll_s:
                     await asyncio.sleep(max(0.0, remaining_s))
-                    return await self._start_pending()
+                    if self._pending:  # a play() meanwhile replaced it: poll again
+                        return await self._start_pending()
 
     async def _start_pending(self) -> Track:
-        tracks, self._pending = self._pending or [], None
+        tracks, self._pending = self._pending, None
+        assert tracks, "called with a play_next() list waiting"
         await self._in_thread(self._play, [t.uri for t in tracks])
         return tracks[0]
 
@@ -265,14 +282,14 @@ class SpotifyPlayer:
     def _guarded(self, fn: Callable[..., R], *args: Any) -> R:
         """Run `fn` within one call's budget, waiting for the call before it within the same budget."""
         deadline = self._clock() + self.budget_s
+        if self._clock() < self._blocked_until:  # honoured without asking, and without a log line each time
+            self.last_error = self._blocked_why
+            raise PlayerUnavailable(self._blocked_why)
         try:
             if not self._lock.acquire(timeout=self.budget_s):
                 raise PlayerUnavailable(f"Spotify did not answer the previous request within {self.budget_s:g} s")
             try:
                 self._deadline = deadline
-                if (banned_s := self._blocked_until - self._clock()) > 0:
-                    raise PlayerUnavailable(f"Spotify rate-limits this app for {banned_s:.0f} s more; "
-                                            "the speaker waits before asking again")
                 result = fn(*args)
             finally:
                 self._lock.release()
@@ -284,6 +301,13 @@ class SpotifyPlayer:
             self.last_error = str(exc)
             log.error("spotify: %s", exc)
             raise
+        except SpotifyException as exc:  # a refusal no rule above covers (a like's 404 or 400)
+            self.last_error = f"Spotify refused ({exc.http_status}: {_message(exc)})"
+            log.error("spotify: %s", self.last_error)
+            raise PlayerError(self.last_error) from None
+        except requests.RequestException as exc:
+            self.last_error = f"Spotify could not be asked ({type(exc).__name__}); it tries again later"
+            raise PlayerUnavailable(self.last_error) from None
         self.last_error = None
         return result
 
@@ -291,6 +315,8 @@ class SpotifyPlayer:
         """One Web API call with the retry rules in the module docstring. Other HTTP errors pass through."""
         refreshed = False
         for attempt in range(1, self.max_attempts + 1):
+            if not self._fits(0):  # the wait for the call before it took the budget: no request may outlive it
+                raise PlayerUnavailable(f"could not {what} on Spotify within {self.budget_s:g} s")
             try:
                 return fn(*args, **kwargs)
             except SpotifyException as exc:
@@ -309,8 +335,9 @@ class SpotifyPlayer:
                         wait = self._backoff(attempt)
                     elif not self._fits(wait):
                         self._blocked_until = self._clock() + wait
-                        raise PlayerUnavailable(f"Spotify rate-limits this app for {wait:.0f} s; the speaker "
-                                                "waits before asking again") from None
+                        self._blocked_why = (f"Spotify rate-limits this app for {wait:.0f} s (Retry-After); the "
+                                             "speaker waits that long before asking again")
+                        raise PlayerUnavailable(self._blocked_why) from None
                     problem = f"rate limited (429), Retry-After {wait:g} s"
                 elif exc.http_status >= 500:
                     wait, problem = self._backoff(attempt), f"server error {exc.http_status}"

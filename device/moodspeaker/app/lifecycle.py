@@ -1,15 +1,20 @@
 """One daemon lifecycle for `vision`, `player` and `run`: build -> READY -> serve -> SIGHUP: build a new setup
 beside the running one and swap only if it works -> SIGTERM -> STOPPING.
 
-`ControlSignals` turns SIGTERM/SIGINT and SIGHUP into flags and optional callbacks (nothing happens inside the
-handler). `ServiceRuntime` is a daemon's outward state: systemd notifications (WATCHDOG=1 from the main loop
-itself, so a hung camera, model or backend stops the pings and systemd restarts the unit) and the state file
-that `moodspeaker status` and `moodspeaker reload` read. `Daemon` ties them together with the reload procedure
-every daemon shares: read the config afresh, build beside, swap, say how it went.
+`ControlSignals` turns SIGTERM/SIGINT and SIGHUP into flags and optional callbacks through a self-pipe: the
+handler only writes the signal's number to a pipe, and a thread sets the flags and calls the callbacks (a handler
+that set a threading.Event itself could deadlock on the Event's lock held by the code it interrupted).
+`ServiceRuntime` is a daemon's outward state: systemd notifications (WATCHDOG=1 from the main loop itself, so a
+hung camera, model or backend stops the pings and systemd restarts the unit) and the state file that
+`moodspeaker status` and `moodspeaker reload` read. `Daemon` ties them together with the reload procedure every
+daemon shares: read the config afresh, build beside (in a worker thread for the asyncio player), swap, say how
+it went; a swap that raises is a failed reload, READY again on the old setup.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -32,7 +37,8 @@ S = TypeVar("S")
 
 
 class ControlSignals:
-    """SIGTERM/SIGINT set `stop`, SIGHUP sets `reload`; each may also call a callback (e.g. to wake an event loop).
+    """SIGTERM/SIGINT set `stop`, SIGHUP sets `reload`; each may also call a callback (e.g. to wake an event loop),
+    from the "signals" thread, never from inside the handler.
 
     Use as a context manager around the daemon's main loop; the previous handlers come back on exit.
     """
@@ -42,6 +48,9 @@ class ControlSignals:
         self.reload = threading.Event()
         self._on_stop, self._on_reload = on_stop, on_reload
         self._previous: dict[int, Any] = {}
+        self._pipe: tuple[int, int] | None = None
+        self._dispatcher: threading.Thread | None = None
+        self.handled = 0  # signals acted on so far (tests wait on it)
 
     def take_reload(self) -> bool:
         """True once per SIGHUP received since the last call."""
@@ -50,7 +59,19 @@ class ControlSignals:
             return True
         return False
 
-    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+    def _write(self, signum: int, _frame: FrameType | None) -> None:
+        """The signal handler: one byte into the pipe, nothing that takes a lock."""
+        if self._pipe is not None:
+            with contextlib.suppress(BlockingIOError):  # a full pipe already holds enough wake-ups
+                os.write(self._pipe[1], bytes([signum]))
+
+    def _dispatch(self, read_end: int) -> None:
+        while data := os.read(read_end, 64):  # b"": the write end closed on exit
+            for signum in data:
+                self._handle(signum)
+                self.handled += 1
+
+    def _handle(self, signum: int) -> None:
         if signum == signal.SIGHUP:
             self.reload.set()
             if self._on_reload:
@@ -61,14 +82,23 @@ class ControlSignals:
                 self._on_stop()
 
     def __enter__(self) -> ControlSignals:
+        self._pipe = os.pipe()
+        os.set_blocking(self._pipe[1], False)
+        self._dispatcher = threading.Thread(target=self._dispatch, args=(self._pipe[0],), name="signals", daemon=True)
+        self._dispatcher.start()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            self._previous[signum] = signal.signal(signum, self._handle)
+            self._previous[signum] = signal.signal(signum, self._write)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous.clear()
+        if self._pipe is not None and self._dispatcher is not None:
+            os.close(self._pipe[1])  # the dispatcher reads what is left, then ends
+            self._dispatcher.join(timeout=5)
+            os.close(self._pipe[0])
+            self._pipe = self._dispatcher = None
 
 
 def format_status(status: dict[str, Any]) -> str:
@@ -253,19 +283,52 @@ class Daemon:
         if self.on_reload is not None:
             self.on_reload()
 
-    def reload(self, build: Callable[[Config], S], swap: Callable[[S], None]) -> bool:
+    def reload(self, build: Callable[[Config], S], swap: Callable[[S], None],
+               discard: Callable[[S], None] | None = None) -> bool:
         """Read the config file afresh, `build` a new setup from it beside the running one and, only if that
-        worked, `swap` it in. A failure keeps the running setup and says why (STATUS, state file, log)."""
+        worked, `swap` it in. A failure keeps the running setup and says why (STATUS, state file, log); a swap
+        that raises is a failed reload too (READY again, the reason shown), and `discard` closes what it left."""
         self.runtime.reloading()
         try:
-            fresh = load_config(self.config.source)
-            new = build(fresh)
-        except Exception as exc:  # whatever broke the new setup, the running one stays
-            if not isinstance(exc, MoodspeakerError):
-                log.exception("%s: building the new setup failed", self.name)
-            self.runtime.reloaded(False, describe_error(exc))
+            built = self._build(build)
+        except Exception as exc:
+            return self._build_failed(exc)
+        return self._swap(*built, swap, discard)
+
+    async def reload_off_loop(self, build: Callable[[Config], S], swap: Callable[[S], None],
+                              discard: Callable[[S], None] | None = None) -> bool:
+        """`reload` for an asyncio daemon: the config is read and the setup built in a worker thread (a feedback
+        database's check, a model's proof take seconds), and swapped in on the loop."""
+        self.runtime.reloading()
+        try:
+            built = await asyncio.to_thread(self._build, build)
+        except Exception as exc:
+            return self._build_failed(exc)
+        return self._swap(*built, swap, discard)
+
+    def _build(self, build: Callable[[Config], S]) -> tuple[Config, S]:
+        fresh = load_config(self.config.source)
+        return fresh, build(fresh)
+
+    def _build_failed(self, exc: Exception) -> bool:
+        """Whatever broke the new setup, the running one stays."""
+        if not isinstance(exc, MoodspeakerError):
+            log.exception("%s: building the new setup failed", self.name, exc_info=exc)
+        self.runtime.reloaded(False, describe_error(exc))
+        return False
+
+    def _swap(self, fresh: Config, new: S, swap: Callable[[S], None], discard: Callable[[S], None] | None) -> bool:
+        try:
+            swap(new)
+        except Exception as exc:  # a swap must never leave the daemon in "reloading": systemctl reload would hang
+            log.exception("%s: swapping in the new setup failed", self.name)
+            if discard is not None:
+                try:
+                    discard(new)
+                except Exception:
+                    log.exception("%s: closing the new setup that failed to swap in failed too", self.name)
+            self.runtime.reloaded(False, f"swapping in the new setup failed: {describe_error(exc)}")
             return False
-        swap(new)
         self.config = fresh
         self.runtime.reloaded(True)
         return True

@@ -9,32 +9,36 @@ backend command has a time limit below half of systemd's WatchdogSec: a stuck ba
 the loop (and its watchdog pings) goes on. `PlayerApp` wires it from the config and swaps in a new setup on
 reload, keeping the session (what plays, privacy, counters).
 
-Volume ([volume], core.volume): the start volume, the owner's maximum and the quiet hours' cap are applied by
-the loop (every tick compares the cap of the local time with the volume); `submit_volume` (the `volume`
-command, Home Assistant) asks for a level, clipped to the cap; a mood change that cuts a track fades out and
-in. `submit_privacy` sets privacy mode (the `privacy` command, Home Assistant, quiet hours with the camera off).
+Volume ([volume], core.volume.VolumePlan): the loop keeps the planned volume: it re-reads the backend's volume
+every VOLUME_CHECK_S (a phone app's change is the new choice, and any volume above the cap of the local time is
+lowered to it) and sets what the plan says. `submit_volume` (the `volume` command, Home Assistant) asks for a
+level, clipped to the cap, and is set at the loop's next turn (requests during a hang cost one attempt, not one
+each). A mood change that cuts a track fades out and in; a play that fails after the fade gets its volume back.
+`submit_privacy` sets privacy mode (the `privacy` command, Home Assistant); quiet hours with the camera off
+follow the precedence in core.session.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import queue
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from moodspeaker.config import Config, PlayerConfig, VolumeConfig
-from moodspeaker.core.domain import ButtonAction, Track
+from moodspeaker.core.domain import ButtonAction, OwnerTookOver, Track
 from moodspeaker.core.feedback import rank
 from moodspeaker.core.mood import MoodEvent
 from moodspeaker.core.policy import MoodPolicy
-from moodspeaker.core.session import Command, Like, Next, PlaySwitch, Record, Session, SetPrivacy, TogglePause
-from moodspeaker.core.volume import fade
+from moodspeaker.core.session import Command, Like, Next, PlaySwitch, QueueNext, Record, Session, SetPrivacy, TogglePause
+from moodspeaker.core.volume import VolumePlan, fade
 from moodspeaker.errors import MoodspeakerError, PlayerError, PlayerUnavailable
 from moodspeaker.ports import FeedbackStore, MoodSource, Player
 
@@ -47,6 +51,8 @@ WATCH_RETRY_S = 2.0  # pause before watching the backend again after it failed i
 # that hangs in a way its adapter does not catch.
 CALL_TIMEOUT_S = 13.0
 FADE_STEP_S = {"mpd": 0.05, "spotify": 0.5}  # one volume step per this long while fading (Spotify: one request each)
+REPEAT_LOG_S = 60.0  # a failure that repeats unchanged is logged this often, with its count
+VOLUME_CHECK_S = 5.0  # the backend's volume is re-read this often (and after a failure, tried again this late)
 
 
 def local_minute() -> int:
@@ -83,16 +89,17 @@ class PlayerService:
     def __init__(self, player: Player, policy: MoodPolicy, feedback: FeedbackStore, *, backend: str,
                  early_skip_s: float = 30.0, rng: random.Random | None = None, clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time, on_iteration: Callable[[dict[str, Any]], None] | None = None,
-                 on_privacy: Callable[[bool], None] | None = None, on_reload: Callable[[], None] | None = None,
+                 on_privacy: Callable[[bool], None] | None = None, on_reload: Callable[[], Awaitable[Any] | None] | None = None,
                  call_timeout_s: float = CALL_TIMEOUT_S, volume: VolumeConfig | None = None,
                  minute: Callable[[], int] = local_minute) -> None:
         self.player, self.feedback = player, feedback
         self.volume_config = volume or VolumeConfig()
-        self.rules = self.volume_config.rules()
+        self.plan = VolumePlan(self.volume_config.rules())
         self._minute = minute
-        self.volume: int | None = None  # the backend's volume as last set or read (None: unknown)
+        self._volume_read_at = float("-inf")  # the backend's volume is re-read at the loop's first turn after this
+        self._volume_retry_at = float("-inf")  # after a failed volume call, none before this (monotonic s)
+        self._volume_asked = False  # a level was asked for since the last check: set it, do not re-read first
         self.mood_heard_at: float | None = None  # when the last mood event arrived (vision is seen)
-        self._quiet_privacy = False  # privacy mode was turned on by quiet hours (and goes off when they end)
         self.session = Session(policy, early_skip_s)
         self.backend = backend
         self.call_timeout_s = call_timeout_s
@@ -106,7 +113,10 @@ class PlayerService:
         self._watcher: asyncio.Task[None] | None = None
         self._retired: list[Player] = []  # backends replaced by a reload, closed by the loop
         self.errors = 0
-        self.last_error = ""  # the backend's problem now; cleared when a command works again
+        self.handled = 0  # messages handled so far: what a test waits on to know that one was, and did nothing
+        self.last_error = ""  # the problem now; a backend's is cleared when a command works again
+        self._backend_failing = False  # last_error is the backend's
+        self._repeats, self._repeats_since = 0, 0.0  # the same failure again: how often since it was last logged
 
     # --- thread-safe inputs -------------------------------------------------------------------------
 
@@ -124,6 +134,10 @@ class PlayerService:
     def submit_privacy(self, on: bool) -> None:
         """Set privacy mode on or off (not a toggle); from any thread."""
         self._submit("privacy", on)
+
+    def submit_resume(self) -> None:
+        """The owner hands control back (`moodspeaker resume`); from any thread."""
+        self._submit("resume", None)
 
     def request_reload(self) -> None:
         """Call `on_reload` from the loop at its next turn; safe from any thread or a signal handler."""
@@ -151,11 +165,15 @@ class PlayerService:
         The old backend is closed by the loop right after."""
         self.session.reconfigure(policy, early_skip_s)
         if volume is not None:
-            self.volume_config, self.rules = volume, volume.rules()
+            self.volume_config, self.plan.rules = volume, volume.rules()
         self.feedback, self.backend = feedback, backend
         if player is not self.player:
             self._retired.append(self.player)
             self.player = player
+
+    def retire(self, player: Player) -> None:
+        """Close `player` (a backend never used: a reload that failed to swap in) at the loop's next turn."""
+        self._retired.append(player)
 
     # --- the loop -----------------------------------------------------------------------------------
 
@@ -168,13 +186,18 @@ class PlayerService:
             reader = threading.Thread(target=self._read_source, args=(source,), name="mood-source", daemon=True)
             reader.start()
         try:
-            await self._start_volume()
+            if self.volume_config.start >= 0:  # else the backend's volume is learnt by _keep_volume
+                self.plan.ask(self.volume_config.start, self._minute())
+                self._volume_asked = True
             while not self._stop.is_set():
                 self._wake.clear()
                 while not self._inbox.empty() and not self._stop.is_set():
                     await self._handle(*self._inbox.get())
+                    self.handled += 1
+                    self._report()  # after every message: the watchdog waits at most one command's time limit
                 await self._execute(self.session.tick(self._clock()))
-                await self._quiet_hours()
+                await self._execute(self.session.quiet_hours(self.plan.rules.camera_off(self._minute())))
+                await self._keep_volume()
                 self._report()
                 if self._inbox.empty() and not self._stop.is_set():
                     with contextlib.suppress(TimeoutError):
@@ -243,6 +266,15 @@ class PlayerService:
             await self._execute(commands)
         elif kind == "action":
             await self._execute(self.session.on_action(item, now, wall))
+        elif kind == "track" and isinstance(item, OwnerTookOver):
+            self._recovered()
+            log.info("another client %s: the owner is in control until a button press or `moodspeaker resume`",
+                     item.what)
+            await self._execute(self.session.on_owner(item))
+        elif kind == "resume":
+            if self.session.owner is not None:
+                log.info("the owner hands back: mood music again")
+            await self._execute(self.session.resume(now))
         elif kind == "track":
             self._recovered()
             before = self.session.tracks_started
@@ -252,21 +284,27 @@ class PlayerService:
             await self._execute(commands)
         elif kind == "error":
             self._failed(item)
-        elif kind == "volume":
-            await self._set_volume(self.rules.allowed(item, self._minute()), "asked for")
+        elif kind == "volume":  # set by the loop's next _keep_volume: ten taps during a hang cost one attempt
+            self.plan.ask(item, self._minute())
+            self._volume_asked = True
         elif kind == "privacy":
-            self._quiet_privacy = False  # the owner decided: quiet hours' end leaves it as it is
             await self._execute(self.session.set_privacy(item))
         elif kind == "reload" and self._on_reload is not None:
-            try:
-                self._on_reload()  # builds beside and swaps on success; says itself how it went
+            before = self.player
+            try:  # builds beside (in a thread, if it returns an awaitable) and swaps on success; says how it went
+                if inspect.isawaitable(building := self._on_reload()):
+                    task = asyncio.ensure_future(building)
+                    while not (await asyncio.wait({task}, timeout=TICK_S))[0]:
+                        self._report()  # the loop is alive while a thread builds: the watchdog is fed
+                    task.result()
             except Exception as exc:  # a bug while swapping: report it, keep serving
                 log.exception("player: reload failed")
                 self._failed(exc)
-            if self._retired:  # a new backend: watch it instead, close the old one
+            if self.player is not before:  # a new backend: watch it instead, and hand it what waits to play
                 await self._stop_watching()
                 self._watcher = asyncio.create_task(self._watch_tracks(self.player))
-                await self._close_retired()
+                await self._execute(self.session.backend_replaced())
+            await self._close_retired()
 
     async def _execute(self, commands: list[Command]) -> None:
         for command in commands:
@@ -276,7 +314,7 @@ class PlayerService:
                 self.session.failed(command, transient=isinstance(exc, PlayerUnavailable))
                 self._failed(exc)
             except MoodspeakerError as exc:  # the feedback store: the music goes on
-                self._failed(exc)
+                self._failed(exc, backend=False)
             except Exception as exc:  # a bug (a foreign exception an adapter let through): report it, keep serving
                 log.exception("player: %s failed", type(command).__name__)
                 self.session.failed(command, transient=False)
@@ -284,8 +322,8 @@ class PlayerService:
             self._report()  # after every command: the watchdog waits at most one command's time limit
 
     async def _carry_out(self, command: Command) -> None:
-        if isinstance(command, Record):
-            self.feedback.record(command.emotion, command.track_uri, command.event, command.at)
+        if isinstance(command, Record):  # in a thread: SQLite's fsync and busy waits stay off the loop
+            await asyncio.to_thread(self.feedback.record, command.emotion, command.track_uri, command.event, command.at)
             return
         if isinstance(command, SetPrivacy):
             log.info("privacy mode %s: camera %s, music continues", "on" if command.on else "off",
@@ -306,6 +344,8 @@ class PlayerService:
             await self._play(command)
         elif isinstance(command, Next):
             await self.player.next()
+        elif isinstance(command, QueueNext):
+            await self.player.play_next(list(command.tracks))
         elif isinstance(command, TogglePause):
             await self.player.toggle_pause()
         elif isinstance(command, Like):
@@ -314,7 +354,7 @@ class PlayerService:
     async def _play(self, command: PlaySwitch) -> None:
         switch = command.switch
         emotion = switch.selection.emotion
-        counts = self.feedback.counts(emotion)
+        counts = await asyncio.to_thread(self.feedback.counts, emotion)
         tracks: list[Track] = []
         for playlist in switch.selection.playlists:
             tracks += rank(await self.player.playlist_tracks(playlist), counts, self._rng)
@@ -323,19 +363,24 @@ class PlayerService:
             raise PlayerError(f"the playlists {list(switch.selection.playlists)} for {emotion} are empty")
         log.info("%s %d tracks for %s from %s", "playing" if switch.at_once else "queueing after this track",
                  len(tracks), emotion, ", ".join(switch.selection.playlists))
-        if switch.at_once and self.session.playing is not None and self.volume and self.volume_config.fade_s > 0:
+        if switch.at_once and self.session.playing is not None and self.volume_config.fade_s > 0:
             await self._fade_across(tracks)
         elif switch.at_once:
             await self.player.play(tracks)
         else:
             await self.player.play_next(tracks)
-        self.session.queued(switch, [t.uri for t in tracks])
+        self.session.queued(switch, tracks)
 
     async def _fade_across(self, tracks: list[Track]) -> None:
-        """Fade the current track out, start `tracks`, fade them in to the volume before (not a hard cut)."""
-        level, half = self.volume or 0, self.volume_config.fade_s / 2
+        """Fade the current track out, start `tracks`, fade them in to the planned volume (not a hard cut). A play
+        that fails leaves the volume low; the plan still holds the level, and the next _keep_volume restores it."""
+        self.plan.was_read(await self.player.volume())  # another client's volume is the level to come back to
+        if not self.plan.backend:
+            await self.player.play(tracks)
+            return
+        level, half = self.plan.wanted or self.plan.backend or 0, self.volume_config.fade_s / 2
         step = FADE_STEP_S.get(self.backend, 0.1)
-        for steps, then in ((fade(level, 0, half, step), None), (fade(0, level, half, step), tracks)):
+        for steps, then in ((fade(self.plan.backend or 0, 0, half, step), None), (fade(0, level, half, step), tracks)):
             if then is not None:
                 await self.player.play(then)
             elapsed = 0.0
@@ -343,54 +388,53 @@ class PlayerService:
                 await asyncio.sleep(at - elapsed)
                 elapsed = at
                 await self.player.set_volume(volume)
+                self.plan.was_set(volume)
 
-    async def _start_volume(self) -> None:
-        """[volume] start (within the cap), or else learn the backend's volume."""
-        start = self.volume_config.start
-        if start >= 0:
-            await self._set_volume(self.rules.allowed(start, self._minute()), "start")
+    async def _keep_volume(self) -> None:
+        """Every turn, within one command's time limit: set what the plan says when it differs from the backend
+        (a request, the cap of the time, a volume a failed play left low); every VOLUME_CHECK_S also re-read the
+        backend's volume first (unless a level was just asked for). After a failure, nothing for VOLUME_CHECK_S:
+        requests during a hang wait in the plan, the latest one wins."""
+        now, minute = self._clock(), self._minute()
+        read = now >= self._volume_read_at and not self._volume_asked
+        if now < self._volume_retry_at or (not read and self.plan.correction(minute) is None):
             return
         try:
             async with asyncio.timeout(self.call_timeout_s):
-                self.volume = await self.player.volume()
-        except (TimeoutError, PlayerError, PlayerUnavailable) as exc:
-            log.info("player: volume unknown for now (%s)", exc or "timed out")
-
-    async def _set_volume(self, level: int, why: str) -> None:
-        try:
-            async with asyncio.timeout(self.call_timeout_s):
-                await self.player.set_volume(level)
+                if read:
+                    self._volume_read_at = now + VOLUME_CHECK_S
+                    self.plan.was_read(await self.player.volume())
+                self._volume_asked = False
+                if (change := self.plan.correction(minute)) is not None:
+                    await self.player.set_volume(change[0])
+                    self.plan.was_set(change[0])
+                    log.info("volume %d (%s)", *change)
+            return
         except TimeoutError:
-            self._failed(PlayerUnavailable(f"{self.backend} did not set the volume within {self.call_timeout_s:g} s"))
-            return
+            self._failed(PlayerUnavailable(f"{self.backend} did not answer within {self.call_timeout_s:g} s "
+                                           "(the volume); the player tries again"))
         except (PlayerError, PlayerUnavailable) as exc:
             self._failed(exc)
-            return
-        log.info("volume %d (%s)", level, why)
-        self.volume = level
+        self._volume_retry_at = now + VOLUME_CHECK_S
 
-    async def _quiet_hours(self) -> None:
-        """Every tick: keep the volume under the cap of the time now; quiet hours may turn the camera off."""
-        minute = self._minute()
-        cap = self.rules.cap(minute)
-        if self.volume is not None and self.volume > cap:
-            await self._set_volume(cap, f"quiet hours {self.rules.quiet_window(minute).text}"
-                                   if self.rules.quiet_window(minute) else "[volume] maximum")
-        camera_off = self.rules.camera_off(minute)
-        if camera_off and not self.session.privacy:
-            self._quiet_privacy = True
-            await self._execute(self.session.set_privacy(True))
-        elif not camera_off and self._quiet_privacy:
-            self._quiet_privacy = False
-            await self._execute(self.session.set_privacy(False))
-
-    def _failed(self, exc: BaseException) -> None:
+    def _failed(self, exc: BaseException, backend: bool = True) -> None:
+        """Count and show a failure; log it when it differs from the last one, and a repeated one once a minute
+        with its count (a Spotify rate limit of an hour is a few lines, not thousands)."""
         self.errors += 1
-        self.last_error = str(exc)
-        log.warning("player: %s", exc)
+        why, now = str(exc), self._clock()
+        if why != self.last_error:
+            log.warning("player: %s", why)
+            self._repeats, self._repeats_since = 0, now
+        else:
+            self._repeats += 1
+            if now - self._repeats_since >= REPEAT_LOG_S:
+                log.warning("player: %s (%d times in %.0f s)", why, self._repeats, now - self._repeats_since)
+                self._repeats, self._repeats_since = 0, now
+        self.last_error, self._backend_failing = why, backend
 
     def _recovered(self) -> None:
-        if self.last_error:
+        """A backend command worked: a backend failure no longer shows (a feedback store's failure does)."""
+        if self.last_error and self._backend_failing:
             log.info("player: %s works again", self.backend)
             self.last_error = ""
 
@@ -402,10 +446,18 @@ class PlayerService:
         s = self.session
         return {"mood": s.mood, "confidence": round(s.confidence, 3), "backend": self.backend,
                 "track": describe(s.playing.track if s.playing else None), "paused": s.paused,
+                "control": f"owner ({s.owner.what} from another client)" if s.owner else "speaker",
                 "privacy": s.privacy, "mood_changes": s.mood_changes, "tracks_started": s.tracks_started,
-                "errors": self.errors, "last_error": self.last_error, "volume": self.volume,
-                "volume_cap": self.rules.cap(self._minute()),
+                "errors": self.errors, "last_error": self.last_error, "volume": self.plan.backend,
+                "volume_cap": self.plan.rules.cap(self._minute()),
                 "title": s.playing.track.title if s.playing else ""}
+
+
+def _quietly(close: Callable[[], None], what: str) -> None:
+    try:
+        close()
+    except Exception as exc:  # a part being replaced: the new one matters now
+        log.warning("player: %s failed: %s", what, exc)
 
 
 def build_player(config: Config) -> Player:
@@ -455,17 +507,18 @@ class PlayerApp:
     """
 
     def __init__(self, config: Config, on_iteration: Callable[[dict[str, Any]], None] | None = None,
-                 on_privacy: Callable[[bool], None] | None = None, on_reload: Callable[[], None] | None = None,
+                 on_privacy: Callable[[bool], None] | None = None, on_reload: Callable[[], Awaitable[Any] | None] | None = None,
                  camera_on: Callable[[], bool] | None = None, call_timeout_s: float = CALL_TIMEOUT_S,
                  pin_factory: Any = None, runtime_dir: str | None = None) -> None:
         from moodspeaker.adapters.privacy_flag import PrivacyFlag
-        from moodspeaker.adapters.volume_request import VolumeRequest
+        from moodspeaker.adapters.volume_request import ResumeRequest, VolumeRequest
 
         self._pin_factory = pin_factory
         self._camera_on = camera_on
         self._on_iteration = on_iteration
         self._privacy_flag = PrivacyFlag(runtime_dir) if runtime_dir else None
         self._volume_request = VolumeRequest(runtime_dir) if runtime_dir else None
+        self._resume_request = ResumeRequest(runtime_dir) if runtime_dir else None
         self.buttons: Any = None  # GpioButtons, when the config enables them and GPIO is usable
         self.bridge: Any = None  # MqttBridge, when [mqtt] host is set
         self.setup = build_setup(config)
@@ -540,7 +593,7 @@ class PlayerApp:
             self._on_iteration(status)
 
     def _follow_owner(self, status: dict[str, Any]) -> bool:
-        """`moodspeaker privacy` / `moodspeaker volume` from the runtime folder (the flag is polled once a second).
+        """`moodspeaker privacy` / `volume` / `resume` from the runtime folder (the flag is polled once a second).
         True when privacy mode is about to change (`status` shows the state before it)."""
         privacy_pending = False
         if self._privacy_flag is not None and (on := self._privacy_flag.changed()) is not None \
@@ -549,21 +602,31 @@ class PlayerApp:
             privacy_pending = True
         if self._volume_request is not None and (level := self._volume_request.take()) is not None:
             self.service.submit_volume(level)
+        if self._resume_request is not None and self._resume_request.take():
+            self.service.submit_resume()
         return privacy_pending
 
     def swap(self, new: PlayerSetup) -> None:
-        """Continue with a reload's setup (called from the player loop); the old store closes, the old backend
-        is closed by the loop, the buttons are reopened only if their pins changed."""
-        old, self.setup = self.setup, new
+        """Continue with a reload's setup (called from the player loop). What may fail comes first (the bridge,
+        the buttons: reopened only if their settings changed), so a swap that raises leaves the old backend and
+        store serving (see `discard`); then the service takes the new ones, the old store closes, and the old
+        backend is closed by the loop. A part of the old setup that fails to close is a warning, not a failure."""
+        old = self.setup
+        if new.config.mqtt != old.config.mqtt or new.config.volume.maximum != old.config.volume.maximum:
+            _quietly(self._close_bridge, "closing the Home Assistant bridge")
+            self._open_bridge(new.config)
+        if new.config.buttons != old.config.buttons:
+            _quietly(self._close_buttons, "closing the buttons")
+            self._open_buttons(new.config)
+        self.setup = new
         self.service.replace(new.player, new.store, new.policy, new.config.player.early_skip_s, new.config.player.backend,
                              new.config.volume)
-        old.store.close()
-        if new.config.buttons != old.config.buttons:
-            self._close_buttons()
-            self._open_buttons(new.config)
-        if new.config.mqtt != old.config.mqtt or new.config.volume.maximum != old.config.volume.maximum:
-            self._close_bridge()
-            self._open_bridge(new.config)
+        _quietly(old.store.close, "closing the previous feedback store")
+
+    def discard(self, new: PlayerSetup) -> None:
+        """A reload's setup that failed to swap in: its store closes now, its backend by the loop."""
+        new.store.close()
+        self.service.retire(new.player)
 
     def close(self) -> None:
         self._close_bridge()

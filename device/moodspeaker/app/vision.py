@@ -13,16 +13,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from moodspeaker.config import Config
-from moodspeaker.core.crop_quality import CropQuality, QualityParams, assess
+from moodspeaker.core.crop_quality import UNCONFIRMED, CropQuality, QualityParams, assess
 from moodspeaker.core.domain import Box, Frame
 from moodspeaker.core.face_crop import crop_face
+from moodspeaker.core.fusion import CropFuser, FusionParams
 from moodspeaker.core.mood import MoodEvent
 from moodspeaker.core.smoother import Smoother
 from moodspeaker.errors import SourceError
@@ -63,18 +64,22 @@ class StageTimes:
 
 
 class VisionPipeline:
-    """One frame at a time: detect, crop the largest face as in training, judge the crop's quality, classify,
-    smooth (weighted by that quality: a dark, blurred or distant crop cannot flip the mood), send.
+    """One frame at a time: detect, crop the largest face as in training, fuse it with the same face's last
+    crops (core.fusion: sensor noise averages away), judge the crop's quality, classify, smooth (weighted by
+    that quality: a dark, blurred or distant crop cannot flip the mood), send.
 
-    `quality` None gives every crop full weight (the peer's pipeline in `moodspeaker bench`)."""
+    `quality` None gives every crop full weight and `fusion` None classifies each frame's crop alone (the
+    peer's pipeline in `moodspeaker bench`)."""
 
     def __init__(self, detector: FaceDetector, classifier: EmotionClassifier, smoother: Smoother, sink: MoodSink,
-                 face_margin: float = 0.0, quality: QualityParams | None = None) -> None:
+                 face_margin: float = 0.0, quality: QualityParams | None = None,
+                 fusion: FusionParams | None = None) -> None:
         if tuple(smoother.labels) != tuple(classifier.labels):
             raise ValueError(f"smoother labels {smoother.labels} differ from the classifier's {classifier.labels}")
         self.detector, self.classifier, self.smoother, self.sink = detector, classifier, smoother, sink
         self.face_margin = face_margin
         self.quality = quality
+        self.fuser = CropFuser(fusion) if fusion is not None else None
         self.last_quality: CropQuality | None = None  # the last analysed frame's, None when it had no face
         self.times = StageTimes()
 
@@ -92,12 +97,22 @@ class VisionPipeline:
         t1 = t2 = t3 = time.perf_counter()
         face, probs, quality = (boxes[0], None, None) if boxes else (None, None, None)
         if face is not None:
-            crop = crop_face(frame.gray, face, self.face_margin)
-            quality = assess(crop, self.quality) if self.quality is not None else None
+            if self.fuser is None:
+                crop = crop_face(frame.gray, face, self.face_margin)
+                quality = assess(crop, self.quality) if self.quality is not None else None
+            else:
+                cut = crop_face(frame.gray, self.fuser.track(frame.t, face), self.face_margin)
+                fused = self.fuser.add(self.classifier.resize(cut))
+                crop = fused.crop
+                quality = assess(crop, self.quality, side_px=min(cut.shape)) if self.quality is not None else None
+                if quality is not None and not fused.confirmed:
+                    quality = replace(quality, weight=0.0, reason=UNCONFIRMED)
             prepared = self.classifier.prepare(crop)
             t2 = time.perf_counter()
             probs = self.classifier.classify_prepared(prepared)
             t3 = time.perf_counter()
+        elif self.fuser is not None:
+            self.fuser.miss(frame.t)
         self.last_quality = quality
         event = self.smoother.update(frame.t, probs, fps, weight=1.0 if quality is None else quality.weight)
         if event is not None:
@@ -328,7 +343,8 @@ def build_vision(config: Config, sink: MoodSink, source: Path | None = None,
     model = Path(config.model.path) if config.model.path else default_model()
     classifier = load_proven(model, num_threads=config.model.threads)  # a model that crashes LiteRT kills a child
     pipeline = VisionPipeline(HaarFaceDetector(config.detector), classifier, Smoother(classifier.labels, config.smoother),
-                              sink, face_margin=classifier.card.preprocessing.face_margin, quality=QualityParams())
+                              sink, face_margin=classifier.card.preprocessing.face_margin, quality=QualityParams(),
+                              fusion=FusionParams())
     open_source = (lambda: _open_file_source(source, config)) if source is not None else (lambda: open_camera(config.camera))
     return VisionSetup(open_source=open_source, pipeline=pipeline, max_fps=config.camera.fps,
                        reopen_initial_s=config.vision.reopen_initial_s, reopen_max_s=config.vision.reopen_max_s,

@@ -47,7 +47,7 @@ def _run(args: argparse.Namespace) -> int:
         # in privacy mode, so a crash or `systemctl restart` never turns the camera back on. A reboot clears it.
         privacy = PrivacyFlag(config.service.runtime_dir)
         app = PlayerApp(config, on_iteration=daemon.runtime.iteration, on_privacy=privacy.set,
-                        on_reload=lambda: daemon.reload(build_setup, app.swap),
+                        on_reload=lambda: daemon.reload_off_loop(build_setup, app.swap, app.discard),
                         camera_on=vision_captures(config.service.runtime_dir, fresh_s=3 * config.service.status_interval + 2),
                         call_timeout_s=call_timeout(daemon.runtime.watchdog_interval),
                         runtime_dir=config.service.runtime_dir)

@@ -75,6 +75,7 @@ def gather(config: Config, runtime_dir: Path, now: float | None = None) -> dict[
         "backend": player.get("backend"),
         "track": player.get("track"),
         "volume": player.get("volume"),
+        "control": player.get("control"),
         "mqtt": player.get("mqtt"),
         "privacy": bool(vision.get("privacy") or player.get("privacy")),
         "spotify_login": spotify_login(config, now),
@@ -144,6 +145,8 @@ def render(report: dict[str, Any]) -> str:
     if report["backend"] is not None:
         volume = f", volume {report['volume']}" if isinstance(report.get("volume"), int) else ""
         lines.append(f"player  {report['backend']}: {report['track'] or 'nothing playing'}{volume}")
+        if report.get("control", "speaker") not in (None, "speaker"):
+            lines.append(f"control {report['control']}; `moodspeaker resume` or a button press hands back")
     if report.get("mqtt"):
         lines.append(f"mqtt    {report['mqtt']}")
     lines.append(f"privacy {'on: camera off' if report['privacy'] else 'off'}")

@@ -37,6 +37,14 @@ class Track:
     artist: str = ""
 
 
+@dataclass(frozen=True)
+class OwnerTookOver:
+    """What a backend reports instead of a track change when another client (the owner's phone app, `mpc`)
+    stopped or paused the speaker's music or changed its queue."""
+
+    what: str  # "stopped" | "paused" | "changed the queue"
+
+
 class ButtonAction(StrEnum):
     SKIP = "skip"  # skip press: next track, negative feedback
     PAUSE = "pause"  # skip hold: pause/resume

@@ -5,13 +5,23 @@ was a full play; a skip is a skip (early within `early_skip_s`); a like is a lik
 skip is not the end of a track; a held like button toggles privacy mode (camera off, music on). Feedback is
 recorded only for tracks the session queued for a mood. The player service executes the commands against
 the backend and the feedback store and reports back what happened (`queued`, `failed`).
+
+The owner's hand wins: when another client stops or pauses the speaker's music or changes its queue
+(`on_owner`), the owner is in control: moods still update the mood (and the policy's choice), but no music is
+started, replaced or un-paused, and nothing is restarted when playback stops. Control comes back with a button
+press or `moodspeaker resume` (`resume`), or by itself when the owner's queue has run out and the speaker has
+been silent for `owner_quiet_s` (five minutes by default); then the current mood's music starts at once.
+
+Privacy, who wins: the owner's latest choice (the like button held, `moodspeaker privacy`, Home Assistant) wins
+over quiet hours until the quiet window it was made in ends. Quiet hours with `quiet_camera_off` turn privacy on
+when they begin (unless the owner chose within this window) and off when they end only if they turned it on.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from moodspeaker.core.domain import ButtonAction, Track
+from moodspeaker.core.domain import ButtonAction, OwnerTookOver, Track
 from moodspeaker.core.feedback import FULL_PLAY, LIKE, skip_event
 from moodspeaker.core.mood import NO_FACE
 from moodspeaker.core.policy import MoodPolicy, Switch
@@ -28,6 +38,13 @@ class PlaySwitch:
 @dataclass(frozen=True)
 class Next:
     pass
+
+
+@dataclass(frozen=True)
+class QueueNext:
+    """Hand a new backend (after a reload) the tracks a mood queued after the current track, not started yet."""
+
+    tracks: tuple[Track, ...]
 
 
 @dataclass(frozen=True)
@@ -53,7 +70,7 @@ class SetPrivacy:
     on: bool
 
 
-Command = PlaySwitch | Next | TogglePause | Like | Record | SetPrivacy
+Command = PlaySwitch | Next | QueueNext | TogglePause | Like | Record | SetPrivacy
 
 
 @dataclass(frozen=True)
@@ -66,9 +83,12 @@ class Playing:
 class Session:
     """The state that must outlive a reload (mood, privacy, what plays, counters) and the rules above."""
 
-    def __init__(self, policy: MoodPolicy, early_skip_s: float = 30.0) -> None:
+    def __init__(self, policy: MoodPolicy, early_skip_s: float = 30.0, owner_quiet_s: float = 300.0) -> None:
         self.policy = policy
         self.early_skip_s = early_skip_s
+        self.owner_quiet_s = owner_quiet_s
+        self.owner: OwnerTookOver | None = None  # another client took over: the owner is in control
+        self._hand_back_at: float | None = None  # the owner's queue ran out: control comes back then
         self.mood = NO_FACE
         self.confidence = 0.0
         self.privacy = False
@@ -78,6 +98,10 @@ class Session:
         self.tracks_started = 0
         self._emotion_of: dict[str, str] = {}  # track URI -> the mood it was queued for
         self._expected_change: str | None = None  # "skip" or "switch": the next track change is ours, not an end
+        self.upcoming: tuple[Track, ...] = ()  # queued after the current track by a mood, not started yet
+        self._camera_off_hours = False  # inside quiet hours that turn the camera off (as last told by `quiet_hours`)
+        self._privacy_by_quiet_hours = False  # privacy is on because quiet hours turned it on
+        self._owner_chose_in_window = False  # the owner set privacy within the current camera-off quiet window
 
     def reconfigure(self, policy: MoodPolicy, early_skip_s: float) -> None:
         """A reload's new rules; what plays, privacy and the counters stay (see MoodPolicy.carry_over)."""
@@ -95,8 +119,28 @@ class Session:
         return self._switch(self.policy.on_mood(mood, now))
 
     def tick(self, now: float) -> list[Command]:
-        """Called at least every half second: a mood that waited out the cool-down plays now."""
+        """Called at least every half second: a mood that waited out the cool-down plays now; after the owner's
+        queue ran out and `owner_quiet_s` passed in silence, control comes back."""
+        if self._hand_back_at is not None and now >= self._hand_back_at:
+            return self.resume(now)
         return self._switch(self.policy.tick(now))
+
+    def on_owner(self, took_over: OwnerTookOver) -> list[Command]:
+        """Another client took over: the speaker yields (see the module docstring)."""
+        self.owner, self._hand_back_at = took_over, None
+        self.upcoming, self._expected_change, self._emotion_of = (), None, {}  # what plays now is not ours to rate
+        if self.playing is not None:
+            self.playing = Playing(self.playing.track, None, self.playing.started_at)
+        self.paused = took_over.what == "paused"
+        return []
+
+    def resume(self, now: float) -> list[Command]:
+        """The owner hands back (a button press, `moodspeaker resume`, or the quiet after their queue ended): the
+        current mood's music starts at once."""
+        if self.owner is None:
+            return []
+        self.owner, self._hand_back_at = None, None
+        return self._switch(self.policy.on_queue_end(now))
 
     def on_track(self, track: Track | None, now: float, wall: float) -> list[Command]:
         """The backend's current track changed to `track` (None: playback stopped, the queue ran out)."""
@@ -104,17 +148,24 @@ class Session:
         if track is not None and ended is not None and reason is None and track.uri == ended.track.uri:
             return []  # the same track reported again (a reconnect, a new backend after a reload), not a change
         self._expected_change = None
+        self.upcoming = ()
         commands: list[Command] = []
         if ended is not None and reason is None and ended.emotion is not None:
             commands.append(Record(ended.emotion, ended.track.uri, FULL_PLAY, wall))
         if track is None:
             self.playing = None
+            if self.owner is not None:  # the owner's queue ran out: theirs until the quiet has passed
+                self._hand_back_at = now + self.owner_quiet_s
+                return commands
             return commands + self._switch(self.policy.on_queue_end(now))
+        self._hand_back_at = None
         self.playing = Playing(track, self._emotion_of.get(track.uri), now)
         self.tracks_started += 1
         return commands
 
     def on_action(self, action: ButtonAction, now: float, wall: float) -> list[Command]:
+        if self.owner is not None and action != ButtonAction.PRIVACY:  # a press hands back; the owner's track is
+            return self.resume(now)                                      # not rated
         playing = self.playing
         if action == ButtonAction.SKIP:
             self._expected_change = "skip"
@@ -130,18 +181,42 @@ class Session:
                 return []
             record: list[Command] = [Record(playing.emotion, playing.track.uri, LIKE, wall)] if playing.emotion else []
             return [*record, Like(playing.track)]
-        self.privacy = not self.privacy
-        return [SetPrivacy(self.privacy)]
+        return self.set_privacy(not self.privacy)
 
     def set_privacy(self, on: bool) -> list[Command]:
-        """Privacy mode on or off (the owner over SSH, Home Assistant, quiet hours): a command only if it changes."""
+        """The owner's choice (over SSH, Home Assistant, the button): a command only if it changes privacy."""
+        self._privacy_by_quiet_hours = False
+        self._owner_chose_in_window = self._camera_off_hours
+        return self._privacy(on)
+
+    def quiet_hours(self, camera_off: bool) -> list[Command]:
+        """Called every tick: whether quiet hours want the camera off now (see the precedence above)."""
+        began, self._camera_off_hours = camera_off and not self._camera_off_hours, camera_off
+        if not camera_off:
+            self._owner_chose_in_window = False
+            if self._privacy_by_quiet_hours:
+                self._privacy_by_quiet_hours = False
+                return self._privacy(False)
+            return []
+        if began and not self._owner_chose_in_window and not self.privacy:
+            self._privacy_by_quiet_hours = True
+            return self._privacy(True)
+        return []
+
+    def _privacy(self, on: bool) -> list[Command]:
         if on == self.privacy:
             return []
         self.privacy = on
         return [SetPrivacy(on)]
 
-    def queued(self, switch: Switch, track_uris: list[str]) -> None:
+    def backend_replaced(self) -> list[Command]:
+        """A reload brought a new backend: what a mood queued after the current track must not be lost."""
+        return [QueueNext(self.upcoming)] if self.upcoming else []
+
+    def queued(self, switch: Switch, tracks: list[Track]) -> None:
         """The service carried out `switch` with these tracks in this order."""
+        track_uris = [t.uri for t in tracks]
+        self.upcoming = () if switch.at_once else tuple(tracks)
         emotion = switch.selection.emotion
         if switch.at_once:
             self._emotion_of = dict.fromkeys(track_uris, emotion)
@@ -161,4 +236,6 @@ class Session:
             self.paused = not self.paused
 
     def _switch(self, switch: Switch | None) -> list[Command]:
-        return [] if switch is None else [PlaySwitch(switch)]
+        """A switch becomes a command, unless the owner is in control (the policy still follows the mood, so the
+        music that starts when control comes back is the mood's of then)."""
+        return [] if switch is None or self.owner is not None else [PlaySwitch(switch)]

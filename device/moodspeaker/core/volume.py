@@ -60,6 +60,47 @@ class VolumeRules:
         return self.quiet_camera_off and self.quiet_window(minute) is not None
 
 
+@dataclass
+class VolumePlan:
+    """The volume the speaker keeps: the latest choice of whoever made it (the start volume, `moodspeaker volume`,
+    Home Assistant, or another client such as the owner's phone app, seen when the backend's volume is re-read),
+    never above the cap of the time. Quiet hours lower it to their cap; their end does not raise it again.
+
+    The service reports what it set (`was_set`) and read (`was_read`) and asks `correction` what to set, so a
+    fade that ended at 0 before a failed play is brought back, and a volume raised past the cap by any client
+    is lowered to it.
+    """
+
+    rules: VolumeRules
+    wanted: int | None = None  # None: the backend's volume is left as it is until it is known
+    backend: int | None = None  # the backend's volume as last set or read (None: unknown)
+
+    def ask(self, level: int, minute: int) -> None:
+        """Someone asked the speaker for `level` (the start volume, `moodspeaker volume`, Home Assistant)."""
+        self.wanted = self.rules.allowed(level, minute)
+
+    def was_set(self, level: int) -> None:
+        self.backend = level
+
+    def was_read(self, level: int | None) -> None:
+        """The backend's volume now; one that changed since it was last set or read was set by another client."""
+        if level is None:
+            return
+        if self.wanted is None or (self.backend is not None and level != self.backend):
+            self.wanted = level
+        self.backend = level
+
+    def correction(self, minute: int) -> tuple[int, str] | None:
+        """(level, why) to set now, or None when the backend has the volume it should have."""
+        if self.wanted is None:
+            return None
+        cap, why = self.rules.cap(minute), "kept"
+        if self.wanted > cap:
+            window = self.rules.quiet_window(minute)
+            self.wanted, why = cap, f"quiet hours {window.text}" if window else "[volume] maximum"
+        return None if self.backend == self.wanted else (self.wanted, why)
+
+
 def fade(start: int, end: int, seconds: float, step_s: float = 0.1) -> list[tuple[float, int]]:
     """(seconds from now, volume) steps from `start` to `end`, linear over `seconds`, each volume once, ending
     at `end`. No steps for 0 s or no change but the last."""

@@ -25,6 +25,7 @@ import numpy as np
 from moodspeaker.app.vision import VisionPipeline
 from moodspeaker.core.crop_quality import QualityParams
 from moodspeaker.core.domain import Frame
+from moodspeaker.core.fusion import FusionParams
 from moodspeaker.core.mood import NO_FACE, MoodEvent
 from moodspeaker.core.smoother import Smoother
 from moodspeaker.dev.demo_clip import DEFAULT_TRUTH, ClipTruth, load_clip_truth, score
@@ -48,7 +49,8 @@ def ours(model: Path | None) -> VisionPipeline:
     from moodspeaker.paths import default_model
 
     classifier = LiteRTClassifier(model or default_model(), num_threads=1)
-    return _pipeline(HaarFaceDetector(), classifier, classifier.card.preprocessing.face_margin, QualityParams())
+    return _pipeline(HaarFaceDetector(), classifier, classifier.card.preprocessing.face_margin, QualityParams(),
+                     FusionParams())
 
 
 def peer() -> VisionPipeline:
@@ -60,8 +62,9 @@ def peer() -> VisionPipeline:
 
 
 def _pipeline(detector: FaceDetector, classifier: EmotionClassifier, margin: float,
-              quality: QualityParams | None = None) -> VisionPipeline:
-    return VisionPipeline(detector, classifier, Smoother(classifier.labels), EventLog(), face_margin=margin, quality=quality)
+              quality: QualityParams | None = None, fusion: FusionParams | None = None) -> VisionPipeline:
+    return VisionPipeline(detector, classifier, Smoother(classifier.labels), EventLog(), face_margin=margin,
+                          quality=quality, fusion=fusion)
 
 
 def _frames(truth: ClipTruth, size: tuple[int, int]) -> Iterator[Frame]:

@@ -4,7 +4,11 @@ The ground truth lists segments (start, end, mood: an emotion or no_face) and, p
 face's [x, y, side] or null. Scores: `face_accuracy` (per frame, the largest face's top label; a face
 segment frame with no face found is wrong, a no-face frame is right only when nothing was found),
 `mood_accuracy` (per frame, the smoothed mood) and `segments_right` (segments whose smoothed mood over
-their second half is mostly the true one: the smoother needs a moment to settle after each change).
+their second half is mostly the true one: the smoother needs a moment to settle after each change); and as
+an owner counts on a clip of many faces (scripts/make_sofa_clips.py): `faces_reached` of `faces` (face
+segments in which the smoothed mood was the true one at some frame), `wrong_moods` (changes to an emotion
+that is neither the true one nor, within `LAG_S`, the one just before: a late arrival is not wrong) and
+`first_mood_s` (seconds from the first face to the first emotion shown: a cold start).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from moodspeaker.errors import UsageError
 
 DEMO_DIR = Path(__file__).resolve().parent / "clip"  # installed with the package, so `moodspeaker bench` runs anywhere
 DEFAULT_TRUTH = DEMO_DIR / "clip.json"
+LAG_S = 1.0  # a mood that arrives this long after its face left is late, not wrong
 
 
 class ClipError(UsageError):
@@ -78,12 +83,23 @@ def score(truth: ClipTruth, times: list[float], face_labels: list[str], moods: l
             if (seg.start + seg.end) / 2 <= t < seg.end:
                 settled[seg][mood] += 1
     right = [seg for seg, counts in settled.items() if counts and counts.most_common(1)[0][0] == seg.mood]
+    faces = [seg for seg in truth.segments if seg.mood != NO_FACE]
+    reached = {seg for seg in faces for t, mood in zip(times, moods, strict=True) if seg.start <= t < seg.end
+               and mood == seg.mood}
+    changes = _changes(times, moods)
+    wrong = [t for t, mood in changes if mood != NO_FACE and mood not in (truth.mood_at(t), truth.mood_at(t - LAG_S))]
+    first_face = min((seg.start for seg in faces), default=None)
+    first_mood = next((t for t, mood in changes if mood != NO_FACE), None)
     return {
         "face_accuracy": round(sum(a == b for a, b in zip(face_labels, expected, strict=True)) / len(times), 4),
         "mood_accuracy": round(sum(a == b for a, b in zip(moods, expected, strict=True)) / len(times), 4),
         "segments_right": len(right),
         "segments": len(truth.segments),
-        "mood_changes": _changes(times, moods),
+        "faces": len(faces),
+        "faces_reached": len(reached),
+        "wrong_moods": len(wrong),
+        "first_mood_s": None if first_mood is None or first_face is None else round(first_mood - first_face, 2),
+        "mood_changes": changes,
     }
 
 

@@ -66,8 +66,11 @@ class PeerClassifier:
         self._in_index = self._interp.get_input_details()[0]["index"]
         self._out_index = self._interp.get_output_details()[0]["index"]
 
+    def resize(self, face: np.ndarray) -> np.ndarray:
+        return cv2.resize(face, (PEER_SIZE, PEER_SIZE))
+
     def prepare(self, face: np.ndarray) -> np.ndarray:
-        small = cv2.resize(face, (PEER_SIZE, PEER_SIZE))
+        small = self.resize(face)
         return (small.astype(np.float32) / 127.5 - 1.0)[None, :, :, None]
 
     def classify_prepared(self, prepared: np.ndarray) -> np.ndarray:

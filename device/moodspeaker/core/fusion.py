@@ -1,0 +1,158 @@
+"""Time: the crops of one tracked face, aligned and averaged, so a dark room's sensor noise averages away.
+
+A listener on the sofa holds still for seconds while the camera sees them several times a second, each frame
+with fresh sensor noise. Averaging n aligned crops divides that noise by about sqrt(n) while the face stays
+the same, so the model sees a crop closer to a well-lit one (pixel fusion). Each new crop, at the model's
+input size, is registered on the running average by the integer shift (within `align_px`) that matches it
+best, then joins the last `frames` crops. Fusion starts over when the face leaves (no face for `max_gap_s`),
+jumps (its box moves by more than `max_jump` of its side or changes size by more than `max_scale`), or
+changes (the aligned crop differs from the average by far more than its noise explains: another person sat
+down, or the same one turned away).
+
+The alternative, averaging the model's outputs over the same frames weighted by each crop's quality (output
+fusion), was measured against this on the sofa clips (scripts/make_sofa_clips.py): see the README's table.
+A face also counts only once it has been tracked for `confirm_frames` frames in a row: a box that a detector
+finds on a cushion for a frame or two, or on an eye inside the face, is not a listener. The smoother
+downstream remains the one place that decides the mood. Pure numpy, integer-exact averages.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from moodspeaker.core.crop_quality import noise_sigma
+from moodspeaker.core.domain import Box
+
+
+@dataclass(frozen=True)
+class FusionParams:
+    frames: int = 8  # at most this many recent crops are averaged (0.8 s at 10 fps, 1.6 s at 5 fps)
+    confirm_frames: int = 3  # a face counts only once tracked this many frames in a row (a passing false face does not)
+    max_gap_s: float = 0.6  # no face for longer than this: start over
+    max_jump: float = 0.35  # the box centre moved more than this fraction of its side: start over
+    max_scale: float = 1.3  # the box side grew or shrank by more than this ratio: start over
+    align_px: int = 2  # register each crop on the average within +-align_px at the model's scale
+    change_ratio: float = 3.0  # a mean absolute difference above this many noise sigmas (min 2 grey levels) ...
+    change_contrast: float = 0.35  # ... and above this share of the crop's grey-level spread: the face changed
+
+    def __post_init__(self) -> None:
+        if self.frames < 1 or self.align_px < 0 or not 1 <= self.confirm_frames <= self.frames:
+            raise ValueError("need frames >= 1, align_px >= 0 and 1 <= confirm_frames <= frames")
+        if self.max_gap_s < 0 or self.max_jump <= 0 or self.max_scale < 1 or self.change_ratio <= 0 \
+                or self.change_contrast <= 0:
+            raise ValueError("need max_gap_s >= 0, max_jump > 0, max_scale >= 1, change_ratio and change_contrast > 0")
+
+
+@dataclass(frozen=True)
+class Fused:
+    crop: np.ndarray  # uint8, the model's input size: the average of the aligned crops
+    frames: int  # how many crops it averages (1 right after a start-over)
+    restarted: str | None  # why fusion started over at this crop ("new face", "jump", "changed"), else None
+    confirmed: bool  # the face has been tracked for confirm_frames frames in a row: its crop may count
+
+
+class CropFuser:
+    """Per frame with a face: `track(t, box)` gives the box to cut the crop at (the mean of the track's recent
+    boxes: a detector's box jitters in place and size by several pixels, the face on the sofa much less), then
+    `add(crop)` with that crop at the model's input size returns the fused crop to classify. Per frame without
+    a face: `miss(t)`."""
+
+    def __init__(self, params: FusionParams | None = None) -> None:
+        self.params = params or FusionParams()
+        self._crops: deque[np.ndarray] = deque(maxlen=self.params.frames)  # aligned, int32
+        self._sum: np.ndarray | None = None
+        self._boxes: deque[Box] = deque(maxlen=self.params.frames)
+        self._last_t: float | None = None
+        self._why: str | None = None  # why the next crop starts fusion over
+
+    def reset(self) -> None:
+        self._crops.clear()
+        self._boxes.clear()
+        self._sum, self._last_t = None, None
+
+    def miss(self, t: float) -> None:
+        """A frame with no face: after `max_gap_s` of them the next face starts afresh."""
+        if self._last_t is not None and t - self._last_t > self.params.max_gap_s:
+            self.reset()
+
+    def track(self, t: float, box: Box) -> Box:
+        """The box to crop this frame's face at: the mean of the track's boxes, this one included."""
+        why = self._restart_reason(t, box)
+        if why is not None:
+            self.reset()
+        self._why = why
+        self._boxes.append(box)
+        self._last_t = t
+        n = len(self._boxes)
+        x, y, w, h = (round(sum(getattr(b, k) for b in self._boxes) / n) for k in ("x", "y", "w", "h"))
+        return Box(x, y, max(w, 1), max(h, 1))
+
+    def add(self, crop: np.ndarray) -> Fused:
+        """The crop cut at `track`'s box, at the model's input size, joins the fusion."""
+        if crop.ndim != 2 or crop.dtype != np.uint8:
+            raise ValueError(f"expected a 2-D uint8 crop, got {crop.dtype} {crop.shape}")
+        why, self._why = self._why, None
+        face = crop.astype(np.int32)
+        if why is None and self._sum is not None and crop.shape != self._sum.shape:
+            why = "new face"
+        if why is None and self._sum is not None:
+            face = self._aligned(face)
+            if self._changed(face, crop):
+                why, face = "changed", crop.astype(np.int32)
+        if why is not None:
+            self._crops.clear()
+            self._sum = None
+        if self._sum is None:
+            self._sum = np.zeros_like(face)
+        if len(self._crops) == self.params.frames:
+            self._sum -= self._crops[0]
+        self._crops.append(face)
+        self._sum += face
+        n = len(self._crops)
+        fused = ((2 * self._sum + n) // (2 * n)).astype(np.uint8)  # rounded integer mean
+        return Fused(crop=fused, frames=n, restarted=why, confirmed=n >= self.params.confirm_frames)
+
+    def _restart_reason(self, t: float, box: Box) -> str | None:
+        p = self.params
+        if not self._boxes or self._last_t is None or t - self._last_t > p.max_gap_s:
+            return "new face"
+        last = self._boxes[-1]
+        side, last_side = max(box.w, box.h), max(last.w, last.h)
+        moved = max(abs((2 * box.x + box.w) - (2 * last.x + last.w)), abs((2 * box.y + box.h) - (2 * last.y + last.h))) / 2
+        if moved > p.max_jump * last_side or max(side / last_side, last_side / side) > p.max_scale:
+            return "jump"
+        return None
+
+    def _mean(self) -> np.ndarray:
+        assert self._sum is not None
+        return self._sum / len(self._crops)
+
+    def _aligned(self, face: np.ndarray) -> np.ndarray:
+        """`face` shifted by the integer offset (edges replicated) whose overlap with the average differs least."""
+        r = self.params.align_px
+        if r == 0:
+            return face
+        mean = self._mean()
+        inner = (slice(r, face.shape[0] - r), slice(r, face.shape[1] - r))
+        padded = np.pad(face, r, mode="edge")
+        best, best_cost = (0, 0), np.inf
+        for dy in range(-r, r + 1):
+            for dx in range(-r, r + 1):
+                shifted = padded[r + dy:r + dy + face.shape[0], r + dx:r + dx + face.shape[1]]
+                cost = float(np.abs(shifted[inner] - mean[inner]).mean())
+                if cost < best_cost - 1e-9:
+                    best, best_cost = (dy, dx), cost
+        dy, dx = best
+        return padded[r + dy:r + dy + face.shape[0], r + dx:r + dx + face.shape[1]].copy()
+
+    def _changed(self, face: np.ndarray, raw: np.ndarray) -> bool:
+        """Far more different from the average than two noisy pictures of one face are: by more than
+        `change_ratio` noise sigmas and more than `change_contrast` of the face's contrast (the residue of a
+        detector box's jitter in size grows with the contrast)."""
+        diff = float(np.abs(face - self._mean()).mean())
+        # noise_sigma counts fine texture too, so this errs towards "the same face"
+        p = self.params
+        return diff > max(p.change_ratio * max(noise_sigma(raw), 2.0), p.change_contrast * float(raw.std()))

@@ -1,0 +1,116 @@
+"""Fusing one tracked face's crops over time (core.fusion), on real val faces (the fer_tiny fixture): noise
+averages away, a shifted crop is registered, fusion starts over when the face leaves, jumps or changes, and a
+face counts only once confirmed; then the same through the device's pipeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from moodspeaker.core.crop_quality import noise_sigma
+from moodspeaker.core.domain import Box
+from moodspeaker.core.fusion import CropFuser, FusionParams
+
+BOX = Box(100, 80, 72, 72)
+
+
+@pytest.fixture(scope="module")
+def faces(fer_tiny: Path) -> np.ndarray:
+    with np.load(fer_tiny / "val.npz") as data:
+        return data["images"]
+
+
+def _noisy(face: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray:
+    return np.clip(np.rint(face * 0.3 + rng.normal(0, sigma, face.shape)), 0, 255).astype(np.uint8)
+
+
+def _feed(fuser: CropFuser, t: float, crop: np.ndarray, box: Box = BOX):
+    fuser.track(t, box)
+    return fuser.add(crop)
+
+
+def test_eight_noisy_frames_of_one_face_average_the_noise_away(faces: np.ndarray) -> None:
+    rng = np.random.default_rng(0)
+    face = faces[5]
+    clean = np.rint(face * 0.3)
+    fuser = CropFuser(FusionParams(frames=8))
+    for i in range(8):
+        crop = _noisy(face, rng, 8.0)
+        fused = _feed(fuser, i / 10, crop)
+        assert fused.restarted == ("new face" if i == 0 else None) and fused.frames == i + 1
+    single_error = np.abs(crop - clean).mean()
+    fused_error = np.abs(fused.crop - clean).mean()
+    assert fused_error < single_error / 2.2  # sqrt(8) = 2.8 for the noise; the face's own rounding remains
+    assert noise_sigma(fused.crop) < noise_sigma(crop) / 2
+
+
+def test_a_crop_shifted_by_a_pixel_is_registered_on_the_average(faces: np.ndarray) -> None:
+    face = faces[7]
+    fuser = CropFuser(FusionParams(frames=4, confirm_frames=1))
+    _feed(fuser, 0.0, face)
+    shifted = np.roll(face, (1, -2), axis=(0, 1))  # the face moved; the detector's box did not
+    fused = _feed(fuser, 0.1, shifted)
+    inner = (slice(3, -3), slice(3, -3))
+    assert fused.restarted is None
+    assert np.abs(fused.crop[inner].astype(int) - face[inner]).mean() < 1.0  # aligned: the average is the face
+
+
+def test_fusion_starts_over_when_the_face_leaves_jumps_or_changes(faces: np.ndarray) -> None:
+    params = FusionParams(frames=8, max_gap_s=0.6)
+    fuser = CropFuser(params)
+    for i in range(4):
+        _feed(fuser, i / 10, faces[1])
+    fuser.miss(0.5)
+    assert _feed(fuser, 0.6, faces[1]).frames == 5  # a missed frame or two: the same face
+    fuser.miss(1.5)
+    assert _feed(fuser, 1.6, faces[1]).restarted == "new face"  # gone for a second
+    assert _feed(fuser, 1.7, faces[1], Box(300, 80, 72, 72)).restarted == "jump"
+    assert _feed(fuser, 1.8, faces[1], Box(300, 80, 72, 72)).frames == 2
+    assert _feed(fuser, 1.9, faces[1], Box(300, 80, 100, 100)).restarted == "jump"  # much closer: another face
+    changed = _feed(fuser, 2.0, faces[90], Box(300, 80, 100, 100))  # someone else, same place
+    assert changed.restarted == "changed" and np.array_equal(changed.crop, faces[90])
+
+
+def test_the_crop_box_is_the_mean_of_the_tracks_jittering_boxes() -> None:
+    fuser = CropFuser()
+    boxes = [Box(100, 80, 70, 70), Box(103, 79, 76, 76), Box(99, 82, 73, 73)]
+    got = [fuser.track(i / 10, b) for i, b in enumerate(boxes)]
+    assert got[0] == boxes[0] and got[-1] == Box(101, 80, 73, 73)
+
+
+def test_a_face_is_confirmed_after_confirm_frames_in_a_row(faces: np.ndarray) -> None:
+    fuser = CropFuser(FusionParams(confirm_frames=3))
+    assert [_feed(fuser, i / 10, faces[2]).confirmed for i in range(4)] == [False, False, True, True]
+    with pytest.raises(ValueError, match="confirm_frames"):
+        FusionParams(frames=2, confirm_frames=3)
+    with pytest.raises(ValueError, match="uint8"):
+        fuser.add(np.zeros((48, 48), np.float32))
+
+
+def test_the_pipeline_counts_a_face_once_confirmed_and_says_so_meanwhile(shipped_model: Path) -> None:
+    from moodspeaker.adapters.haar_detector import HaarFaceDetector
+    from moodspeaker.adapters.litert_classifier import LiteRTClassifier
+    from moodspeaker.app.vision import VisionPipeline
+    from moodspeaker.core.crop_quality import QualityParams
+    from moodspeaker.core.domain import Frame
+    from moodspeaker.core.smoother import Smoother
+    from moodspeaker.dev.benchmark import EventLog
+
+    with np.load(Path(__file__).parent / "fixtures" / "fullframe_tiny.npz") as data:
+        frame = data["images"][0]
+    classifier = LiteRTClassifier(shipped_model)
+    pipeline = VisionPipeline(HaarFaceDetector(), classifier, Smoother(classifier.labels), EventLog(),
+                              quality=QualityParams(), fusion=FusionParams(confirm_frames=3))
+    rng = np.random.default_rng(5)
+    statuses, weights = [], []
+    for i in range(4):
+        noisy = np.clip(frame + rng.normal(0, 2, frame.shape), 0, 255).astype(np.uint8)
+        result = pipeline.process(Frame(noisy, i / 10))
+        statuses.append(pipeline.face_status())
+        weights.append(result.quality.weight)
+    assert statuses == ["new face", "new face", "ok", "ok"] and weights[:2] == [0.0, 0.0] and weights[2] == 1.0
+    assert pipeline.smoother.probabilities()  # the confirmed face's crops were averaged
+    pipeline.process(Frame(np.full_like(frame, 90), 1.0))
+    assert pipeline.face_status() == "none"
