@@ -44,8 +44,9 @@ PAHO = "paho-mqtt==2.1.0"  # what HA's mqtt manifest requires (installed up fron
 NODE = "moodspeaker"
 MOODS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral", "no_face")
 ENTITIES = {"mood": "sensor.moodspeaker_mood", "confidence": "sensor.moodspeaker_mood_confidence",
-            "track": "sensor.moodspeaker_track", "privacy": "switch.moodspeaker_privacy_mode",
-            "pause": "switch.moodspeaker_pause", "skip": "button.moodspeaker_skip", "like": "button.moodspeaker_like",
+            "track": "sensor.moodspeaker_track", "control": "sensor.moodspeaker_control",
+            "privacy": "switch.moodspeaker_privacy_mode", "pause": "switch.moodspeaker_pause",
+            "skip": "button.moodspeaker_skip", "like": "button.moodspeaker_like", "resume": "button.moodspeaker_mood_music",
             "volume": "number.moodspeaker_volume"}
 
 
@@ -364,6 +365,16 @@ class HaTest(SystemTest):
         seen = self.history("track", "2000-01-01T00:00:00+00:00")
         expect("" not in seen, f"an empty track state: {seen}")
         return f"{len(seen)} track states recorded, none empty ({sorted(set(seen))[:4]})"
+
+    def check_13b_the_owner_in_control_shows_and_hands_back_from_home_assistant(self) -> str:
+        wait_for("the speaker in control", lambda: self.state("control")["state"] == "speaker", 15, every=0.5)
+        self.sh(f"mpc -q --port {self.mpd_port} stop")  # the owner's phone app
+        owner = wait_for("HA shows the owner in control",
+                         lambda: (st := self.state("control")["state"]).startswith("owner") and st, 30, every=0.5)
+        self.service("button", "press", "resume")
+        wait_for("HA shows the speaker in control", lambda: self.state("control")["state"] == "speaker", 30, every=0.5)
+        wait_for("mood music again", self.playing, 30, every=0.5)
+        return f"after `mpc stop`: {owner!r}; the Mood music button handed it back and MPD plays"
 
     def check_14_a_clean_stop_makes_everything_unavailable_without_a_warning(self) -> str:
         since = time.strftime("%Y-%m-%d %H:%M:%S")

@@ -538,7 +538,7 @@ class PlayerApp:
         self.bridge = MqttBridge(config.mqtt, BridgeCommands(
             privacy=service.submit_privacy, skip=lambda: service.submit_action(ButtonAction.SKIP),
             like=lambda: service.submit_action(ButtonAction.LIKE), volume=service.submit_volume,
-            pause=self._pause), volume_max=config.volume.maximum)
+            pause=self._pause, resume=service.submit_resume), volume_max=config.volume.maximum)
         self._vision = VisionPresence(stale_s=3 * config.smoother.heartbeat_s + 1)
         self.bridge.start()
 
@@ -586,6 +586,7 @@ class PlayerApp:
             self.bridge.publish_state(SpeakerState(
                 mood=status["mood"] if seen else None, confidence=status["confidence"],
                 track=status["title"] or status["track"],  # a file without a title tag: its name
+                control=status["control"],
                 paused=status["paused"], privacy=None if privacy_pending else status["privacy"],
                 volume=status["volume"], volume_max=status["volume_cap"]), now)
             status = {**status, "mqtt": self.bridge.describe()}
