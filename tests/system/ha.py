@@ -29,6 +29,7 @@ import traceback
 import urllib.error
 import urllib.parse
 import urllib.request
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -331,7 +332,8 @@ class HaTest(SystemTest):
     def check_10_player_restart_in_privacy_mode_never_shows_privacy_off(self) -> str:
         self.sh("moodspeaker privacy on")
         wait_for("HA privacy on", lambda: self.state("privacy")["state"] == "on", 15, every=0.5)
-        since = self.state("privacy")["last_changed"]  # history starts with the state at `since`: on
+        # the history starts with the state before `since`: take it just after privacy went on
+        since = (datetime.fromisoformat(self.state("privacy")["last_changed"]) + timedelta(seconds=0.5)).isoformat()
         self.sh("systemctl restart moodspeaker-player", timeout=120)
         wait_for("player back", lambda: self.active("moodspeaker-player"), 60)
         wait_for("HA privacy on again", lambda: self.state("privacy")["state"] == "on", 30, every=0.5)
@@ -342,9 +344,10 @@ class HaTest(SystemTest):
 
     def check_11_a_retained_command_is_not_replayed(self) -> str:
         topic = f"moodspeaker/{NODE}/privacy/set"
+        self.sh("systemctl stop moodspeaker-player", timeout=120)  # a running player would take it as a live command
         self.mosquitto_pub(topic, "OFF", retain=True)  # someone's stale retained command
         try:
-            self.sh("systemctl restart moodspeaker-player", timeout=120)
+            self.sh("systemctl start moodspeaker-player", timeout=120)
             try:
                 wait_for("HA privacy on after the restart", lambda: self.state("privacy")["state"] == "on", 30, every=0.5)
             except Failed as exc:
