@@ -43,3 +43,18 @@ def test_fullframe_eval_rejects_a_bad_data_file(shipped_model: Path, tmp_path: P
     assert main(["eval", "--fullframe", "--model", str(shipped_model), "--data", str(tmp_path / "bad.npz"), "--json"]) == 2
     out, err = capsys.readouterr()
     assert out == "" and "uint8" in err  # stdout stays clean for --json readers
+
+
+def test_a_frame_larger_than_the_lores_stream_is_searched_small_and_cut_large(
+        shipped_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import cv2
+
+    with np.load(FULLFRAME) as data:
+        frames, labels, boxes = data["images"], data["labels"], data["boxes"]
+    # the same scenes as a 1280x960 main stream: found as in the 640x480 copy, read from the large frame
+    big = np.stack([cv2.resize(f, (1280, 960), interpolation=cv2.INTER_CUBIC) for f in frames])
+    np.savez(tmp_path / "big.npz", images=big, labels=labels)
+    assert main(["eval", "--fullframe", "--model", str(shipped_model), "--data", str(tmp_path / "big.npz"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["detected"] == int((boxes[:, 0] >= 0).sum())
+    assert result["accuracy"] > 2 / 7

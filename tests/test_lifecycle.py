@@ -132,6 +132,8 @@ class StuckPlayer:
 
 
 class MemoryStore:
+    problem = None
+
     def record(self, emotion: str, track_uri: str, event: str, t: float) -> None:
         pass
 

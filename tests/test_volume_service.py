@@ -61,11 +61,11 @@ def make(server: MpdServer, store: SqliteFeedbackStore, volume: VolumeConfig, mi
 
 def test_start_volume_maximum_and_quiet_hours_cap(mpd_server: MpdServer, store) -> None:
     minute = [12 * 60]  # noon
-    volume = VolumeConfig(start=90, maximum=70, quiet_hours=("22:00-07:00",), quiet_max=20)
+    volume = VolumeConfig(start=70, maximum=70, quiet_hours=("22:00-07:00",), quiet_max=20)
     service, _ = make(mpd_server, store, volume, minute)
 
     async def scenario() -> None:
-        await until(lambda: mpd_volume(mpd_server) == 70)  # start 90, but never above the maximum
+        await until(lambda: mpd_volume(mpd_server) == 70)  # start (a start above the maximum is a config error)
         service.submit_volume(50)
         await until(lambda: mpd_volume(mpd_server) == 50)
         minute[0] = 22 * 60 + 1  # quiet hours begin: lowered to their cap

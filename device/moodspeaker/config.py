@@ -2,8 +2,11 @@
 
 Every section is a dataclass below; every key has a default, so an empty file is a valid config.
 Unknown sections/keys and bad values are rejected with the file, the key and a suggestion, every problem in
-the file at once; numbers must be finite (TOML allows nan and inf). `check_across` holds the checks that
-span sections. To add a setting: add a field to its section's dataclass (with a default and a comment).
+the file at once; numbers must be finite (TOML allows nan and inf) and fit a float. `check_across` holds the checks
+that span sections. The daemons and `moodspeaker config check` run this same code, so what the check accepts the
+daemons accept. To add a setting: add a field to its section's dataclass (with a default and a comment); mark a
+path or name that must not be empty `metadata=NOT_EMPTY`, and a password or secret `metadata=SECRET` (its value is
+never repeated in an error message).
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
+import stat
 import tomllib
 import types
 import typing
@@ -24,9 +29,12 @@ from moodspeaker.core.emotions import EMOTIONS
 from moodspeaker.core.policy import check_settings
 from moodspeaker.core.smoother import SmootherParams
 from moodspeaker.core.volume import VolumeRules, parse_window
-from moodspeaker.errors import ConfigError
+from moodspeaker.errors import ConfigError, quote
 
 DEFAULT_CONFIG_PATH = Path("/etc/moodspeaker/config.toml")
+MAX_CONFIG_BYTES = 1 << 20  # a config is a few KiB; a larger "file" is a mistake (or /dev/zero)
+NOT_EMPTY = {"not_empty": True}  # field metadata: "" is refused (an empty path would mean the current folder)
+SECRET = {"secret": True}  # field metadata: the value never appears in an error message
 
 
 @dataclass(frozen=True)
@@ -41,12 +49,13 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class MoodSocketConfig:
-    path: str = "/run/moodspeaker/mood.sock"  # unix datagram socket: vision -> player
+    path: str = field(default="/run/moodspeaker/mood.sock", metadata=NOT_EMPTY)  # unix datagram socket: vision -> player
 
 
 @dataclass(frozen=True)
 class ServiceConfig:
-    runtime_dir: str = "/run/moodspeaker"  # where each daemon writes its state file for `moodspeaker status`
+    # where each daemon writes its state file for `moodspeaker status`
+    runtime_dir: str = field(default="/run/moodspeaker", metadata=NOT_EMPTY)
     status_interval: float = 1.0  # seconds between state-file writes and systemd STATUS= updates
 
     def __post_init__(self) -> None:
@@ -86,7 +95,7 @@ class PlayerConfig:
 class MpdConfig:
     host: str = "localhost"  # host name or IP, or the path of MPD's unix socket (starts with /)
     port: int = 6600  # TCP port; ignored for a unix socket
-    password: str = ""  # MPD's password, if it has one
+    password: str = field(default="", metadata=SECRET)  # MPD's password, if it has one
     liked_playlist: str = "liked"  # stored playlist that the like button adds to
     reconnect_max_s: float = 30.0  # longest wait between reconnect attempts
     library: Literal["playlists", "folders", "tags"] = "playlists"  # a mood's music: stored playlists, a folder, a tag
@@ -119,6 +128,8 @@ class VolumeConfig:
         problems = []
         if not -1 <= self.start <= 100 or not 0 <= self.maximum <= 100 or not 0 <= self.quiet_max <= 100:
             problems.append("start (-1 or 0..100), maximum and quiet_max (0..100) are volume percentages")
+        elif self.start > self.maximum:
+            problems.append(f"start ({self.start}) must not be above maximum ({self.maximum})")
         if not 0 <= self.fade_s <= 3:  # the fade is part of one backend command, within the player's time limit
             problems.append("fade_s must be 0..3 seconds")
         for window in self.quiet_hours:  # a bad window is an error now, not in the player
@@ -138,7 +149,7 @@ class MqttConfig:
     host: str = ""  # the MQTT broker (Home Assistant's Mosquitto add-on, say); empty = no MQTT
     port: int = 1883  # 8883 is usual with tls = true
     username: str = ""  # the broker's user for the speaker, if it needs one
-    password: str = ""
+    password: str = field(default="", metadata=SECRET)
     tls: bool = False  # encrypt the connection (the broker's certificate is checked)
     ca_file: str = ""  # CA certificate for tls; empty = the system's CAs
     discovery_prefix: str = "homeassistant"  # Home Assistant's MQTT discovery prefix
@@ -179,16 +190,19 @@ class ButtonsConfig:
 
 @dataclass(frozen=True)
 class FeedbackConfig:
-    path: str = "/var/lib/moodspeaker/feedback.db"  # SQLite database of likes/skips/full plays per (emotion, track)
+    # SQLite database of likes/skips/full plays per (emotion, track)
+    path: str = field(default="/var/lib/moodspeaker/feedback.db", metadata=NOT_EMPTY)
 
 
 @dataclass(frozen=True)
 class SpotifyConfig:
     client_id: str = ""  # from your app at developer.spotify.com (needed for the spotify backend)
-    client_secret: str = ""  # the app's secret; empty = PKCE login, which needs no secret on the device
+    # the app's secret; empty = PKCE login, which needs no secret on the device
+    client_secret: str = field(default="", metadata=SECRET)
     redirect_uri: str = "http://127.0.0.1:8888/callback"  # a loopback IP, not localhost; listed in the app; nothing listens
     device_name: str = "moodspeaker"  # the Spotify Connect device to play on (raspotify/spotifyd name), case-insensitive
-    token_cache: str = "/var/lib/moodspeaker/spotify-token.json"  # written 0600 by `moodspeaker spotify-login`
+    # written 0600 by `moodspeaker spotify-login`
+    token_cache: str = field(default="/var/lib/moodspeaker/spotify-token.json", metadata=NOT_EMPTY)
     poll_s: float = 2.0  # how often to ask Spotify what is playing (it has no push for track changes)
     max_attempts: int = 5  # tries per call on 429 / 5xx / network loss before giving up
 
@@ -215,17 +229,31 @@ class SpotifyConfig:
 @dataclass(frozen=True)
 class CameraConfig:
     kind: Literal["picamera2", "opencv"] = "picamera2"  # Pi camera (libcamera), or OpenCV: a USB camera or a video file
-    device: str = "0"  # picamera2: camera number; opencv: camera index or the path of a video file
+    # picamera2: camera number; opencv: camera index or the path of a video file
+    device: str = field(default="0", metadata=NOT_EMPTY)
     width: int = 640  # frame width the pipeline analyses (the Pi camera's ISP scales to it for free)
     height: int = 480  # frame height: at 480 lines a face 3.2 m away is 36 px (the detector's floor is 24 px)
     fps: float = 5.0  # frames per second captured and analysed; 5 keeps the vision process near 10% of a core
     capture_timeout: float = 2.0  # seconds without a frame before the camera counts as hung and is reopened
     loop: bool = False  # opencv with a video file: play it in a loop (demos, shop displays, system tests)
+    # The Pi camera only (picamera2); see adapters/picamera2_source.py for why each.
+    main_width: int = 1280  # faces are found in the width x height stream and cut from this larger one of the
+    main_height: int = 960  # same instant (more pixels per face at a distance); 0 x 0: cut from the small one
+    max_exposure_ms: float = 100.0  # longest exposure the camera may choose in a dim room (motion blur limit)
+    denoise: Literal["high_quality", "fast", "off"] = "high_quality"  # the camera's (ISP's) own noise reduction
+    binned: bool = True  # run the sensor in its 2x2-binned full-view mode: four pixels' light in one, less noise
 
     def __post_init__(self) -> None:
         problems = []
         if not (32 <= self.width <= 1920 and 32 <= self.height <= 1080) or self.width % 2 or self.height % 2:
             problems.append(f"width and height must be even, 32..1920 x 32..1080, got {self.width}x{self.height}")
+        if (self.main_width, self.main_height) != (0, 0) and (
+                self.main_width % 2 or self.main_height % 2 or self.main_width < self.width
+                or self.main_height < self.height or self.main_width > 4608 or self.main_height > 3456):
+            problems.append(f"main_width x main_height must be even, at least width x height and at most 4608x3456, "
+                            f"or 0 x 0 (no main stream), got {self.main_width}x{self.main_height}")
+        if not 10 <= self.max_exposure_ms <= 1000:
+            problems.append(f"max_exposure_ms must be between 10 and 1000, got {self.max_exposure_ms}")
         if not 0.5 <= self.fps <= 60:
             problems.append(f"fps must be between 0.5 and 60, got {self.fps}")
         if self.kind == "picamera2" and not self.device.isdigit():
@@ -291,12 +319,25 @@ def _suggest(word: str, options: typing.Iterable[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(options))}"
 
 
-def _coerce(value: Any, tp: Any, where: str) -> Any:
+MAX_WHOLE = 2**31 - 1  # whole numbers beyond a C int are never meant, and overflow where they reach C code
+MAX_NUMBER = 1e9  # seconds, ratios, rates: nothing here is meant to reach a billion
+_KINDS = {bool: "true/false", int: "whole number", float: "number", str: "string", list: "list", dict: "table"}
+
+
+def _show(value: Any, secret: bool = False) -> str:
+    """`value` as an error message quotes it: one short line, and for a secret only its kind."""
+    if secret:
+        return f"a {_KINDS.get(type(value), type(value).__name__)} (not shown: the key holds a secret)"
+    return quote(value)
+
+
+def _coerce(value: Any, tp: Any, where: str, secret: bool = False) -> Any:
     """Check `value` against a field type: bool, int, float, str, Literal, tuple[X, ...], dict[str, X]."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is typing.Literal:
         if value not in args:
-            raise ConfigError(f"{where}: {value!r} is not one of {list(args)}{_suggest(str(value), map(str, args))}")
+            raise ConfigError(f"{where}: {_show(value, secret)} is not one of {list(args)}"
+                              f"{_suggest(_show(value, secret), map(str, args))}")
         return value
     if origin in (typing.Union, types.UnionType):
         errors = []
@@ -304,35 +345,39 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             if alt is type(None) and value is None:
                 return None
             try:
-                return _coerce(value, alt, where)
+                return _coerce(value, alt, where, secret)
             except ConfigError as exc:
                 errors.append(str(exc))
         raise ConfigError(errors[0])
     if origin is tuple:
         if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+            raise ConfigError(f"{where}: expected a list, got {_show(value, secret)}")
+        return tuple(_coerce(v, args[0], f"{where}[{i}]", secret) for i, v in enumerate(value))
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a table, got {value!r}")
-        return {str(k): _coerce(v, args[1], f"{where}.{k}") for k, v in value.items()}
+            raise ConfigError(f"{where}: expected a table, got {_show(value, secret)}")
+        return {str(k): _coerce(v, args[1], f"{where}.{k}", secret) for k, v in value.items()}
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+            raise ConfigError(f"{where}: expected true or false, got {_show(value, secret)}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected a whole number, got {value!r}")
+            raise ConfigError(f"{where}: expected a whole number, got {_show(value, secret)}")
+        if not -MAX_WHOLE <= value <= MAX_WHOLE:
+            raise ConfigError(f"{where}: {_show(value, secret)} is out of range (at most {MAX_WHOLE} either way)")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        if not math.isfinite(value):
-            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+            raise ConfigError(f"{where}: expected a number, got {_show(value, secret)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number, got {_show(value, secret)}")
+        if not -MAX_NUMBER <= value <= MAX_NUMBER:
+            raise ConfigError(f"{where}: {_show(value, secret)} is out of range (at most {MAX_NUMBER:g} either way)")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
+            raise ConfigError(f"{where}: expected a string, got {_show(value, secret)}")
         return value
     raise TypeError(f"config field type {tp!r} is not supported")
 
@@ -342,16 +387,20 @@ def parse_section(cls: type, values: dict[str, Any], where: str) -> Any:
     if not isinstance(values, dict):
         raise ConfigError(f"{where}: expected a [table]")
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     kwargs, problems = {}, []
     for key, value in values.items():
-        if key not in names:
-            problems.append(f"{where}: unknown key {key!r}{_suggest(key, names)}")
+        if key not in fields:
+            problems.append(f"{where}: unknown key {key!r}{_suggest(key, fields)}")
             continue
+        meta = fields[key].metadata
         try:
-            kwargs[key] = _coerce(value, hints[key], f"{where}.{key}")
+            kwargs[key] = _coerce(value, hints[key], f"{where}.{key}", secret=bool(meta.get("secret")))
         except ConfigError as exc:
             problems += exc.problems
+            continue
+        if meta.get("not_empty") and value == "":
+            problems.append(f"{where}.{key}: must not be empty (the default is {fields[key].default!r})")
     if problems:
         raise ConfigError(*problems)
     try:
@@ -373,6 +422,10 @@ def parse_config(text: str, source: Path | None = None) -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{name}: not valid TOML: {exc}") from None
+    except RecursionError:  # e.g. 200,000 "[": deeper than the parser's stack
+        raise ConfigError(f"{name}: not valid TOML: lists or tables nested too deeply") from None
+    except ValueError:  # an integer of more digits than Python converts (4300)
+        raise ConfigError(f"{name}: not valid TOML: a number has thousands of digits") from None
     sections = _sections()
     parsed, problems = {}, []
     for key, table in raw.items():
@@ -405,13 +458,38 @@ def load_config(path: Path | None) -> Config:
         if not DEFAULT_CONFIG_PATH.exists():
             return Config()
         path = DEFAULT_CONFIG_PATH
+    data = _read_config_file(path)
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file; copy the template from systemd/config.toml.example") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start} is {exc.object[exc.start:exc.start + 1]!r}); "
                           "save the file as UTF-8") from None
     return parse_config(text, path)
+
+
+def _read_config_file(path: Path) -> bytes:
+    """The bytes of a regular file of at most MAX_CONFIG_BYTES; a FIFO or device is refused unread (opened
+    non-blocking, so a FIFO cannot hang the open)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file; copy the template from systemd/config.toml.example") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a socket"
+                    if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else
+                    "not a regular file")
+            raise ConfigError(f"{path}: is {kind}, not a config file; point --config at the TOML file")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES >> 20} MiB, too large for a config file; point "
+                          "--config at the TOML file")
+    return data

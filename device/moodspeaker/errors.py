@@ -8,7 +8,7 @@ Adapters may subclass a kind to name their part (DetectorError is a SetupError);
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 EXIT_BUG = 1  # an unexpected exception: a bug in moodspeaker
 EXIT_OWNER = 2  # a mistake the owner can fix: config, arguments, files, permissions
@@ -62,3 +62,13 @@ class PlayerUnavailable(MoodspeakerError):
 
 class SourceError(MoodspeakerError):
     """The camera or video vanished or hung; the vision loop backs off and reopens."""
+
+
+def quote(value: Any, limit: int = 60) -> str:
+    """`value` as an error message quotes it: its repr on one short line, whatever it is (a 1 MiB list, a list
+    nested a thousand deep, an integer too long to print)."""
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):
+        text = f"a {type(value).__name__} too large to show"
+    return text if len(text) <= limit else f"{text[:limit - 10]}… ({len(text)} characters)"

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from moodspeaker.errors import ModelError
+from moodspeaker.errors import ModelError, quote
 from moodspeaker.model_card import ModelCard, finite_number, load_card, sha256_file
 from moodspeaker.model_proof import golden_beside, prove, read_golden
 
@@ -69,17 +69,17 @@ def golden_spec(card: ModelCard, where: Path) -> GoldenSpec:
     if not isinstance(raw, dict):
         raise ModelError(f"{where}: the card has no \"golden\" entry; write the card with `moodspeaker-train report`")
     file, sha, n, accuracy, tolerance = (raw.get(k) for k in ("file", "sha256", "n", "accuracy", "tolerance"))
-    if not isinstance(file, str) or not file or Path(file).name != file:
-        raise ModelError(f"{where}: golden.file must be a plain file name, got {file!r}")
-    if not isinstance(sha, str) or len(sha) != 64:
-        raise ModelError(f"{where}: golden.sha256 must be 64 hex digits, got {sha!r}")
+    if not isinstance(file, str) or file in ("", ".", "..") or "\0" in file or Path(file).name != file:
+        raise ModelError(f"{where}: golden.file must be a plain file name, got {quote(file)}")
+    if not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        raise ModelError(f"{where}: golden.sha256 must be 64 hex digits, got {quote(sha)}")
     if not isinstance(n, int) or isinstance(n, bool) or n < MIN_GOLDEN_FACES:
-        raise ModelError(f"{where}: golden.n must be a whole number of at least {MIN_GOLDEN_FACES} faces, got {n!r}")
+        raise ModelError(f"{where}: golden.n must be a whole number of at least {MIN_GOLDEN_FACES} faces, got {quote(n)}")
     if not finite_number(accuracy) or not GOLDEN_ACCURACY_FLOOR <= accuracy <= 1:
         raise ModelError(f"{where}: golden.accuracy must be a number from {GOLDEN_ACCURACY_FLOOR} (the floor for a "
-                         f"model worth running) to 1, got {accuracy!r}")
+                         f"model worth running) to 1, got {quote(accuracy)}")
     if not finite_number(tolerance) or not 0 <= tolerance <= MAX_TOLERANCE:
-        raise ModelError(f"{where}: golden.tolerance must be a number from 0 to {MAX_TOLERANCE}, got {tolerance!r}")
+        raise ModelError(f"{where}: golden.tolerance must be a number from 0 to {MAX_TOLERANCE}, got {quote(tolerance)}")
     return GoldenSpec(file=file, sha256=sha, n=n, accuracy=float(accuracy), tolerance=float(tolerance))
 
 
@@ -136,8 +136,6 @@ class ModelStore:
         spec = golden_spec(parsed, card)
         golden = golden or self._find_golden(card, spec)
         for path, what in ((model, "model"), (golden, "golden faces")):
-            if not path.is_file():
-                raise ModelError(f"{path}: no such file")
             _check_size(path, what)
         result = check_golden(model, card, golden, spec)
         versions = self.root / VERSIONS
@@ -229,7 +227,13 @@ class ModelStore:
 
 
 def _check_size(path: Path, what: str) -> None:
-    size, cap = path.stat().st_size, MAX_BYTES[what]
+    """A regular file of at most MAX_BYTES[what], checked before it is read."""
+    if not path.is_file():
+        raise ModelError(f"{path}: no such file (the {what})")
+    try:
+        size, cap = path.stat().st_size, MAX_BYTES[what]
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read the {what} ({exc.strerror})") from None
     if size > cap:
         raise ModelError(f"{path}: {size / 2**20:.0f} MiB is too large for a {what} file (at most {cap >> 20} MiB)")
 

@@ -121,3 +121,8 @@ class FeedbackStore(Protocol):
     def counts(self, emotion: str) -> dict[str, dict[str, int]]:
         """Per track URI, event name -> count, for one emotion; never fails (what cannot be read counts as nothing)."""
         ...
+
+    @property
+    def problem(self) -> str | None:
+        """Why events wait in memory now (a full disk, say), for the status; None while they are stored."""
+        ...

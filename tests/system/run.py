@@ -365,6 +365,54 @@ class SystemTest:
         refused = (bad.stdout + bad.stderr).strip().splitlines()[-1:]
         return f"{old[:12]} -> {good[:12]} over ssh; corrupt refused ({' '.join(refused)[:120]}); rolled back to {old[:12]}"
 
+    def check_15_a_model_that_crashes_litert_is_refused_over_ssh(self) -> str:
+        """Issue 20, case 1: a model whose card carries its file's SHA-256 but that aborts LiteRT (one weight scale
+        set to 1e30, tests/crashing_model.py) is refused by `update-model` over SSH and by a vision reload onto it;
+        vision keeps its PID and its model."""
+        self.sh("test -f /root/.ssh/id_ed25519 || ssh-keygen -q -t ed25519 -N '' -f /root/.ssh/id_ed25519 && "
+                "cat /root/.ssh/id_ed25519.pub >> /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys")
+        self.sh("systemctl restart ssh")
+        vision = wait_for("vision active", lambda: self.active("moodspeaker-vision"), 120)
+        sha = wait_for("vision's model", lambda: self.status()["services"]["vision"]["status"].get("model_sha"), 60)
+        crash = f"{FIXTURES}/crash"  # readable by the daemon (ProtectHome= hides /root)
+        make = textwrap.dedent(f"""\
+            import hashlib, json, shutil, sys
+            from pathlib import Path
+            sys.path.insert(0, '{CLONE}/tests')
+            from crashing_model import crashing_copy
+            src, out = Path('{CLONE}/models'), Path('{crash}')
+            out.mkdir(mode=0o755, exist_ok=True)
+            card = json.loads((src / 'emotion.json').read_text())
+            data = crashing_copy((src / 'emotion.tflite').read_bytes())
+            (out / 'emotion.tflite').write_bytes(data)
+            card['sha256'] = hashlib.sha256(data).hexdigest()
+            (out / 'emotion.json').write_text(json.dumps(card))
+            shutil.copy(src / card['golden']['file'], out / card['golden']['file'])
+            for f in out.iterdir():
+                f.chmod(0o644)
+            """)
+        self.sh(f"python3 -c {shlex.quote(make)}")
+        bad = self.sh(f"cd {CLONE} && scripts/update-model speaker {crash}/emotion.tflite {crash}/emotion.json",
+                      check=False, timeout=300)
+        said = (bad.stdout + bad.stderr).strip()
+        expect(bad.returncode != 0 and "crashed the interpreter" in said, f"update-model: exit {bad.returncode}: {said}")
+        config = "/etc/moodspeaker/config.toml"
+        self.sh(f"cp -p {config} {config}.before && printf '\\n[model]\\npath = \"{crash}/emotion.tflite\"\\n' >> {config}")
+        try:
+            reload = self.sh("systemctl reload moodspeaker-vision", check=False, timeout=200)
+            expect(reload.returncode != 0, "a vision reload onto the crashing model succeeded")
+            reason = self.status()["services"]["vision"].get("reload_error") or ""
+            expect("crashed the interpreter" in reason, f"the reload failed, but not for the crash: {reason!r}")
+        finally:
+            self.sh(f"mv {config}.before {config}")
+        after = self.active("moodspeaker-vision")
+        expect(after is not None and after["MainPID"] == vision["MainPID"] and after["NRestarts"] == vision["NRestarts"],
+               f"vision did not survive: before {vision}, after {after}")
+        expect(self.status()["services"]["vision"]["status"].get("model_sha") == sha, "vision's model changed")
+        self.sh("systemctl reload moodspeaker-vision", timeout=200)  # back on the config without the bad model
+        return (f"update-model refused it ({said.splitlines()[-1][:100]}); a reload onto it refused ({reason[:80]}); "
+                f"vision PID {vision['MainPID']} unchanged, still on {sha[:12]}")
+
     def check_11_power_cut_while_feedback_is_written(self) -> str:
         self.sh(f"systemd-run --unit=skipper bash -c 'while sleep 0.4; do mpc -q --port {self.mpd_port} next; done'")
         wait_for("feedback being written", lambda: self.feedback_rows() > 3, 60, every=0.5)

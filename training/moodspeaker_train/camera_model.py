@@ -1,5 +1,4 @@
-"""The fixed parts of the camera model that training augmentation applies (augment.py and its PyTorch twin in
-distill.py use these same arrays, so the two trainers degrade faces the same way).
+"""The fixed parts of the camera model that training augmentation applies (`distill.camera`).
 
 What a living-room camera does to a face, in the order it happens: optics (defocus, or motion blur while the
 head moves), little light (low gain), distance (a face a few dozen pixels across, enlarged again with linear

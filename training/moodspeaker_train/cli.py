@@ -1,5 +1,6 @@
-"""`moodspeaker-train fit|distill|import|export|report|living-room`: train a model (Keras on a CPU, or PyTorch
-on a GPU), export it to int8 TFLite, report on val, and measure it under living-room conditions."""
+"""`moodspeaker-train distill|dequantise|logits|import|export|report|living-room`: train a model (PyTorch, on a
+GPU or a CPU), recover float weights and soft targets from a shipped int8 model, export int8 TFLite (through the
+Keras twin), report on val, and measure it under living-room conditions."""
 
 from __future__ import annotations
 
@@ -12,24 +13,11 @@ from moodspeaker_train.recipe import RecipeError, load_recipe
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED_RUN = REPO / "runs/xception80-kd"  # the shipped model's run (`distill`, then `import`): export and report read it
-RUNS = REPO / "runs"  # fit and distill write runs/<recipe name> unless told --out
+RUNS = REPO / "runs"  # distill writes runs/<recipe name> unless told --out
 DATA_HELP = (
     "data set: a directory with train.npz/val.npz (shared/data/fer2013 layout), Kaggle's fer2013.csv, "
     f"or a directory with train/<class>/*.jpg and val/<class>/*.jpg (default {DEFAULT_DATA})"
 )
-
-
-def _cmd_fit(args: argparse.Namespace) -> int:
-    from moodspeaker_train.fit import fit
-
-    overrides = {"epochs": args.epochs} if args.epochs else {}
-    recipe = load_recipe(args.config, overrides)
-    train, val = load_split(args.data, "train"), load_split(args.data, "val")
-    out = args.out or RUNS / args.config.stem
-    state = fit(recipe, train, val, out, resume=args.resume, init_from=args.init_from)
-    print(f"best val accuracy (float) {state['best_val_accuracy']:.4f} at epoch {state['best_epoch']}; "
-          f"checkpoints in {out}")
-    return 0
 
 
 def _cmd_distill(args: argparse.Namespace) -> int:
@@ -179,18 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="moodspeaker-train", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("fit", help="train a model from scratch (resumable)")
-    p.add_argument("--config", type=Path, default=REPO / "training/configs/xception48.toml", help="recipe TOML")
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help=DATA_HELP)
-    p.add_argument("--out", type=Path, help="run directory (checkpoints, logs); default runs/<recipe name>")
-    p.add_argument("--epochs", type=int, help="override the recipe's epoch count")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
-    p.add_argument("--init-from", type=Path, help="start from this checkpoint's weights (same architecture), "
-                   "e.g. runs/xception48/best.keras for a warm restart")
-    p.set_defaults(func=_cmd_fit)
-
-    p = sub.add_parser("distill", help="train with PyTorch (on a GPU if there is one): a teacher, or a student "
-                       "distilled from --teacher runs")
+    p = sub.add_parser("distill", help="train with PyTorch (on a GPU if there is one, else the CPU; resumable): a "
+                       "teacher, a student distilled from --teacher runs or --targets logits, or a fine-tune (--init-from)")
     p.add_argument("--config", type=Path, required=True, help="recipe TOML, e.g. training/configs/xception48-kd.toml")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help=DATA_HELP)
     p.add_argument("--out", type=Path, help="run directory (checkpoints, logs); default runs/<recipe name>")

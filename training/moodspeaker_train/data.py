@@ -160,5 +160,5 @@ def load_split(data: Path, split: str) -> FaceSet:
             return load_folder(data / name)
     raise DataError(
         f"{data}: found neither {split}.npz nor a {split}/<class>/ image folder; "
-        "see `moodspeaker-train fit --help` for the accepted layouts"
+        "see `moodspeaker-train distill --help` for the accepted layouts"
     )

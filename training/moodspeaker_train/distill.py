@@ -1,16 +1,18 @@
-"""Training with PyTorch on a GPU: big teachers from scratch, then small students distilled from them.
+"""The trainer, with PyTorch on a GPU or a CPU: big teachers from scratch, students distilled from them (live, or
+from their cached logits), fine-tunes from float weights.
 
-A lent GPU box has PyTorch and no TensorFlow, and only minutes to spare; so this trainer keeps the
-whole data set on the GPU, augments batches there (the twin of `augment.augment_batch`), and fits
-its epoch count to `--minutes` after timing the second epoch (the first includes cuDNN's autotuning).
-A run directory has the layout of `fit`'s (recipe.json, history.csv, state.json, curves.png) with
-best.pt/last.pt instead of .keras files; a student whose architecture has a Keras twin also gets
-best.weights.npz (weights in Keras layouts, see `torch_models.keras_weights`), which
-`moodspeaker-train import` turns into the best.keras that `export` and `report` read.
+A lent GPU box has PyTorch and no TensorFlow, and only minutes to spare; so this trainer keeps the whole data
+set on the device, augments batches there (geometry, light, the camera model of camera_model.py), and fits its
+epoch count to `--minutes` after timing the second epoch (the first includes cuDNN's autotuning). A run directory
+holds recipe.json, history.csv, state.json, curves.png, best.pt and last.pt (for `--resume`); a student whose
+architecture has a Keras twin also gets best.weights.npz (weights in Keras layouts, see
+`torch_models.keras_weights`), which `moodspeaker-train import` turns into the best.keras that `export` and
+`report` read.
 
 Student loss per face: (1 - a) * cross-entropy on the recipe's soft targets + a * T^2 * KL(teachers
 || student) at temperature T, where the teachers' logits are averaged over the teachers and over a
-horizontal flip; weighted by class, as in `fit`. Imports numpy, torch and matplotlib only.
+horizontal flip, computed on the clean face while the student sees the augmented one; weighted by class.
+Imports numpy, torch, tqdm and matplotlib (and the device's numpy-only enhancement) only.
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ def build(recipe: Recipe) -> nn.Module:
 
 
 def augment(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
-    """(B, 1, S, S) float pixels 0..255 -> augmented, same shape and range, like `augment.augment_batch`."""
+    """(B, 1, S, S) float pixels 0..255 -> augmented, same shape and range: one affine warp (flip, rotation,
+    scale, shift), brightness and contrast, the camera model, the device's enhancement, random erasing."""
     n, s = x.shape[0], x.shape[-1]
 
     def uniform(lo: float, hi: float) -> torch.Tensor:
@@ -114,7 +117,7 @@ _enhance_pool: ProcessPoolExecutor | None = None
 
 
 def jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
-    """JPEG's lossy step on (B, 1, S, S) grayscale, like `augment._jpeg`: 8x8 DCT quantised at `quality`."""
+    """JPEG's lossy step on (B, 1, S, S) grayscale: 8x8 DCT quantised at `quality`."""
     table = torch.from_numpy(jpeg_table(quality)).to(x.device)
     d = torch.from_numpy(dct_matrix()).to(x.device)
     n, s = x.shape[0], x.shape[-1]
@@ -126,7 +129,7 @@ def jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
 
 
 def camera(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
-    """The camera model on (B, 1, S, S) float pixels, like `augment._camera` (same kernels, tables and order)."""
+    """The camera model (camera_model.py) on (B, 1, S, S) float pixels, each step with its own probability."""
     n, s = x.shape[0], x.shape[-1]
 
     def chosen(prob: float) -> torch.Tensor:
@@ -179,7 +182,7 @@ def camera(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
 
 
 def lr_at(step: int, total: int, warmup: int, lr: float) -> float:
-    """Linear warm-up from lr/10, then cosine down to lr/100: the schedule `fit` uses."""
+    """Linear warm-up from lr/10, then cosine down to lr/100."""
     if step < warmup:
         return lr / 10 + (lr - lr / 10) * step / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))

@@ -12,7 +12,6 @@ import tensorflow as tf
 
 from moodspeaker_train import models
 from moodspeaker_train.data import FaceSet
-from moodspeaker_train.fit import to_input
 from moodspeaker_train.recipe import recipe_from_dict
 
 
@@ -23,12 +22,15 @@ def export_int8(checkpoint: Path, calibration: FaceSet, out: Path, n_calibration
     scales pixels itself, calibration sees inputs 0..255 and the input quantisation is pixel - 128.
     """
     if not checkpoint.is_file():
-        raise FileNotFoundError(f"{checkpoint}: no checkpoint; train first with `moodspeaker-train fit`")
+        raise FileNotFoundError(f"{checkpoint}: no checkpoint; train with `moodspeaker-train distill`, then `import`")
     model = keras.models.load_model(checkpoint)
     size = model.input_shape[1]
     rng = np.random.default_rng(seed)
     idx = rng.choice(len(calibration), min(n_calibration, len(calibration)), replace=False)
-    faces = to_input(tf.constant(calibration.images[idx]), size).numpy()
+    if size != calibration.images.shape[1]:
+        raise ValueError(f"{checkpoint}: the model takes {size}x{size} faces, the data has "
+                         f"{calibration.images.shape[1]}x{calibration.images.shape[2]}")
+    faces = calibration.images[idx].astype(np.float32)[..., None]
 
     def representative():
         for face in faces:

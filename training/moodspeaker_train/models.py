@@ -1,8 +1,9 @@
-"""Pi-sized architectures, built from scratch (no pretrained weights can be fetched here).
+"""The Keras twin of the shipped architecture, for the int8 TFLite export only (training is PyTorch:
+torch_models.py builds the same network layer for layer, and `export.set_twin_weights` hands its weights over).
 
-All take raw grayscale pixels (float 0..255, shape (S, S, 1)) and scale them inside the graph, so
-the int8 model's input quantisation is exactly `pixel - 128` and the device does no float maths.
-Every block is Conv-BN-ReLU so batch norm folds away at export.
+It takes raw grayscale pixels (float 0..255, shape (S, S, 1)) and scales them inside the graph, so the int8
+model's input quantisation is exactly `pixel - 128` and the device does no float maths. Every block is
+Conv-BN(-ReLU) so batch norm folds away at export.
 """
 
 from __future__ import annotations
@@ -15,11 +16,8 @@ from keras import layers
 NUM_CLASSES = 7
 
 
-def _conv_bn(x, filters: int, kernel: int = 3, strides: int = 1, act: str | None = "relu", wd: float = 0.0):
-    x = layers.Conv2D(
-        filters, kernel, strides=strides, padding="same", use_bias=False,
-        kernel_regularizer=keras.regularizers.l2(wd) if wd else None,
-    )(x)
+def _conv_bn(x, filters: int, kernel: int = 3, strides: int = 1, act: str | None = "relu"):
+    x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False)(x)
     x = layers.BatchNormalization()(x)
     return layers.Activation(act)(x) if act else x
 
@@ -33,71 +31,6 @@ def _head(x, dropout: float) -> keras.KerasTensor:
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(dropout)(x)
     return layers.Dense(NUM_CLASSES, name="logits")(x)
-
-
-def vgg(
-    size: int = 48,
-    widths: tuple[int, ...] = (32, 64, 128, 256),
-    first_convs: int = 2,
-    dropout: float = 0.4,
-) -> keras.Model:
-    """Compact VGG: per block two 3x3 Conv-BN-ReLU and a 2x2 max-pool.
-
-    `first_convs=1` keeps one conv at full resolution, where a CPU spends most of its time.
-    """
-    inputs, x = _stem(size)
-    for i, w in enumerate(widths):
-        for _ in range(first_convs if i == 0 else 2):
-            x = _conv_bn(x, w)
-        x = layers.MaxPooling2D()(x)
-        x = layers.Dropout(0.1 + 0.05 * i)(x)
-    x = _conv_bn(x, widths[-1] * 2, kernel=1)
-    return keras.Model(inputs, _head(x, dropout), name="vgg")
-
-
-def _basic_block(x, filters: int, strides: int):
-    shortcut = x
-    y = _conv_bn(x, filters, strides=strides)
-    y = _conv_bn(y, filters, act=None)
-    if strides != 1 or x.shape[-1] != filters:
-        shortcut = _conv_bn(x, filters, kernel=1, strides=strides, act=None)
-    return layers.Activation("relu")(layers.Add()([y, shortcut]))
-
-
-def resnet(size: int = 48, widths: tuple[int, ...] = (32, 64, 128, 256), blocks: int = 2, dropout: float = 0.3) -> keras.Model:
-    """ResNet-18-like with basic blocks; the first stage keeps full resolution."""
-    inputs, x = _stem(size)
-    x = _conv_bn(x, widths[0])
-    for i, w in enumerate(widths):
-        for b in range(blocks):
-            x = _basic_block(x, w, strides=2 if (b == 0 and i > 0) else 1)
-    return keras.Model(inputs, _head(x, dropout), name="resnet")
-
-
-def _inverted_residual(x, filters: int, strides: int, expand: int):
-    inp = x
-    hidden = x.shape[-1] * expand
-    if expand != 1:
-        x = _conv_bn(x, hidden, kernel=1, act="relu6")
-    x = layers.DepthwiseConv2D(3, strides=strides, padding="same", use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
-    x = layers.Activation("relu6")(x)
-    x = _conv_bn(x, filters, kernel=1, act=None)
-    if strides == 1 and inp.shape[-1] == filters:
-        x = layers.Add()([inp, x])
-    return x
-
-
-def mobilenetv2(size: int = 48, alpha: float = 1.0, dropout: float = 0.3) -> keras.Model:
-    """MobileNetV2 adapted to 48-64 px faces: stride-1 stem, then (expansion, width, repeats, stride)."""
-    spec = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 3, 2), (6, 96, 2, 1), (6, 160, 2, 2))
-    inputs, x = _stem(size)
-    x = _conv_bn(x, int(32 * alpha), act="relu6")
-    for expand, width, repeats, stride in spec:
-        for r in range(repeats):
-            x = _inverted_residual(x, max(8, int(width * alpha)), stride if r == 0 else 1, expand)
-    x = _conv_bn(x, int(640 * alpha), kernel=1, act="relu6")
-    return keras.Model(inputs, _head(x, dropout), name="mobilenetv2")
 
 
 def _separable(x, filters: int, act: str | None = "relu"):
@@ -146,12 +79,7 @@ def xception(
     return keras.Model(inputs, _head(x, dropout), name="xception")
 
 
-ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
-    "vgg": vgg,
-    "xception": xception,
-    "resnet": resnet,
-    "mobilenetv2": mobilenetv2,
-}
+ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {"xception": xception}
 
 
 def build(arch: str, size: int, **kwargs) -> keras.Model:

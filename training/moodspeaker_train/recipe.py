@@ -20,7 +20,7 @@ class AugmentConfig:
     erase_prob: float = 0.5
     erase_area: tuple[float, float] = (0.02, 0.15)
     # The camera model (camera_model.py), each step applied to a face with its own probability (0 = off),
-    # except for a share `clean_prob` of the faces that skip it altogether (PyTorch trainer only):
+    # except for a share `clean_prob` of the faces that skip it altogether:
     clean_prob: float = 0.0
     blur_prob: float = 0.0  # defocus or motion blur, one of camera_model.blur_kernels() at random
     lowlight_prob: float = 0.0  # exposure times a gain drawn from [gain_min, 1]
@@ -35,9 +35,9 @@ class AugmentConfig:
     occlude_prob: float = 0.0  # a flat object (hand, mug) over the lower 20-45% of the face
     # The device's crop enhancement (the card's preprocessing.device.enhance: "none" or "denoise-stretch",
     # moodspeaker.core.enhance), applied to every face after the camera model, as the device applies it to
-    # every crop before the model (PyTorch trainer only; val is enhanced too).
+    # every crop before the model (val is enhanced too).
     enhance: str = "none"
-    # Real low light (PyTorch trainer only): one lamp to the side, and a cheap sensor's dark end.
+    # Real low light: one lamp to the side, and a cheap sensor's dark end.
     shadow_prob: float = 0.0  # light from one side: gain falls to [shadow_min, 1] across the face, soft or hard edge
     shadow_min: float = 0.1
     crush_prob: float = 0.0  # black level up to black_max grey levels clipped away (after the noise), then a
@@ -50,7 +50,7 @@ class AugmentConfig:
 class Recipe:
     arch: str = "vgg"
     arch_args: dict[str, Any] = field(default_factory=dict)
-    size: int = 48  # input side in pixels; 48 or 64
+    size: int = 48  # input side in pixels (the trainer takes 48)
     epochs: int = 30
     batch_size: int = 128
     lr: float = 2e-3
@@ -61,9 +61,9 @@ class Recipe:
     class_weighting: str = "sqrt"  # none | sqrt | balanced (inverse frequency), applied in the loss only
     patience: int = 8  # early stopping on val accuracy
     seed: int = 1234
-    # `moodspeaker-train distill` (PyTorch) only: the share of the loss spent on matching the teachers'
-    # softened outputs, their temperature, mixup (Beta(a, a)) on the shared batch, and the decay of an
-    # exponential moving average of the weights (0 = none) that is evaluated and kept instead.
+    # The share of the loss spent on matching the teachers' softened outputs, their temperature, mixup
+    # (Beta(a, a)) on the shared batch, and the decay of an exponential moving average of the weights (0 = none)
+    # that is evaluated and kept instead.
     distill_weight: float = 0.0
     distill_temperature: float = 4.0
     mixup: float = 0.0

@@ -18,7 +18,6 @@ from moodspeaker.dev.peer import PeerClassifier
 from moodspeaker.evaluation import evaluate_crops
 from moodspeaker.model_card import CARD_FORMAT, card_path_for, sha256_file
 from moodspeaker_train.data import LABELS, FaceSet
-from moodspeaker_train.fit import to_input
 from moodspeaker_train.models import count_macs
 from moodspeaker_train.plots import plot_confusion
 
@@ -27,8 +26,7 @@ GOLDEN_N = 210  # 30 per class where val has them: `moodspeaker model install` r
 
 
 def _float_metrics(model: keras.Model, val: FaceSet) -> dict:
-    size = model.input_shape[1]
-    logits = model.predict(to_input(val.images, size), batch_size=256, verbose=0)
+    logits = model.predict(val.images.astype(np.float32)[..., None], batch_size=256, verbose=0)
     return summarize(confusion_matrix(val.labels, logits.argmax(axis=1), len(LABELS)), LABELS)
 
 

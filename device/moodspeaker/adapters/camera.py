@@ -12,6 +12,9 @@ def open_camera(config: CameraConfig) -> FrameSource:
     """A source for [camera]; nothing is opened until its frames are read."""
     size = (config.width, config.height)
     if config.kind == "picamera2":
+        main = (config.main_width, config.main_height) if config.main_width and config.main_height else None
         return Picamera2FrameSource(size=size, fps=config.fps, camera_num=int(config.device),
-                                    capture_timeout=config.capture_timeout)
+                                    capture_timeout=config.capture_timeout, main_size=main,
+                                    max_exposure_ms=config.max_exposure_ms, denoise=config.denoise,
+                                    binned=config.binned)
     return OpenCVFrameSource(config.device, size=size, fps=config.fps, loop=config.loop)

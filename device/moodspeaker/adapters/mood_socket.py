@@ -1,8 +1,10 @@
 """Mood events over a unix datagram socket: the vision process sends, the player process listens.
 
-The listener owns the socket path. The sender addresses every datagram to that path (no connection to lose),
-so it picks the listener up whenever it appears, and it never blocks: with nobody listening, or the
-listener's queue full, the event is dropped. A heartbeat follows within seconds, so nothing is lost for long.
+The listener owns the socket path, mode 0660 (the daemons' user and group may send, nobody else) and, where it
+creates the socket's folder, 0750: explicit modes, whatever the umask. The sender addresses every datagram to
+that path (no connection to lose), so it picks the listener up whenever it appears, and it never blocks: with
+nobody listening, or the listener's queue full, the event is dropped. A heartbeat follows within seconds, so
+nothing is lost for long.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import select
 import socket
 import stat
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +25,8 @@ from types import TracebackType
 from moodspeaker.core.mood import MAX_DATAGRAM, MalformedEvent, MoodEvent
 from moodspeaker.errors import SetupError
 
+SOCKET_MODE = 0o660  # the daemons' user and group send moods; nobody else may
+FOLDER_MODE = 0o750  # a folder the listener creates for its socket
 DROP_LOG_INTERVAL_S = 10.0  # after the first dropped datagram, at most one log line per this many seconds
 
 log = logging.getLogger(__name__)
@@ -83,14 +88,14 @@ class MoodSocketReceiver:
         self._unlogged = 0  # drops since the last log line
         self._latest_drop = ""
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _make_folder(self.path.parent)
         except OSError as exc:
             raise MoodSocketError(f"{self.path.parent}: cannot create the mood socket directory ({exc.strerror}); "
                                   "set [mood_socket] path to a writable place") from None
         _remove_stale_socket(self.path)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
-            self._sock.bind(str(self.path))
+            _bind_with_mode(self._sock, self.path)
         except OSError as exc:
             self._sock.close()
             raise MoodSocketError(f"{self.path}: cannot bind the mood socket ({exc.strerror})") from None
@@ -153,6 +158,30 @@ class MoodSocketReceiver:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
+
+
+def _make_folder(folder: Path) -> None:
+    """Create `folder` (and missing parents) with FOLDER_MODE, set explicitly: mkdir's mode is cut by the umask."""
+    if folder.is_dir():
+        return
+    _make_folder(folder.parent)
+    with contextlib.suppress(FileExistsError):
+        folder.mkdir()
+        os.chmod(folder, FOLDER_MODE)
+
+
+def _bind_with_mode(sock: socket.socket, path: Path) -> None:
+    """Bind `sock` at `path` with SOCKET_MODE from its first moment: bound inside a private (0700) folder, given
+    its mode, then renamed into place, so no datagram can arrive through the umask's mode meanwhile."""
+    private = Path(tempfile.mkdtemp(prefix=".mood-", dir=path.parent))
+    try:
+        sock.bind(str(private / "s"))
+        os.chmod(private / "s", SOCKET_MODE)
+        os.rename(private / "s", path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            (private / "s").unlink()
+        private.rmdir()
 
 
 def _remove_stale_socket(path: Path) -> None:

@@ -9,11 +9,15 @@ The music never waits for the database. A full disk (or any failed write) keeps 
 once, and writes it with the next event once there is room; a corrupt database is moved aside (with a log line
 naming both files) and a new one started, when the player opens it or finds it corrupt while running;
 while it cannot be moved (a read-only filesystem), events wait in memory and each new one tries again.
+With `wait_for_room` (the player), a database that cannot be created or opened for lack of room (or an I/O
+error), at start or after a corrupt one was moved aside, is a state, not a crash: events wait in memory,
+`problem` says why (the player's status shows it), and each new event tries to open it again.
 Reads that fail answer from what is in memory.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import sqlite3
 import threading
@@ -48,8 +52,20 @@ class CorruptFeedbackDatabase(FeedbackStoreError):
     """SQLite says the file is not a database or its pages are damaged."""
 
 
+class NoRoomForFeedback(FeedbackStoreError):
+    """The database cannot be created or opened now: the disk is full, or an I/O error."""
+
+
 class FeedbackNotSaved(MoodspeakerError):
     """Events are kept in memory because the database cannot take them now (disk full, I/O error)."""
+
+
+def _no_room(exc: sqlite3.Error | OSError) -> bool:
+    """SQLITE_FULL, any SQLITE_IOERR, or ENOSPC/EIO from the filesystem: conditions that pass by themselves."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO)
+    code = getattr(exc, "sqlite_errorcode", None)
+    return (code is not None and code & 0xFF in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR)) or "disk is full" in str(exc)
 
 
 def _corrupt(exc: sqlite3.Error) -> bool:
@@ -63,27 +79,42 @@ class SqliteFeedbackStore:
     """Thread-safe (one connection behind a lock), so the player may call it from a worker thread.
 
     `move_corrupt_aside`: the player's choice (a new, empty database beats no music and a crash at every
-    start); `moodspeaker feedback` leaves a corrupt file alone and reports it.
+    start); `moodspeaker feedback` leaves a corrupt file alone and reports it. `wait_for_room`: the player's
+    choice too (see the module's docstring); without it a full disk at open is a NoRoomForFeedback error.
     """
 
-    def __init__(self, path: Path | str, move_corrupt_aside: bool = False) -> None:
+    def __init__(self, path: Path | str, move_corrupt_aside: bool = False, wait_for_room: bool = False) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._unsaved: list[tuple[str, str, str, float]] = []  # events the database did not take yet
         self._move_corrupt_aside = move_corrupt_aside
+        self.problem: str | None = None  # why events wait in memory now; None while the database takes them
+        self._db: sqlite3.Connection | None = None  # None while it cannot be opened (wait_for_room)
         try:
-            self._db = self._open()
+            self._db = self._open_or_set_aside()
+        except NoRoomForFeedback as exc:
+            if not wait_for_room:
+                raise
+            self.problem = f"{exc}; feedback events are kept in memory until there is room"
+            log.warning("%s", self.problem)
+
+    def _open_or_set_aside(self) -> sqlite3.Connection:
+        try:
+            return self._open()
         except CorruptFeedbackDatabase:
-            if not move_corrupt_aside:
+            if not self._move_corrupt_aside:
                 raise
             self._set_aside()
-            self._db = self._open()
+            return self._open()
 
     def _open(self) -> sqlite3.Connection:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
+            if _no_room(exc):
+                raise NoRoomForFeedback(f"{self.path}: cannot create the feedback database: the disk is full or "
+                                        f"failing ({exc}); free space on its filesystem") from None
             raise FeedbackStoreError(f"{self.path}: cannot open the feedback database ({exc}); check [feedback] path "
                                      "and that the directory is writable by this user") from None
         try:
@@ -91,6 +122,9 @@ class SqliteFeedbackStore:
             check = db.execute("PRAGMA quick_check").fetchone()[0]  # damaged pages would fail a later read
         except sqlite3.Error as exc:
             db.close()
+            if _no_room(exc) and not _corrupt(exc):
+                raise NoRoomForFeedback(f"{self.path}: cannot open the feedback database: the disk is full or "
+                                        f"failing ({exc}); free space on its filesystem") from None
             error = CorruptFeedbackDatabase if _corrupt(exc) else FeedbackStoreError
             raise error(f"{self.path}: not a usable feedback database ({exc}); move it aside or point "
                         "[feedback] path elsewhere") from None
@@ -133,14 +167,30 @@ class SqliteFeedbackStore:
         use tries again, and raise FeedbackNotSaved."""
         if not self._move_corrupt_aside:
             raise CorruptFeedbackDatabase(f"{self.path}: corrupt feedback database ({exc}); move it aside") from None
+        assert self._db is not None
         self._db.close()  # before the rename: closing removes the -wal and -shm files by the old name
+        self._db = None
         try:
             self._set_aside()
         except OSError as failure:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            raise FeedbackNotSaved(f"{self.path} is corrupt ({exc}) and cannot be moved aside ({failure}); "
-                                   f"{len(self._unsaved)} feedback events kept in memory until it can") from None
-        self._db = self._open()
+            raise self._not_saved(f"{self.path} is corrupt ({exc}) and cannot be moved aside ({failure})") from None
+        self._db = self._connection()  # a new database; with no room, events wait and the next one tries again
+
+    def _connection(self) -> sqlite3.Connection:
+        """The open database; opened again if it could not be (no room before). Raises FeedbackNotSaved while it
+        still cannot be, naming the cause."""
+        if self._db is None:
+            try:
+                self._db = self._open_or_set_aside()
+            except FeedbackStoreError as exc:
+                raise self._not_saved(str(exc)) from None
+            log.info("%s: the feedback database is open again", self.path)
+        return self._db
+
+    def _not_saved(self, why: str) -> FeedbackNotSaved:
+        self.problem = f"{why}; {len(self._unsaved)} feedback events kept in memory until it can be written"
+        return FeedbackNotSaved(self.problem)
 
     def record(self, emotion: str, track_uri: str, event: str, t: float) -> None:
         """Store one event; if the database cannot take it now, keep it (and any before it) in memory and raise
@@ -155,18 +205,20 @@ class SqliteFeedbackStore:
             self._insert(self._unsaved)
         except sqlite3.Error as exc:
             if not _corrupt(exc):
-                raise FeedbackNotSaved(f"{self.path}: cannot write ({exc}); {len(self._unsaved)} feedback events "
-                                       "kept in memory until it can") from None
+                cause = "the disk is full" if _no_room(exc) else "cannot write"
+                raise self._not_saved(f"{self.path}: {cause} ({exc})") from None
             self._recover_from_corruption(exc)
             self._insert(self._unsaved)
         if len(self._unsaved) > 1:
             log.info("%s: wrote %d feedback events kept in memory", self.path, len(self._unsaved))
         self._unsaved.clear()
+        self.problem = None
 
     def _insert(self, rows: list[tuple[str, str, str, float]]) -> None:
-        with self._db:  # one transaction: all or none
-            self._db.execute("BEGIN")
-            self._db.executemany("INSERT INTO events (emotion, track, event, t) VALUES (?, ?, ?, ?)", rows)
+        db = self._connection()
+        with db:  # one transaction: all or none
+            db.execute("BEGIN")
+            db.executemany("INSERT INTO events (emotion, track, event, t) VALUES (?, ?, ?, ?)", rows)
 
     def counts(self, emotion: str) -> dict[str, dict[str, int]]:
         """Per track, event -> count for one emotion, the unsaved events included; when the database cannot be
@@ -193,6 +245,8 @@ class SqliteFeedbackStore:
         return result
 
     def _select_counts(self, emotion: str) -> list[tuple[str, str, int]]:
+        if self._db is None:  # no room to open it yet: what waits in memory is all there is
+            return []
         return self._db.execute("SELECT track, event, COUNT(*) FROM events WHERE emotion = ? GROUP BY track, event",
                                 (emotion,)).fetchall()
 
@@ -214,7 +268,7 @@ class SqliteFeedbackStore:
         """Everything, aggregated: the pure model's serialisable state."""
         state = FeedbackState(weights) if weights else FeedbackState()
         with self._lock, self._translated("read"):
-            rows = self._db.execute("SELECT emotion, track, event, COUNT(*) FROM events GROUP BY emotion, track, event")
+            rows = self._connection().execute("SELECT emotion, track, event, COUNT(*) FROM events GROUP BY emotion, track, event")
             for emotion, track, event, n in rows:
                 state.record(emotion, track, event, n)
         return state
@@ -222,16 +276,17 @@ class SqliteFeedbackStore:
     def reset(self, emotion: str | None = None) -> int:
         """Forget all events (or one emotion's); returns how many were deleted."""
         with self._lock, self._translated("change"):
+            db = self._connection()
             if emotion is None:
-                cur = self._db.execute("DELETE FROM events")
+                cur = db.execute("DELETE FROM events")
             else:
-                cur = self._db.execute("DELETE FROM events WHERE emotion = ?", (emotion,))
+                cur = db.execute("DELETE FROM events WHERE emotion = ?", (emotion,))
         return cur.rowcount
 
     def settings(self) -> dict[str, int | str]:
         """The durability settings in force on this connection (for tests and status)."""
         with self._lock:
-            return {name: self._db.execute(f"PRAGMA {name}").fetchone()[0]
+            return {name: self._connection().execute(f"PRAGMA {name}").fetchone()[0]
                     for name in ("journal_mode", "synchronous", "user_version")}
 
     def close(self) -> None:
@@ -243,7 +298,8 @@ class SqliteFeedbackStore:
                 except MoodspeakerError:
                     log.error("%s: %d feedback events could not be written and are lost: %s", self.path,
                               len(self._unsaved), self._unsaved)
-            self._db.close()
+            if self._db is not None:
+                self._db.close()
 
     def __enter__(self) -> SqliteFeedbackStore:
         return self

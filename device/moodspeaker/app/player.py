@@ -450,7 +450,7 @@ class PlayerService:
                 "privacy": s.privacy, "mood_changes": s.mood_changes, "tracks_started": s.tracks_started,
                 "errors": self.errors, "last_error": self.last_error, "volume": self.plan.backend,
                 "volume_cap": self.plan.rules.cap(self._minute()),
-                "title": s.playing.track.title if s.playing else ""}
+                "title": s.playing.track.title if s.playing else "", "feedback_problem": self.feedback.problem}
 
 
 def _quietly(close: Callable[[], None], what: str) -> None:
@@ -486,7 +486,8 @@ def build_setup(config: Config) -> PlayerSetup:
     from moodspeaker.adapters.sqlite_feedback import SqliteFeedbackStore
 
     policy = policy_from_config(config)
-    store = SqliteFeedbackStore(config.feedback.path, move_corrupt_aside=True)  # music first; the old file is kept
+    # music first: a corrupt file is kept aside, a full disk keeps events in memory until there is room
+    store = SqliteFeedbackStore(config.feedback.path, move_corrupt_aside=True, wait_for_room=True)
     try:
         player = build_player(config)
     except BaseException:

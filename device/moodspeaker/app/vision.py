@@ -22,7 +22,7 @@ import numpy as np
 from moodspeaker.config import Config
 from moodspeaker.core.crop_quality import UNCONFIRMED, CropQuality, QualityParams, assess
 from moodspeaker.core.domain import Box, Frame
-from moodspeaker.core.face_crop import crop_face
+from moodspeaker.core.face_crop import crop_face, scale_box
 from moodspeaker.core.fusion import CropFuser, FusionParams
 from moodspeaker.core.mood import MoodEvent
 from moodspeaker.core.smoother import Smoother
@@ -97,11 +97,14 @@ class VisionPipeline:
         t1 = t2 = t3 = time.perf_counter()
         face, probs, quality = (boxes[0], None, None) if boxes else (None, None, None)
         if face is not None:
+            # Found in the small picture; cut from the same moment's larger one where the camera gives one.
+            image = frame.gray if frame.main is None else frame.main
             if self.fuser is None:
-                crop = crop_face(frame.gray, face, self.face_margin)
+                crop = crop_face(image, scale_box(face, frame.gray.shape, image.shape), self.face_margin)
                 quality = assess(crop, self.quality) if self.quality is not None else None
             else:
-                cut = crop_face(frame.gray, self.fuser.track(frame.t, face), self.face_margin)
+                box = scale_box(self.fuser.track(frame.t, face), frame.gray.shape, image.shape)
+                cut = crop_face(image, box, self.face_margin)
                 fused = self.fuser.add(self.classifier.resize(cut))
                 crop = fused.crop
                 quality = assess(crop, self.quality, side_px=min(cut.shape)) if self.quality is not None else None

@@ -68,16 +68,32 @@ def _evaluate_model(model: Path, images: np.ndarray, labels: np.ndarray, fullfra
     return evaluate_crops(classifier.classify, classifier.labels, images, labels)
 
 
+WORKING_SIZE = (640, 480)  # the camera's lores stream: faces are looked for at this size
+
+
 def _evaluate_fullframe(classifier: LiteRTClassifier, frames: np.ndarray, labels: np.ndarray) -> dict:
-    """Frames through the device's detector (no tracking: the frames are unrelated) and its face crop."""
+    """Frames through the device's detector (no tracking: the frames are unrelated) and its face crop. A frame
+    larger than the camera's lores stream is the camera's main stream: the face is looked for in a copy shrunk
+    to the lores size and cut from the frame itself, as the device does with its main/lores pair."""
+    import cv2
+
     from moodspeaker.adapters.haar_detector import HaarFaceDetector
     from moodspeaker.config import DetectorConfig
-    from moodspeaker.core.face_crop import crop_face
+    from moodspeaker.core.face_crop import crop_face, scale_box
     from moodspeaker.evaluation import evaluate_frames
 
     detector = HaarFaceDetector(DetectorConfig(track=False))
     margin = classifier.card.preprocessing.face_margin
-    return evaluate_frames(detector.detect, lambda frame, box: crop_face(frame, box, margin), classifier.classify,
+
+    def detect(frame: np.ndarray) -> list:
+        shrink = min(WORKING_SIZE[0] / frame.shape[1], WORKING_SIZE[1] / frame.shape[0])
+        if shrink >= 1:
+            return detector.detect(frame)
+        small = cv2.resize(frame, (round(frame.shape[1] * shrink), round(frame.shape[0] * shrink)),
+                           interpolation=cv2.INTER_AREA)
+        return [scale_box(box, small.shape, frame.shape) for box in detector.detect(small)]
+
+    return evaluate_frames(detect, lambda frame, box: crop_face(frame, box, margin), classifier.classify,
                            classifier.labels, frames, labels)
 
 

@@ -48,8 +48,8 @@ def _rollback(args: argparse.Namespace) -> int:
 
 def _describe(card: ModelCard) -> str:
     acc = card.val_accuracy
-    return (f"{card.raw.get('name', '?'):16s} val accuracy {'?' if acc is None else f'{acc:.4f}'}  "
-            f"measured {card.raw.get('metrics', {}).get('measured', '?')}")
+    return (f"{card.name or '?':16s} val accuracy {'?' if acc is None else f'{acc:.4f}'}  "
+            f"measured {card.measured or '?'}")
 
 
 def _list(args: argparse.Namespace) -> int:

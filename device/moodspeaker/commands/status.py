@@ -1,14 +1,17 @@
 """`moodspeaker status [--json]`: what the two daemons are doing, read from the state files they write.
 
 Each daemon's `ServiceRuntime` rewrites <runtime_dir>/<service>.json about once a second; a file whose process is
-gone means the daemon crashed (a clean stop removes it), one not rewritten for a while that it is stuck.
+gone means the daemon crashed (a clean stop removes it), one not rewritten for a while that it is stuck. A daemon
+that runs without a state file (a full runtime folder) is found among the processes and reported with the cause.
 A broken config file does not stop `status`: it says what is wrong with it and reads the state files anyway.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +34,14 @@ def service_state(runtime_dir: Path, name: str, stale_after: float, now: float) 
     except StateFileError as exc:
         return {"state": "unreadable", "error": str(exc)}
     if raw is None:
-        return {"state": "stopped"}
+        pid = find_daemon(name, runtime_dir)
+        if pid is None:
+            return {"state": "stopped"}
+        why = (f"it cannot write its state file {state_path(runtime_dir, name)}: "
+               f"{_runtime_dir_problem(runtime_dir, name)}")
+        return {"state": "running", "phase": None, "pid": pid, "uptime_s": None, "updated_at": None,
+                "updated_s_ago": None, "status": {}, "last_error": why, "last_error_at": None, "reload_error": None,
+                "no_state_file": True}
     status = raw.get("status") if isinstance(raw.get("status"), dict) else {}
     started, updated = raw.get("started_at"), raw.get("updated_at")
     if not process_alive(raw.get("pid")):
@@ -47,6 +57,53 @@ def service_state(runtime_dir: Path, name: str, stale_after: float, now: float) 
             "reload_error": raw.get("reload_error")}
 
 
+def find_daemon(name: str, runtime_dir: Path, proc: Path = Path("/proc")) -> int | None:
+    """The PID of a running `moodspeaker NAME` (or `python -m moodspeaker.cli NAME`) whose config puts its state
+    file in `runtime_dir`, found by its command line; None if there is none (or /proc cannot tell)."""
+    try:
+        entries = [p for p in proc.iterdir() if p.name.isdigit() and int(p.name) != os.getpid()]
+    except OSError:
+        return None
+    for entry in entries:
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        for i, arg in enumerate(argv):
+            if os.path.basename(arg) == "moodspeaker" or arg == "moodspeaker.cli":
+                command = next((a for a in argv[i + 1:] if not a.startswith("-")), None)
+                if command == name and _runtime_dir_of(argv[i + 1:], entry) == runtime_dir.resolve() and \
+                        process_alive(int(entry.name)):
+                    return int(entry.name)
+                break
+    return None
+
+
+def _runtime_dir_of(args: list[str], process: Path) -> Path | None:
+    """The runtime folder of the daemon `process` (its /proc entry), started with `args`: its --config file's
+    [service] runtime_dir (a relative --config and runtime_dir are taken from the daemon's working folder)."""
+    config = next((b for a, b in itertools.pairwise(args) if a == "--config"), None)
+    config = next((a.split("=", 1)[1] for a in args if a.startswith("--config=")), config)
+    try:
+        cwd = Path(os.readlink(process / "cwd"))
+    except OSError:
+        cwd = Path("/")
+    try:
+        return (cwd / load_config(cwd / config if config else None).service.runtime_dir).resolve()
+    except (ConfigError, OSError):
+        return None
+
+
+def _runtime_dir_problem(runtime_dir: Path, name: str) -> str:
+    try:
+        fs = os.statvfs(runtime_dir)
+    except OSError as exc:
+        return f"{runtime_dir}: {exc.strerror}"
+    if fs.f_bavail == 0 or fs.f_favail == 0:
+        return f"the runtime folder {runtime_dir} is full; free space there"
+    return f"see `journalctl -u moodspeaker-{name}`"
+
+
 def model_info(config: Config, vision_status: dict[str, Any]) -> dict[str, Any]:
     """The model vision reports it runs, else the one it would load; SHA-256 and val accuracy from its card."""
     path = Path(vision_status.get("model_path") or config.model.path or default_model())
@@ -54,7 +111,7 @@ def model_info(config: Config, vision_status: dict[str, Any]) -> dict[str, Any]:
         card = load_card(card_path_for(path))
     except ModelError as exc:
         return {"path": str(path), "error": str(exc)}
-    return {"path": str(path), "name": card.raw.get("name"), "sha256": card.sha256, "val_accuracy": card.val_accuracy}
+    return {"path": str(path), "name": card.name, "sha256": card.sha256, "val_accuracy": card.val_accuracy}
 
 
 def gather(config: Config, runtime_dir: Path, now: float | None = None) -> dict[str, Any]:
@@ -66,6 +123,8 @@ def gather(config: Config, runtime_dir: Path, now: float | None = None) -> dict[
               if s.get("last_error")]
     errors += [(s.get("updated_at") or 0, f"{name}: {s['status']['last_error']}") for name, s in services.items()
                if s.get("status", {}).get("last_error")]
+    if feedback := player.get("feedback_problem"):
+        errors.append((services["player"].get("updated_at") or 0, f"player: {feedback}"))
     return {
         "mood": vision.get("mood", player.get("mood")),
         "confidence": vision.get("confidence", player.get("confidence")),
@@ -77,6 +136,7 @@ def gather(config: Config, runtime_dir: Path, now: float | None = None) -> dict[
         "volume": player.get("volume"),
         "control": player.get("control"),
         "mqtt": player.get("mqtt"),
+        "feedback": player.get("feedback_problem"),
         "privacy": bool(vision.get("privacy") or player.get("privacy")),
         "spotify_login": spotify_login(config, now),
         "last_error": max(errors)[1] if errors else None,
@@ -123,6 +183,8 @@ def render(report: dict[str, Any]) -> str:
     for name, s in report["services"].items():
         state = s["state"]
         detail = f" for {_duration(s.get('uptime_s'))} (pid {s.get('pid')})" if state == "running" else ""
+        if s.get("no_state_file"):
+            detail = f" (pid {s.get('pid')}), but {s['last_error']}"
         if state == "crashed" and s.get("last_error"):
             detail = f": {s['last_error']}"
         if state == "stuck":
@@ -149,6 +211,8 @@ def render(report: dict[str, Any]) -> str:
             lines.append(f"control {report['control']}; `moodspeaker resume` or a button press hands back")
     if report.get("mqtt"):
         lines.append(f"mqtt    {report['mqtt']}")
+    if report.get("feedback"):
+        lines.append(f"feedback {report['feedback']}")
     lines.append(f"privacy {'on: camera off' if report['privacy'] else 'off'}")
     if report.get("spotify_login"):
         lines.append(_render_spotify_login(report["spotify_login"]))

@@ -14,8 +14,9 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Frame:
-    gray: np.ndarray  # (H, W) uint8, the luminance plane
+    gray: np.ndarray  # (H, W) uint8, the luminance plane faces are looked for in
     t: float  # monotonic seconds when captured
+    main: np.ndarray | None = None  # the same moment's larger luminance plane (the Pi camera's main stream), if any
 
 
 @dataclass(frozen=True)

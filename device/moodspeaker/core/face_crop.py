@@ -28,6 +28,16 @@ def square_crop_box(box: Box, margin: float) -> Box:
     return Box(x=(cx2 - side) // 2, y=(cy2 - side) // 2, w=side, h=side)
 
 
+def scale_box(box: Box, from_shape: tuple[int, ...], to_shape: tuple[int, ...]) -> Box:
+    """`box` found in a frame of `from_shape` (H, W), in the coordinates of a larger or smaller frame of the same
+    view (`to_shape`): a camera's lores and main streams."""
+    if tuple(from_shape[:2]) == tuple(to_shape[:2]):
+        return box
+    sy, sx = to_shape[0] / from_shape[0], to_shape[1] / from_shape[1]
+    x0, y0 = round(box.x * sx), round(box.y * sy)
+    return Box(x0, y0, max(round((box.x + box.w) * sx) - x0, 1), max(round((box.y + box.h) * sy) - y0, 1))
+
+
 def crop_face(gray: np.ndarray, box: Box, margin: float) -> np.ndarray:
     """The uint8 square crop of `gray` around `box`; a view into the frame when it lies fully inside."""
     if gray.ndim != 2 or gray.dtype != np.uint8:

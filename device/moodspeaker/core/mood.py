@@ -20,7 +20,8 @@ EVENT_KINDS = ("mood", "heartbeat")
 
 
 class MalformedEvent(ValueError):
-    """A datagram that is not a valid mood event; the receiver drops it with one log line."""
+    """A datagram that is not a valid mood event; the receiver drops it with one log line. The parser raises
+    nothing else, whatever the bytes (core imports nothing outside core, so this is core's error, not errors.py's)."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class MoodEvent:
         if not _number(conf) or not 0.0 <= conf <= 1.0:
             raise MalformedEvent(f"confidence must be a number in 0..1, got {conf!r}")
         if not _number(t) or not _number(fps) or not isinstance(seq, int) or isinstance(seq, bool):
-            raise MalformedEvent("t and fps must be numbers and seq an integer")
+            raise MalformedEvent("t and fps must be finite numbers and seq an integer")
         probs = body.get("probs", {})
         if not isinstance(probs, dict) or any(k not in EMOTIONS or not _number(v) for k, v in probs.items()):
             raise MalformedEvent("probs must map emotion names to numbers")
@@ -72,4 +73,10 @@ class MoodEvent:
 
 
 def _number(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+    """A JSON number that is not a bool, NaN or infinite, and fits a float (a 400-digit integer does not)."""
+    if isinstance(x, bool) or not isinstance(x, int | float):
+        return False
+    try:
+        return math.isfinite(x)
+    except OverflowError:
+        return False
