@@ -377,9 +377,9 @@ class HaTest(SystemTest):
         expect("" not in seen, f"an empty track state: {seen}")
         return f"{len(seen)} track states recorded, none empty ({sorted(set(seen))[:4]})"
 
-    def check_13b_the_owner_in_control_shows_and_hands_back_from_home_assistant(self) -> str:
+    def check_07b_the_owner_in_control_shows_and_hands_back_from_home_assistant(self) -> str:
         wait_for("the speaker in control", lambda: self.state("control")["state"] == "speaker", 15, every=0.5)
-        wait_for("mood music playing", self.playing, 90)  # after a start in privacy mode, once vision sees a mood
+        wait_for("mood music playing", self.playing, 90)
         self.sh(f"mpc -q --port {self.mpd_port} stop")  # the owner's phone app
         owner = wait_for("HA shows the owner in control",
                          lambda: (st := self.state("control")["state"]).startswith("owner") and st, 30, every=0.5)
