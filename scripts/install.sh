@@ -107,7 +107,8 @@ mpd_output() {  # the audio_output block for MPD: the first sound card `aplay -L
     printf 'audio_output {\n\ttype "alsa"\n\tname "moodspeaker (%s)"\n\tdevice "%s"\n\tmixer_type "software"\n}\n' \
       "${card#hw:CARD=}" "$card"
   else
-    printf 'audio_output {\n\ttype "null"\n\tname "moodspeaker (no sound card found)"\n}\n'
+    # a software mixer all the same: the volume, its cap and the quiet hours work as on a card
+    printf 'audio_output {\n\ttype "null"\n\tname "moodspeaker (no sound card found)"\n\tmixer_type "software"\n}\n'
   fi
 }
 

@@ -88,6 +88,7 @@ def test_the_whole_augmentation_runs_with_the_camera_on(faces: np.ndarray) -> No
 
 
 def test_side_light_darkens_one_side_of_the_face_only(faces: np.ndarray) -> None:
+    torch.manual_seed(0)  # the light's direction is random: unseeded, about 1 draw in 30 has a median under 0.2
     out = camera(torch.from_numpy(faces[:, None].copy()), AugmentConfig(shadow_prob=1.0, shadow_min=0.1)).numpy()[:, 0]
     gain = (out + 1.0) / (faces + 1.0)
     assert (gain <= 1.0 + 1e-4).all()  # light only taken away

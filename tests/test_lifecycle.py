@@ -219,6 +219,9 @@ class MemoryPlayer:
     async def volume(self) -> int | None:
         return None  # no mixer
 
+    def carry_over(self, old: MemoryPlayer) -> None:
+        pass  # nothing to carry: each test's backend starts afresh
+
     async def close(self) -> None:
         pass
 
@@ -297,13 +300,14 @@ def test_the_led_follows_the_camera_not_the_privacy_button(tmp_path: Path) -> No
 
     async def main() -> None:
         task = asyncio.create_task(app.service.run())
-        await asyncio.sleep(0.1)
+        await until(lambda: app.service.turns >= 2)
         assert led.state == 0  # the camera is not capturing yet (vision starting, paused or reopening)
         camera["on"] = True
         await until(lambda: led.state == 1)
         app.service.submit_action(ButtonAction.PRIVACY)  # the player asks for privacy ...
         await until(lambda: app.service.session.privacy)
-        await asyncio.sleep(0.6)
+        turns = app.service.turns
+        await until(lambda: app.service.turns >= turns + 2)  # the LED is set at the end of every turn
         assert led.state == 1  # ... but the LED stays lit until the camera really stops
         camera["on"] = False
         await until(lambda: led.state == 0)

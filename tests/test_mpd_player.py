@@ -317,3 +317,27 @@ def test_an_outage_longer_than_the_call_budget_is_retried_at_the_back_off_pace(m
     assert MpdConfig().reconnect_max_s > CALL_BUDGET_S
     assert all("is not reachable" in e for e in errors)
     assert slept[-1] == MpdConfig().reconnect_max_s and connected
+
+
+def test_an_mpd_refusal_while_watching_arrives_as_ours(tmp_path, music_library) -> None:
+    """H: an ACK in the watcher's path (status, currentsong) crossed the port as python-mpd2's CommandError."""
+    from moodspeaker.adapters.mpd_player import MpdRefused
+
+    class LockedMpd(MpdServer):  # an MPD that lets nobody read without a password
+        def _write_config(self):
+            conf = super()._write_config()
+            conf.write_text(conf.read_text() + 'password "secret@read,add,control,admin"\ndefault_permissions ""\n')
+            return conf
+
+        def _wait_for_connection(self, timeout: float):
+            client = super()._wait_for_connection(timeout)
+            client.password("secret")
+            return client
+
+    server = LockedMpd(tmp_path / "mpd", music_library[0], music_library[1])
+    server.start()
+    try:
+        with pytest.raises(MpdRefused, match="permission"):
+            asyncio.run(_player(server).wait_track_change())
+    finally:
+        server.stop()

@@ -54,6 +54,13 @@ async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
         await asyncio.sleep(0.05)
 
 
+async def settled(service: PlayerService) -> None:
+    """Until the loop has handled everything sent before and completed two whole turns after (tick, quiet hours,
+    volume): what a test waits on before it checks that something did not happen."""
+    target = service.turns + 2
+    await until(lambda: service.turns >= target)
+
+
 def serve(service: PlayerService, scenario: Callable[[], Awaitable[None]]) -> None:
     async def main() -> None:
         task = asyncio.create_task(service.run())
@@ -94,7 +101,7 @@ def test_a_mood_starts_its_playlist_and_no_face_keeps_the_music(mpd_server: MpdS
         _, playing, queue = mpd_view(mpd_server)
         assert sorted(queue) == ["happy/happy-1.wav", "happy/happy-2.wav", "happy/happy-3.wav"]
         service.send(mood("no_face", 0.0))
-        await asyncio.sleep(0.5)
+        await settled(service)
         assert mpd_view(mpd_server)[:2] == ("play", playing)
 
     serve(service, scenario)
@@ -124,7 +131,7 @@ def test_a_flickering_mood_does_not_restart_the_music_within_the_cooldown(mpd_se
         for name in ("sad", "happy", "sad"):
             clock.t += 2
             service.send(mood(name))
-        await asyncio.sleep(0.6)
+        await settled(service)
         assert mpd_view(mpd_server)[1] == playing  # same track, not restarted
         clock.t += 30  # the cool-down has passed: the pending mood (sad) takes over at once
         await until(lambda: service.session.tracks_started == 2)
@@ -170,7 +177,7 @@ def test_buttons_skip_like_pause_and_privacy(mpd_server: MpdServer, store) -> No
         service.submit_action(ButtonAction.PRIVACY)
         await until(lambda: service.session.privacy)
         service.send(mood("happy"))  # the camera is off: moods are ignored, the music goes on
-        await asyncio.sleep(0.5)
+        await settled(service)
         assert folder(mpd_view(mpd_server)[1]) == "sad"
         client = mpd.MPDClient()
         client.connect(mpd_server.host, mpd_server.port)
@@ -319,5 +326,40 @@ def test_the_owners_own_playlist_is_neither_replaced_nor_restored_as_the_speaker
         assert {folder(f) for f in mpd_view(mpd_server)[2]} <= {"calm"}  # nothing of the speaker's put back
         service.submit_action(ButtonAction.SKIP)  # a press hands back
         await until(lambda: folder(mpd_view(mpd_server)[1]) == "sad")
+
+    serve(service, scenario)
+
+
+def test_a_burst_of_moods_is_bounded_and_the_oldest_are_dropped(mpd_server: MpdServer, store) -> None:
+    """Issue 20, #11: a 0.2 s burst of 985 valid moods kept the speaker switching for 14 minutes."""
+    from moodspeaker.app.player import MOOD_BACKLOG
+
+    service = make_service(mpd_server, store)
+    for i in range(1000):  # before the loop runs: a burst faster than any loop
+        service.send(mood("happy" if i % 2 else "sad"))
+
+    async def scenario() -> None:
+        await until(lambda: service.turns >= 2)
+
+    serve(service, scenario)
+    assert service.moods_dropped == 1000 - MOOD_BACKLOG and service.status()["moods_dropped"] == 1000 - MOOD_BACKLOG
+    assert service.session.mood == "happy"  # the newest was kept
+    assert service.handled <= MOOD_BACKLOG + 5
+
+
+def test_after_a_reload_the_owners_stop_is_still_told_from_the_queue_ending(mpd_server: MpdServer, store) -> None:
+    """A reload's new backend knew nothing of the speaker's queue: another client's stop went unseen after it."""
+    service = make_service(mpd_server, store)
+    new = MpdPlayer(mpd_server.host, mpd_server.port, liked_playlist=f"liked-{mpd_server.port}", reconnect_max_s=0.5)
+    service._on_reload = lambda: service.replace(new, store, service.session.policy, 30.0, "mpd")
+
+    async def scenario() -> None:
+        service.send(mood("happy"))
+        await until(lambda: service.session.tracks_started == 1)
+        service.request_reload()
+        await until(lambda: service.player is new and new.connected)
+        await asyncio.to_thread(other_client, mpd_server, ("stop",))
+        await until(lambda: service.status()["control"] == "owner (stopped from another client)")
+        assert mpd_view(mpd_server)[0] == "stop"
 
     serve(service, scenario)

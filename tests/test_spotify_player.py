@@ -646,3 +646,24 @@ def test_a_reload_keeps_the_list_a_mood_queued_after_the_track(fake: FakeSpotify
 
         run(scenario())
     assert set(fake.queue) == set(fake.playlists["moodsad"]) and not set(fake.queue) & set(happy)
+
+
+def test_another_app_pausing_our_music_is_the_owner_taking_over(fake: FakeSpotify, tmp_path: Path) -> None:
+    """I, on Spotify: a pause from the phone's Spotify app was not seen, and the next mood un-paused it."""
+    from moodspeaker.core.domain import OwnerTookOver
+
+    fake.active_device = "dev-speaker"
+    player = _player(fake, tmp_path)
+    tracks = run(player.playlist_tracks(PLAYLIST))
+
+    async def scenario() -> list:
+        await player.play(tracks)
+        seen = [await player.wait_track_change()]
+        await player.toggle_pause()  # our own pause and resume (the button)
+        await player.toggle_pause()
+        fake.progress_ms = 5_000
+        fake.is_playing = False  # the phone's app pauses it
+        seen.append(await asyncio.wait_for(player.wait_track_change(), 5))
+        return seen
+
+    assert run(scenario()) == [tracks[0], OwnerTookOver("paused")]

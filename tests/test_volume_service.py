@@ -11,7 +11,7 @@ from pathlib import Path
 
 import mpd
 import pytest
-from test_player_service import PLAYLISTS, Clock, folder, mood, mpd_view, serve, until
+from test_player_service import PLAYLISTS, Clock, folder, mood, mpd_view, serve, settled, until
 
 from moodspeaker.adapters.mpd_player import MpdPlayer
 from moodspeaker.adapters.privacy_flag import PrivacyFlag
@@ -71,7 +71,7 @@ def test_start_volume_maximum_and_quiet_hours_cap(mpd_server: MpdServer, store) 
         minute[0] = 22 * 60 + 1  # quiet hours begin: lowered to their cap
         await until(lambda: mpd_volume(mpd_server) == 20)
         service.submit_volume(60)  # asked for more in the quiet hours: the cap holds
-        await asyncio.sleep(0.3)
+        await settled(service)
         assert mpd_volume(mpd_server) == 20 and service.status()["volume"] == 20
         minute[0] = 7 * 60  # morning: asking works again up to the maximum
         service.submit_volume(100)
@@ -89,7 +89,7 @@ def test_quiet_hours_turn_the_camera_off_and_on_again(mpd_server: MpdServer, sto
     service._on_privacy = calls.append
 
     async def scenario() -> None:
-        await asyncio.sleep(0.3)
+        await settled(service)
         assert not service.session.privacy
         minute[0] = 22 * 60
         await until(lambda: service.session.privacy)
@@ -97,9 +97,9 @@ def test_quiet_hours_turn_the_camera_off_and_on_again(mpd_server: MpdServer, sto
         await until(lambda: not service.session.privacy)
         service.submit_privacy(True)  # the owner's privacy outlasts the next quiet hours' end
         minute[0] = 23 * 60
-        await asyncio.sleep(0.3)
+        await settled(service)
         minute[0] = 8 * 60
-        await asyncio.sleep(0.6)
+        await settled(service)
         assert service.session.privacy
 
     serve(service, scenario)

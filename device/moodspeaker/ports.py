@@ -109,6 +109,11 @@ class Player(Protocol):
         our music or changed our queue: OwnerTookOver, once; then the music is theirs until we play again)."""
         ...
 
+    def carry_over(self, old: Player) -> None:
+        """A reload's new backend of the same kind takes over what `old` knew: which music is ours (so another
+        client's stop or queue is still told apart), what waits to play."""
+        ...
+
     async def close(self) -> None: ...
 
 

@@ -500,6 +500,11 @@ class MpdPlayer:
         log.info("MPD at %s: another client %s; the speaker yields", self.where, what)
         return OwnerTookOver(what)
 
+    def carry_over(self, old: MpdPlayer) -> None:
+        """What should be playing, as `old` saw it: the first connection checks it is still ours (restore)."""
+        if old.where == self.where:
+            self._playback, self._paused_by_us = old._playback, old._paused_by_us
+
     async def close(self) -> None:
         self._drop()
         if self._listener is not None:

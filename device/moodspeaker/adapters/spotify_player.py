@@ -37,7 +37,7 @@ from spotipy.exceptions import SpotifyException
 
 from moodspeaker.adapters.spotify_auth import RELOGIN, REQUEST_TIMEOUT_S, HeadlessToken, make_auth_manager
 from moodspeaker.config import SpotifyConfig
-from moodspeaker.core.domain import Track
+from moodspeaker.core.domain import OwnerTookOver, Track
 from moodspeaker.errors import PlayerError, PlayerUnavailable
 
 log = logging.getLogger(__name__)
@@ -159,6 +159,7 @@ class SpotifyPlayer:
         self._started: list[str] = []  # the URIs Spotify has now: the started ones, then those queued since
         self._rest: list[str] = []  # the rest of the mood list, queued as the started ones run out
         self._volume_refused = False  # the device refused a volume change once: not asked again
+        self._ours = False  # what plays is a list we started (another app pausing it is the owner taking over)
 
     @classmethod
     def from_config(cls, cfg: SpotifyConfig, *, sleep: Callable[[float], None] = time.sleep,
@@ -231,8 +232,9 @@ class SpotifyPlayer:
         await self._in_thread(self._call, "save the track to your library", self.client.current_user_saved_tracks_add,
                               [track.uri])
 
-    async def wait_track_change(self) -> Track | None:
-        """Poll every `poll_s` (Spotify has no push) until another track plays (-> it) or playback stops (-> None).
+    async def wait_track_change(self) -> Track | OwnerTookOver | None:
+        """Poll every `poll_s` (Spotify has no push) until another track plays (-> it) or playback stops (-> None),
+        or another app paused our music (-> OwnerTookOver, once; then it is the owner's until we play again).
 
         With a play_next() list waiting, the track's end (or a skip, or a stop) starts that list instead.
         The first track of a list play() started is reported at once.
@@ -246,6 +248,9 @@ class SpotifyPlayer:
             state = await self._in_thread(self._playback)
             item = _track(state.get("item")) if state else None
             stopped = item is None or (not state["is_playing"] and not self._paused and not state.get("progress_ms"))
+            if self._ours and not stopped and not state["is_playing"] and not self._paused:
+                self._ours, self._pending = False, None
+                return OwnerTookOver("paused")
             if self._pending and (stopped or item.uri != self._last_uri):
                 return await self._start_pending()
             if stopped:
@@ -267,6 +272,11 @@ class SpotifyPlayer:
         assert tracks, "called with a play_next() list waiting"
         await self._in_thread(self._play, [t.uri for t in tracks])
         return tracks[0]
+
+    def carry_over(self, old: SpotifyPlayer) -> None:
+        """The list `old` started, what it queues next, and whether the music is ours."""
+        self._started, self._rest, self._pending, self._last_uri = old._started, old._rest, old._pending, old._last_uri
+        self._paused, self._ours = old._paused, old._ours
 
     async def close(self) -> None:
         for holder in (self.client, self.token.manager):
@@ -399,7 +409,7 @@ class SpotifyPlayer:
         first = uris[:START_URIS]
         self._on_device("start the mood playlist", lambda d: self.client.start_playback(device_id=d, uris=first))
         self._started, self._rest = list(first), list(uris[START_URIS:])
-        self._last_uri, self._paused = first[0], False
+        self._last_uri, self._paused, self._ours = first[0], False, True
 
     def _top_up(self, playing: str) -> None:
         """Queue the next TOP_UP_BATCH of the mood list when `playing` is within TOP_UP_AHEAD of what Spotify has."""

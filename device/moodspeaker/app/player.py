@@ -21,6 +21,7 @@ follow the precedence in core.session.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import inspect
 import logging
@@ -51,6 +52,7 @@ WATCH_RETRY_S = 2.0  # pause before watching the backend again after it failed i
 # that hangs in a way its adapter does not catch.
 CALL_TIMEOUT_S = 13.0
 FADE_STEP_S = {"mpd": 0.05, "spotify": 0.5}  # one volume step per this long while fading (Spotify: one request each)
+MOOD_BACKLOG = 32  # mood events waiting at most (a burst of datagrams must not keep the speaker switching)
 REPEAT_LOG_S = 60.0  # a failure that repeats unchanged is logged this often, with its count
 VOLUME_CHECK_S = 5.0  # the backend's volume is re-read this often (and after a failure, tried again this late)
 
@@ -107,6 +109,9 @@ class PlayerService:
         self._clock, self._wall = clock, wall_clock
         self._on_iteration, self._on_privacy, self._on_reload = on_iteration, on_privacy, on_reload
         self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._moods: collections.deque[MoodEvent] = collections.deque()  # bounded apart: see send()
+        self._moods_lock = threading.Lock()
+        self.moods_dropped = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._stop = threading.Event()
@@ -114,6 +119,7 @@ class PlayerService:
         self._retired: list[Player] = []  # backends replaced by a reload, closed by the loop
         self.errors = 0
         self.handled = 0  # messages handled so far: what a test waits on to know that one was, and did nothing
+        self.turns = 0  # loop turns completed (messages, then the tick, quiet hours and the volume)
         self.last_error = ""  # the problem now; a backend's is cleared when a command works again
         self._backend_failing = False  # last_error is the backend's
         self._repeats, self._repeats_since = 0, 0.0  # the same failure again: how often since it was last logged
@@ -121,8 +127,14 @@ class PlayerService:
     # --- thread-safe inputs -------------------------------------------------------------------------
 
     def send(self, event: MoodEvent) -> None:
-        """MoodSink: deliver a mood event from any thread (vision in the same process)."""
-        self._submit("mood", event)
+        """MoodSink: deliver a mood event from any thread (vision in the same process). At most MOOD_BACKLOG wait:
+        a burst beyond that drops the oldest (counted in status as moods_dropped), never the newest."""
+        with self._moods_lock:
+            if len(self._moods) >= MOOD_BACKLOG:
+                self._moods.popleft()
+                self.moods_dropped += 1
+            self._moods.append(event)
+        self._poke()
 
     def submit_action(self, action: ButtonAction) -> None:
         self._submit("action", action)
@@ -168,6 +180,8 @@ class PlayerService:
             self.volume_config, self.plan.rules = volume, volume.rules()
         self.feedback, self.backend = feedback, backend
         if player is not self.player:
+            if type(player) is type(self.player):  # the same kind of backend: it goes on with what the old one knew
+                player.carry_over(self.player)
             self._retired.append(self.player)
             self.player = player
 
@@ -191,15 +205,16 @@ class PlayerService:
                 self._volume_asked = True
             while not self._stop.is_set():
                 self._wake.clear()
-                while not self._inbox.empty() and not self._stop.is_set():
-                    await self._handle(*self._inbox.get())
+                while (self._moods or not self._inbox.empty()) and not self._stop.is_set():
+                    await self._handle(*(self._inbox.get() if not self._inbox.empty() else self._next_mood()))
                     self.handled += 1
                     self._report()  # after every message: the watchdog waits at most one command's time limit
                 await self._execute(self.session.tick(self._clock()))
                 await self._execute(self.session.quiet_hours(self.plan.rules.camera_off(self._minute())))
                 await self._keep_volume()
                 self._report()
-                if self._inbox.empty() and not self._stop.is_set():
+                self.turns += 1
+                if self._inbox.empty() and not self._moods and not self._stop.is_set():
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(TICK_S):
                             await self._wake.wait()
@@ -210,6 +225,10 @@ class PlayerService:
             self._retired.append(self.player)
             await self._close_retired()
             self._loop = self._wake = None
+
+    def _next_mood(self) -> tuple[str, MoodEvent]:
+        with self._moods_lock:
+            return "mood", self._moods.popleft()
 
     def _read_source(self, source: MoodSource) -> None:
         while not self._stop.is_set():
@@ -416,6 +435,7 @@ class PlayerService:
         except (PlayerError, PlayerUnavailable) as exc:
             self._failed(exc)
         self._volume_retry_at = now + VOLUME_CHECK_S
+        self.plan.backend = None  # unknown: a set that timed out may still land, and is not another client's
 
     def _failed(self, exc: BaseException, backend: bool = True) -> None:
         """Count and show a failure; log it when it differs from the last one, and a repeated one once a minute
@@ -449,6 +469,7 @@ class PlayerService:
                 "control": f"owner ({s.owner.what} from another client)" if s.owner else "speaker",
                 "privacy": s.privacy, "mood_changes": s.mood_changes, "tracks_started": s.tracks_started,
                 "errors": self.errors, "last_error": self.last_error, "volume": self.plan.backend,
+                "moods_dropped": self.moods_dropped,
                 "volume_cap": self.plan.rules.cap(self._minute()),
                 "title": s.playing.track.title if s.playing else "", "feedback_problem": self.feedback.problem}
 
