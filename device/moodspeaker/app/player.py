@@ -121,6 +121,7 @@ class PlayerService:
         self.handled = 0  # messages handled so far: what a test waits on to know that one was, and did nothing
         self.turns = 0  # loop turns completed (messages, then the tick, quiet hours and the volume)
         self.last_error = ""  # the problem now; a backend's is cleared when a command works again
+        self.watch_failures = 0  # times watching the backend for track changes failed (it is watched again)
         self.watcher_dead = ""  # why the track watcher ended on its own: fatal, see _report
         self._backend_failing = False  # last_error is the backend's
         self._repeats, self._repeats_since = 0, 0.0  # the same failure again: how often since it was last logged
@@ -250,6 +251,7 @@ class PlayerService:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a PlayerError, or a bug in the backend: report it, keep watching
+                self.watch_failures += 1
                 if not isinstance(exc, MoodspeakerError):
                     log.exception("player: watching %s failed", self.backend)
                 self._submit("error", exc)
@@ -484,6 +486,7 @@ class PlayerService:
                 "privacy": s.privacy, "mood_changes": s.mood_changes, "tracks_started": s.tracks_started,
                 "errors": self.errors, "last_error": self.last_error, "volume": self.plan.backend,
                 "moods_dropped": self.moods_dropped, "fatal": self.watcher_dead,
+                "watch_failures": self.watch_failures,
                 "volume_cap": self.plan.rules.cap(self._minute()),
                 "title": s.playing.track.title if s.playing else "", "feedback_problem": self.feedback.problem}
 
