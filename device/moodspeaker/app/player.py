@@ -121,6 +121,7 @@ class PlayerService:
         self.handled = 0  # messages handled so far: what a test waits on to know that one was, and did nothing
         self.turns = 0  # loop turns completed (messages, then the tick, quiet hours and the volume)
         self.last_error = ""  # the problem now; a backend's is cleared when a command works again
+        self.watcher_dead = ""  # why the track watcher ended on its own: fatal, see _report
         self._backend_failing = False  # last_error is the backend's
         self._repeats, self._repeats_since = 0, 0.0  # the same failure again: how often since it was last logged
 
@@ -459,8 +460,21 @@ class PlayerService:
             self.last_error = ""
 
     def _report(self) -> None:
+        self._check_watcher()
         if self._on_iteration is not None:
             self._on_iteration(self.status())
+
+    def _check_watcher(self) -> None:
+        """A track watcher that ended on its own (a CancelledError or a BaseException from the backend) never
+        notices a track again: say so once, and the status's `fatal` stops the watchdog pings (ServiceRuntime),
+        so systemd restarts the player instead of leaving it deaf. The watcher's own loop survives any Exception."""
+        watcher = self._watcher
+        if self.watcher_dead or watcher is None or not watcher.done() or self._stop.is_set():
+            return
+        exc = None if watcher.cancelled() else watcher.exception()
+        how = "was cancelled" if exc is None else f"died ({type(exc).__name__}: {exc})"
+        self.watcher_dead = f"watching {self.backend} for track changes {how}; the player must be restarted"
+        log.warning("player: %s", self.watcher_dead)
 
     def status(self) -> dict[str, Any]:
         s = self.session
@@ -469,7 +483,7 @@ class PlayerService:
                 "control": f"owner ({s.owner.what} from another client)" if s.owner else "speaker",
                 "privacy": s.privacy, "mood_changes": s.mood_changes, "tracks_started": s.tracks_started,
                 "errors": self.errors, "last_error": self.last_error, "volume": self.plan.backend,
-                "moods_dropped": self.moods_dropped,
+                "moods_dropped": self.moods_dropped, "fatal": self.watcher_dead,
                 "volume_cap": self.plan.rules.cap(self._minute()),
                 "title": s.playing.track.title if s.playing else "", "feedback_problem": self.feedback.problem}
 
