@@ -19,7 +19,7 @@ TEST_APT := $(DEMO_APT) systemd mosquitto mopidy mopidy-mpd
 # pip's own lines, less the noise: one line per package it fetches, what it installed, and its errors.
 PIP_PROGRESS := 2>&1 | { grep --line-buffered -E '^(Collecting|Successfully installed|ERROR)' || true; } | sed -u 's/^/  /'
 
-.PHONY: demo test torch lint setup clean system-test system-test-arm64
+.PHONY: demo test torch lint setup clean system-test system-test-arm64 system-test-ha
 
 setup: $(TEST_STAMP)
 
@@ -68,6 +68,12 @@ system-test:
 system-test-arm64: $(DEMO_STAMP)
 	scripts/ensure-apt qemu-user-static binfmt-support debootstrap
 	$(BIN)/python tests/system/arm64.py
+
+# A real Home Assistant Core beside the installed speaker (root, optional, not in CI): onboarding and the MQTT config
+# flow through its REST API, then the entities and commands from its side; see tests/system/ha.py.
+system-test-ha:
+	scripts/ensure-apt systemd-container debootstrap
+	python3 tests/system/ha.py
 
 torch: $(TORCH_STAMP)
 

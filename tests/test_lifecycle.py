@@ -523,3 +523,63 @@ def test_a_reload_builds_in_a_thread_while_the_loop_feeds_the_watchdog(mpd_serve
         finish.set()
         app.close()
     assert set(reports) == {"MainThread"}
+
+
+class DyingWatchPlayer(MemoryPlayer):
+    """A backend whose track watch ends its watcher for good once `die` is set: a CancelledError from inside the
+    backend (its client's own task was cancelled), which the watcher's `except Exception` does not catch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.die = asyncio.Event()
+
+    async def wait_track_change(self) -> Track | None:
+        await self.die.wait()
+        raise asyncio.CancelledError
+
+
+def test_a_dead_track_watcher_is_reported_and_the_watchdog_is_no_longer_fed(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 18, 2: a player whose watcher died went on feeding the watchdog, deaf to every track for good."""
+    import os
+    import tempfile
+
+    from test_sd_notify import NotifySocket
+
+    from moodspeaker.adapters.sd_notify import SystemdNotifier
+    from moodspeaker.app.lifecycle import ServiceRuntime
+    from moodspeaker.config import ServiceConfig
+
+    folder = tempfile.mkdtemp(prefix="notify-", dir="/tmp")
+    address = os.path.join(folder, "notify.sock")
+    sock = NotifySocket(address)
+    runtime = ServiceRuntime("player", ServiceConfig(runtime_dir=str(tmp_path), status_interval=0.1),
+                             SystemdNotifier({"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "30000000"}))
+    player = DyingWatchPlayer()
+    service = PlayerService(player, MoodPolicy({"happy": "mood-happy"}, cooldown_s=0.0), MemoryStore(),  # type: ignore[arg-type]
+                            backend="mpd", on_iteration=runtime.iteration)
+
+    async def main() -> None:
+        task = asyncio.create_task(service.run())
+        try:
+            await asyncio.to_thread(sock.wait_for, "WATCHDOG", "1", 5)  # fed while the watcher lives
+            player.die.set()
+            await until(lambda: service.watcher_dead != "")
+            sock.messages()
+            turns = service.turns
+            await until(lambda: service.turns >= turns + 3)  # three more loop turns, each one reported
+            assert not any("WATCHDOG" in m for m in sock.messages())
+        finally:
+            service.stop()
+            await asyncio.wait_for(task, 5)
+
+    try:
+        asyncio.run(main())
+    finally:
+        sock.sock.close()
+        os.unlink(address)
+        os.rmdir(folder)
+    state = json.loads((tmp_path / "player.json").read_text())
+    assert "watching mpd for track changes was cancelled" in state["errors"]["fatal"]
+    assert caplog.text.count("watching mpd for track changes was cancelled") == 1  # once, as a warning
+    assert "WARNING" in caplog.text

@@ -90,7 +90,7 @@ class Commands:
     def bridge_commands(self) -> BridgeCommands:
         return BridgeCommands(privacy=lambda on: self.seen.put(("privacy", on)), skip=lambda: self.seen.put(("skip", None)),
                               like=lambda: self.seen.put(("like", None)), volume=lambda v: self.seen.put(("volume", v)),
-                              pause=lambda on: self.seen.put(("pause", on)))
+                              pause=lambda on: self.seen.put(("pause", on)), resume=lambda: self.seen.put(("resume", None)))
 
     def next(self) -> tuple[str, object]:
         return self.seen.get(timeout=5)
@@ -106,8 +106,8 @@ def _bridge(mosquitto, commands: Commands, **overrides) -> MqttBridge:
 
 def state(**changes) -> SpeakerState:
     """A speaker with vision seen, playing, privacy off, volume 40 of 80; `changes` override."""
-    values = {"mood": "happy", "confidence": 0.834, "track": "Happy song 1", "paused": False, "privacy": False,
-              "volume": 40, "volume_max": 80}
+    values = {"mood": "happy", "confidence": 0.834, "track": "Happy song 1", "control": "speaker", "paused": False,
+              "privacy": False, "volume": 40, "volume_max": 80}
     return SpeakerState(**{**values, **changes})
 
 
@@ -122,8 +122,9 @@ def test_discovery_configs_are_retained_and_describe_every_entity(mosquitto, lis
     bridge = _bridge(mosquitto, Commands())
     try:
         expected = {"sensor/living-room/mood", "sensor/living-room/confidence", "sensor/living-room/track",
-                    "switch/living-room/privacy", "switch/living-room/paused", "button/living-room/skip",
-                    "button/living-room/like", "number/living-room/volume"}
+                    "sensor/living-room/control", "switch/living-room/privacy", "switch/living-room/paused",
+                    "button/living-room/skip", "button/living-room/like", "button/living-room/resume",
+                    "number/living-room/volume"}
         configs = {entity: json.loads(listener.wait_for(f"homeassistant/{entity}/config")) for entity in expected}
         for entity, config in configs.items():
             assert config["device"]["identifiers"] == ["moodspeaker-living-room"]
@@ -169,6 +170,7 @@ def test_states_are_published_when_they_change_and_only_label_confidence_and_tit
         assert listener.wait_for("moodspeaker/living-room/track") == "Happy song 1"
         assert listener.wait_for("moodspeaker/living-room/privacy") == "OFF"
         assert listener.wait_for("moodspeaker/living-room/paused") == "OFF"
+        assert listener.wait_for("moodspeaker/living-room/control") == "speaker"
         assert listener.wait_for("moodspeaker/living-room/volume") == "40"
         assert listener.wait_for("moodspeaker/living-room/vision") == "online"
         bridge.publish_state(state(mood="no_face", confidence=0.0, privacy=True), now=1.0)
@@ -180,7 +182,8 @@ def test_states_are_published_when_they_change_and_only_label_confidence_and_tit
         assert listener.payloads("moodspeaker/living-room/track") == ["Happy song 1"]  # unchanged: sent once
         state_topics = {t for t in listener.last if t.startswith("moodspeaker/") and t != bridge.availability}
         assert state_topics == {f"moodspeaker/living-room/{k}"
-                                for k in ("mood", "confidence", "track", "privacy", "paused", "volume", "vision")}
+                                for k in ("mood", "confidence", "track", "control", "privacy", "paused", "volume",
+                                          "vision")}
     finally:
         bridge.close()
 
@@ -202,6 +205,8 @@ def test_commands_from_home_assistant_reach_the_player(mosquitto, listener: List
         assert commands.next() == ("privacy", False)
         listener.send("moodspeaker/living-room/pause/set", "ON")
         assert commands.next() == ("pause", True)
+        listener.send("moodspeaker/living-room/resume/press", "PRESS")
+        assert commands.next() == ("resume", None)
         assert bridge.ignored == 1
     finally:
         bridge.close()
@@ -214,10 +219,10 @@ BRIDGE_PROCESS = textwrap.dedent("""
     from moodspeaker.adapters.mqtt_bridge import SpeakerState
     noop = lambda *args: None
     bridge = MqttBridge(MqttConfig(host="127.0.0.1", port=int(sys.argv[1]), node_id="crashy"),
-                        BridgeCommands(noop, noop, noop, noop, noop))
+                        BridgeCommands(noop, noop, noop, noop, noop, noop))
     bridge.start()
     bridge.connected.wait(10)
-    bridge.publish_state(SpeakerState(None, 0.0, "", False, False, 50, 100), now=0.0)
+    bridge.publish_state(SpeakerState(None, 0.0, "", "speaker", False, False, 50, 100), now=0.0)
     print("up", flush=True)
     threading.Event().wait()
 """)
@@ -365,7 +370,8 @@ def test_a_failing_command_handler_is_logged_and_the_bridge_keeps_listening(mosq
         raise OverflowError("a bug in the player")
 
     bridge = MqttBridge(config, BridgeCommands(privacy=lambda on: commands.seen.put(("privacy", on)), skip=lambda: None,
-                                               like=lambda: None, volume=broken, pause=lambda on: None))
+                                               like=lambda: None, volume=broken, pause=lambda on: None,
+                                               resume=lambda: None))
     bridge.start()
     try:
         assert bridge.connected.wait(10)
@@ -381,7 +387,7 @@ def test_a_failing_command_handler_is_logged_and_the_bridge_keeps_listening(mosq
 def test_retained_commands_are_not_replayed_at_connect(mosquitto, listener: Listener) -> None:
     """A stale retained `privacy/set OFF` used to undo the owner's privacy at every start and reconnect."""
     retained = {"privacy/set": "OFF", "volume/set": "10", "like/press": "PRESS", "skip/press": "PRESS",
-                "pause/set": "ON"}
+                "pause/set": "ON", "resume/press": "PRESS"}
     for topic, payload in retained.items():
         listener.send(f"moodspeaker/living-room/{topic}", payload, retain=True)
     commands = Commands()

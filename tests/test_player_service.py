@@ -271,6 +271,23 @@ def test_a_mood_that_arrives_while_mpd_is_down_plays_once_it_is_back(mpd_server:
     assert service.status()["last_error"] == "" and service.errors >= 1  # recovered: the error no longer shows
 
 
+def test_a_failing_track_watch_is_a_warning_with_its_reason_and_counted_in_status(
+        mpd_server: MpdServer, store, caplog: pytest.LogCaptureFixture) -> None:
+    """H: the listener's failures were logged at debug level only, and status did not count them."""
+    service = make_service(mpd_server, store)
+
+    async def scenario() -> None:
+        service.send(mood("happy"))
+        await until(lambda: service.session.tracks_started == 1)
+        await asyncio.to_thread(mpd_server.kill)
+        await until(lambda: service.status()["watch_failures"] >= 1)
+        await asyncio.to_thread(mpd_server.start)
+
+    serve(service, scenario)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(w.startswith("player: MPD at") and "not reachable" in w for w in warnings)
+
+
 def other_client(server: MpdServer, *commands: tuple) -> None:
     """Another MPD client (the owner's phone app, `mpc`): its commands, in order."""
     client = mpd.MPDClient()

@@ -145,3 +145,12 @@ def test_status_shows_the_volume_and_the_home_assistant_link(tmp_path, shipped_m
     lines = capsys.readouterr().out.splitlines()
     assert "player  mpd: Artist - Title, volume 40" in lines
     assert "mqtt    connected to 10.0.0.2:1883 (Home Assistant discovery under homeassistant/)" in lines
+
+
+def test_status_counts_the_failures_of_the_players_track_watch(tmp_path, shipped_model, capsys):
+    _runtimes(tmp_path, shipped_model)
+    player = ServiceRuntime("player", ServiceConfig(runtime_dir=str(tmp_path)), SystemdNotifier({}))
+    player.iteration({"backend": "mpd", "track": "Artist - Title", "privacy": False, "last_error": "",
+                      "watch_failures": 3})
+    main(["status", "--runtime-dir", str(tmp_path)])
+    assert "player  mpd: Artist - Title, watching for track changes failed 3 times" in capsys.readouterr().out.splitlines()

@@ -496,7 +496,7 @@ class SystemTest:
     def _player_status(self) -> dict:
         return self.status()["services"]["player"].get("status") or {}
 
-    def check_15_mpd_down_90_s_then_back_resumes_without_a_restart(self) -> str:
+    def check_20_mpd_down_90_s_then_back_resumes_without_a_restart(self) -> str:
         wait_for("MPD playing", self.playing, 120)
         pid = self.active("moodspeaker-player")["MainPID"]
         self.sh("systemctl stop mpd.socket mpd.service")
@@ -511,7 +511,7 @@ class SystemTest:
         expect(now is not None and now["MainPID"] == pid, f"the player restarted: {now}")
         return f"MPD stopped 90 s; music and a clean status {took:.0f} s after it started; player PID {pid} kept"
 
-    def check_16_a_reload_that_fails_half_way_keeps_the_old_setup(self) -> str:
+    def check_21_a_reload_that_fails_half_way_keeps_the_old_setup(self) -> str:
         config = "/etc/moodspeaker/config.toml"
         self.sh(f"cp -p {config} /root/config.good && printf '\\n[mqtt]\\nhost = \"127.0.0.1\"\\ntls = true\\n"
                 f"ca_file = \"/nonexistent/ca.pem\"\\n' >> {config}")  # the bridge fails as the new setup swaps in
@@ -535,7 +535,7 @@ class SystemTest:
         expect(out.returncode == 0, f"the good reload failed: {out.stderr}")
         return f"reload failed in {took:.0f} s with the reason; PID {pid} and {song} played on; a good reload works"
 
-    def check_17_volume_requests_during_an_mpd_hang_do_not_kill_the_player(self) -> str:
+    def check_22_volume_requests_during_an_mpd_hang_do_not_kill_the_player(self) -> str:
         wait_for("MPD playing", self.playing, 120)
         pid = self.active("moodspeaker-player")["MainPID"]
         restarts = self.unit("moodspeaker-player")["NRestarts"]
@@ -562,7 +562,7 @@ class SystemTest:
         wait_for("MPD at 39", lambda: "volume: 39%" in self.mpc(), 30)
         return f"10 requests during a 60 s hang; PID {pid} kept, no watchdog; `moodspeaker volume 39` works after"
 
-    def check_18_a_volume_raised_in_quiet_hours_comes_back_to_the_cap(self) -> str:
+    def check_23_a_volume_raised_in_quiet_hours_comes_back_to_the_cap(self) -> str:
         config = "/etc/moodspeaker/config.toml"
         hh, mm = map(int, self.sh("date +%H:%M").stdout.strip().split(":"))
         start, end = (hh * 60 + mm - 1) % 1440, (hh * 60 + mm + 60) % 1440
@@ -582,7 +582,7 @@ class SystemTest:
             self.sh("systemctl reload moodspeaker-player", check=False, timeout=120)
         return f"quiet hours {window}, cap 30: `mpc volume 90` brought back to 30 after {took:.0f} s"
 
-    def check_19_the_owner_stops_the_music_and_it_stays_stopped(self) -> str:
+    def check_24_the_owner_stops_the_music_and_it_stays_stopped(self) -> str:
         wait_for("MPD playing", self.playing, 120)
         self.mpc("stop")  # another client: the owner's phone
         wait_for("status says the owner is in control", lambda: str(self.status().get("control")).startswith("owner"), 15)

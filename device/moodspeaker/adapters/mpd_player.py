@@ -19,6 +19,10 @@ just as MPD answered, then watched on forever (a reload or a stop hung).
 MPD's refusals (ACK) become MpdRefused, a PlayerError: nothing from python-mpd2 crosses the port. Mopidy-MPD is
 served too: it may report `song: None` (read as "no song position"), and its library search speaks protocol 0.19.
 
+Another client (the owner's phone app, `mpc`) that stops or pauses our music or changes our queue (MPD's playlist
+version moves without us) is reported once as OwnerTookOver; its queue is never restored as ours. MPD's `stop`
+keeps a song position, the end of the queue has none: that tells the owner's stop from the music running out.
+
 A mood's music comes from a stored playlist, or in library mode from MPD's own database: the songs under a
 folder (`library = "folders"`: moods/<name>/...) or those whose tag is the name (`library = "tags"`, any case),
 found with MPD's find/search. Library lookups are cached until MPD says its database changed (`idle database`,
@@ -32,7 +36,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from moodspeaker.config import MpdConfig
@@ -502,8 +506,9 @@ class MpdPlayer:
 
     def carry_over(self, old: MpdPlayer) -> None:
         """What should be playing, as `old` saw it: the first connection checks it is still ours (restore)."""
-        if old.where == self.where:
-            self._playback, self._paused_by_us = old._playback, old._paused_by_us
+        if old.where == self.where:  # a copy: the old one's listener still notes when its connection ends
+            self._playback = replace(old._playback, queue=list(old._playback.queue))
+            self._paused_by_us = old._paused_by_us
 
     async def close(self) -> None:
         self._drop()

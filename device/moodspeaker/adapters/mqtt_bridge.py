@@ -1,5 +1,5 @@
 """Home Assistant over MQTT (paho-mqtt): the speaker as one device with a mood sensor, a confidence sensor, the
-track, a privacy switch, a pause switch, skip and like buttons and a volume number.
+track, who is in control, a privacy switch, a pause switch, skip, like and mood-music buttons and a volume number.
 
 Topics, for node_id N and discovery prefix P (Home Assistant's MQTT discovery):
 - P/<component>/N/<entity>/config: one discovery config per entity, retained, sent on every (re)connect;
@@ -9,10 +9,11 @@ Topics, for node_id N and discovery prefix P (Home Assistant's MQTT discovery):
 - moodspeaker/N/vision: "online" while vision is seen (it runs, captures, and its mood events arrive), else
   "offline": the mood and confidence entities need both, so a stopped, crashed or paused (privacy) camera
   makes them unavailable instead of showing a mood nobody shows;
-- moodspeaker/N/{mood,confidence,track,privacy,paused,volume}: the states, retained, sent when they change;
+- moodspeaker/N/{mood,confidence,track,control,privacy,paused,volume}: the states, retained, sent when they change;
   a track is never an empty payload (that would delete the retained message): nothing playing for a few
   seconds is "None", which Home Assistant shows as unknown;
-- moodspeaker/N/{privacy/set, pause/set, skip/press, like/press, volume/set}: commands from Home Assistant.
+- moodspeaker/N/{privacy/set, pause/set, skip/press, like/press, resume/press, volume/set}: commands from Home
+  Assistant (resume: the owner hands the music back to the speaker, as `moodspeaker resume`).
   Retained messages there are ignored (a stale retained command would replay at every connect), and no
   payload, however odd, can raise out of the handler (an exception would end paho's network thread).
 What leaves the speaker is the mood's name (an emotion or no_face), its confidence in percent, the playing
@@ -48,7 +49,7 @@ MAX_STATE = 255  # characters: Home Assistant refuses a longer sensor state
 NOTHING_PLAYING = "None"  # Home Assistant's MQTT sensor turns this payload into "unknown"
 IDLE_GRACE_S = 3.0  # a playlist load stops the music for a moment: "nothing playing" only after this long
 NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")  # what Home Assistant's number sends, and no more
-COMMAND_TOPICS = ("privacy/set", "pause/set", "skip/press", "like/press", "volume/set")
+COMMAND_TOPICS = ("privacy/set", "pause/set", "skip/press", "like/press", "resume/press", "volume/set")
 
 
 class CommandRefused(UsageError):
@@ -57,8 +58,8 @@ class CommandRefused(UsageError):
 
 @dataclass(frozen=True)
 class Command:
-    name: str  # privacy | pause | skip | like | volume
-    value: bool | int | None = None  # privacy/pause: on; volume: the level within the cap; skip/like: None
+    name: str  # privacy | pause | skip | like | resume | volume
+    value: bool | int | None = None  # privacy/pause: on; volume: the level within the cap; the buttons: None
 
 
 def parse_command(topic: str, payload: bytes, volume_max: int) -> Command:
@@ -95,7 +96,8 @@ class BridgeCommands:
     skip: Callable[[], None]
     like: Callable[[], None]
     volume: Callable[[int], None]
-    pause: Callable[[bool], None]  # True: pause, False: resume
+    pause: Callable[[bool], None]  # True: pause, False: play on
+    resume: Callable[[], None]  # the owner hands the music back to the speaker
 
     def run(self, command: Command) -> None:
         match command.name, command.value:
@@ -109,6 +111,8 @@ class BridgeCommands:
                 self.skip()
             case "like", None:
                 self.like()
+            case "resume", None:
+                self.resume()
             case _:
                 raise AssertionError(f"no such command: {command}")  # parse_command makes only the above
 
@@ -120,6 +124,7 @@ class SpeakerState:
     mood: str | None  # None: vision is not seen now (stopped, crashed, privacy): the mood entities are unavailable
     confidence: float  # of the mood, 0..1
     track: str  # the playing track's title; "" nothing plays
+    control: str  # who decides what plays: "speaker", or "owner (...)" after another client took over
     paused: bool
     privacy: bool | None  # None: a change is on its way (published once applied, never the state before it)
     volume: int | None
@@ -220,7 +225,8 @@ class MqttBridge:
             self._client.publish(f"{self.base}/{key}", payload, qos=0, retain=True)
 
     def _payloads(self, state: SpeakerState, now: float) -> dict[str, str]:
-        payloads = {"vision": "online" if state.mood is not None else "offline", "paused": _on_off(state.paused)}
+        payloads = {"vision": "online" if state.mood is not None else "offline", "paused": _on_off(state.paused),
+                    "control": state.control[:MAX_STATE]}
         if state.mood is not None:
             payloads.update(mood=state.mood, confidence=str(round(state.confidence * 100)))
         if state.track:
@@ -314,12 +320,15 @@ class MqttBridge:
                    unit_of_measurement="%", state_class="measurement", entity_category="diagnostic",
                    icon="mdi:gauge"),
             entity("sensor", "track", "Track", speaker, state_topic=f"{base}/track", icon="mdi:music"),
+            entity("sensor", "control", "Control", speaker, state_topic=f"{base}/control", icon="mdi:account-music"),
             entity("switch", "privacy", "Privacy mode", speaker, state_topic=f"{base}/privacy",
                    command_topic=f"{base}/privacy/set"),  # no icon: Home Assistant's changes with the state
             entity("switch", "paused", "Pause", speaker, state_topic=f"{base}/paused", command_topic=f"{base}/pause/set",
                    icon="mdi:play-pause"),
             entity("button", "skip", "Skip", speaker, command_topic=f"{base}/skip/press", icon="mdi:skip-next"),
             entity("button", "like", "Like", speaker, command_topic=f"{base}/like/press", icon="mdi:thumb-up"),
+            entity("button", "resume", "Mood music", speaker, command_topic=f"{base}/resume/press",
+                   icon="mdi:emoticon-happy-outline"),
             entity("number", "volume", "Volume", speaker, state_topic=f"{base}/volume",
                    command_topic=f"{base}/volume/set", min=0, max=self.volume_max, step=1, mode="slider",
                    unit_of_measurement="%", icon="mdi:volume-high"),

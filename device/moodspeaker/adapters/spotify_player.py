@@ -275,7 +275,8 @@ class SpotifyPlayer:
 
     def carry_over(self, old: SpotifyPlayer) -> None:
         """The list `old` started, what it queues next, and whether the music is ours."""
-        self._started, self._rest, self._pending, self._last_uri = old._started, old._rest, old._pending, old._last_uri
+        self._started, self._rest, self._last_uri = list(old._started), list(old._rest), old._last_uri
+        self._pending = list(old._pending) if old._pending else None
         self._paused, self._ours = old._paused, old._ours
 
     async def close(self) -> None:

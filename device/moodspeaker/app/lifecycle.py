@@ -158,9 +158,15 @@ class ServiceRuntime:
         self._publish_state()
 
     def iteration(self, status: dict[str, Any]) -> None:
-        """One loop iteration completed with this status (mood, fps, model, track, … — scalars show in STATUS)."""
+        """One loop iteration completed with this status (mood, fps, model, track, … — scalars show in STATUS).
+        A status whose `fatal` names a problem the daemon cannot mend itself (the player's track watcher died) is
+        an error and gets no WATCHDOG=1: systemd restarts the daemon."""
         self._status = dict(status)
-        self.notifier.watchdog()
+        if fatal := status.get("fatal"):
+            if self._errors.get("fatal", ("",))[0] != fatal:
+                self.error(fatal, "fatal")
+        else:
+            self.notifier.watchdog()
         if not self._ready:
             self.ready()
             return

@@ -121,6 +121,8 @@ class PlayerService:
         self.handled = 0  # messages handled so far: what a test waits on to know that one was, and did nothing
         self.turns = 0  # loop turns completed (messages, then the tick, quiet hours and the volume)
         self.last_error = ""  # the problem now; a backend's is cleared when a command works again
+        self.watch_failures = 0  # times watching the backend for track changes failed (it is watched again)
+        self.watcher_dead = ""  # why the track watcher ended on its own: fatal, see _report
         self._backend_failing = False  # last_error is the backend's
         self._repeats, self._repeats_since = 0, 0.0  # the same failure again: how often since it was last logged
 
@@ -249,6 +251,7 @@ class PlayerService:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a PlayerError, or a bug in the backend: report it, keep watching
+                self.watch_failures += 1
                 if not isinstance(exc, MoodspeakerError):
                     log.exception("player: watching %s failed", self.backend)
                 self._submit("error", exc)
@@ -459,8 +462,21 @@ class PlayerService:
             self.last_error = ""
 
     def _report(self) -> None:
+        self._check_watcher()
         if self._on_iteration is not None:
             self._on_iteration(self.status())
+
+    def _check_watcher(self) -> None:
+        """A track watcher that ended on its own (a CancelledError or a BaseException from the backend) never
+        notices a track again: say so once, and the status's `fatal` stops the watchdog pings (ServiceRuntime),
+        so systemd restarts the player instead of leaving it deaf. The watcher's own loop survives any Exception."""
+        watcher = self._watcher
+        if self.watcher_dead or watcher is None or not watcher.done() or self._stop.is_set():
+            return
+        exc = None if watcher.cancelled() else watcher.exception()
+        how = "was cancelled" if exc is None else f"died ({type(exc).__name__}: {exc})"
+        self.watcher_dead = f"watching {self.backend} for track changes {how}; the player must be restarted"
+        log.warning("player: %s", self.watcher_dead)
 
     def status(self) -> dict[str, Any]:
         s = self.session
@@ -469,7 +485,8 @@ class PlayerService:
                 "control": f"owner ({s.owner.what} from another client)" if s.owner else "speaker",
                 "privacy": s.privacy, "mood_changes": s.mood_changes, "tracks_started": s.tracks_started,
                 "errors": self.errors, "last_error": self.last_error, "volume": self.plan.backend,
-                "moods_dropped": self.moods_dropped,
+                "moods_dropped": self.moods_dropped, "fatal": self.watcher_dead,
+                "watch_failures": self.watch_failures,
                 "volume_cap": self.plan.rules.cap(self._minute()),
                 "title": s.playing.track.title if s.playing else "", "feedback_problem": self.feedback.problem}
 
@@ -560,7 +577,7 @@ class PlayerApp:
         self.bridge = MqttBridge(config.mqtt, BridgeCommands(
             privacy=service.submit_privacy, skip=lambda: service.submit_action(ButtonAction.SKIP),
             like=lambda: service.submit_action(ButtonAction.LIKE), volume=service.submit_volume,
-            pause=self._pause), volume_max=config.volume.maximum)
+            pause=self._pause, resume=service.submit_resume), volume_max=config.volume.maximum)
         self._vision = VisionPresence(stale_s=3 * config.smoother.heartbeat_s + 1)
         self.bridge.start()
 
@@ -606,7 +623,9 @@ class PlayerApp:
             captures = self._camera_on() if self._camera_on is not None else True
             seen = self._vision.seen(now, self.service.mood_heard_at, captures, status["privacy"])
             self.bridge.publish_state(SpeakerState(
-                mood=status["mood"] if seen else None, confidence=status["confidence"], track=status["title"],
+                mood=status["mood"] if seen else None, confidence=status["confidence"],
+                track=status["title"] or status["track"],  # a file without a title tag: its name
+                control=status["control"],
                 paused=status["paused"], privacy=None if privacy_pending else status["privacy"],
                 volume=status["volume"], volume_max=status["volume_cap"]), now)
             status = {**status, "mqtt": self.bridge.describe()}

@@ -134,6 +134,7 @@ def gather(config: Config, runtime_dir: Path, now: float | None = None) -> dict[
         "backend": player.get("backend"),
         "track": player.get("track"),
         "volume": player.get("volume"),
+        "watch_failures": player.get("watch_failures"),
         "control": player.get("control"),
         "mqtt": player.get("mqtt"),
         "feedback": player.get("feedback_problem"),
@@ -206,7 +207,9 @@ def render(report: dict[str, Any]) -> str:
                      f"{'?' if acc is None else f'{acc:.4f}'} ({model['path']})")
     if report["backend"] is not None:
         volume = f", volume {report['volume']}" if isinstance(report.get("volume"), int) else ""
-        lines.append(f"player  {report['backend']}: {report['track'] or 'nothing playing'}{volume}")
+        failures = report.get("watch_failures")
+        failures = f", watching for track changes failed {failures} times" if failures else ""
+        lines.append(f"player  {report['backend']}: {report['track'] or 'nothing playing'}{volume}{failures}")
         if report.get("control", "speaker") not in (None, "speaker"):
             lines.append(f"control {report['control']}; `moodspeaker resume` or a button press hands back")
     if report.get("mqtt"):
