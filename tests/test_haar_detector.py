@@ -11,7 +11,7 @@ import pytest
 from moodspeaker.adapters.haar_detector import DetectorError, HaarFaceDetector
 from moodspeaker.config import DetectorConfig, parse_config
 from moodspeaker.core.domain import Box
-from moodspeaker.errors import ConfigError
+from moodspeaker.errors import ConfigError, FrameError
 
 FULLFRAME = Path(__file__).parent / "fixtures" / "fullframe_tiny.npz"
 
@@ -55,6 +55,14 @@ def test_largest_face_comes_first(fixture: tuple[np.ndarray, np.ndarray]) -> Non
 
 def test_blank_frame_has_no_face() -> None:
     assert HaarFaceDetector().detect(np.full((240, 320), 90, np.uint8)) == []
+
+
+def test_an_opencv_failure_arrives_as_a_frame_error() -> None:
+    """H: cv2.error crossed the FaceDetector port (and ended the vision loop)."""
+    detector = HaarFaceDetector()
+    detector._cascade = cv2.CascadeClassifier()  # an empty cascade: OpenCV's detectMultiScale asserts on it
+    with pytest.raises(FrameError, match=r"face detector: OpenCV failed on a \(\d+, \d+\) frame \(.*empty"):
+        detector.detect(np.full((240, 320), 90, np.uint8))
 
 
 def test_tracking_follows_a_moving_face_and_rescans_on_a_miss(fixture: tuple[np.ndarray, np.ndarray]) -> None:

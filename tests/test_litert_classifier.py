@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from moodspeaker.adapters.litert_classifier import LiteRTClassifier
-from moodspeaker.errors import ModelError
+from moodspeaker.errors import FrameError, ModelError
 from moodspeaker.model_card import sha256_file
 
 
@@ -47,6 +47,17 @@ def test_any_crop_size_is_resized_to_the_card_input(shipped_model, fer_tiny):
         face = d["images"][3]
     big = cv2.resize(face, (160, 160), interpolation=cv2.INTER_CUBIC)
     assert np.argmax(clf.classify(big)) == np.argmax(clf.classify(face))
+
+
+def test_opencv_and_litert_failures_arrive_as_frame_errors(shipped_model):
+    """H: cv2.error and LiteRT's ValueError crossed the EmotionClassifier port (and ended the vision loop)."""
+    classifier = LiteRTClassifier(shipped_model)
+    with pytest.raises(FrameError, match=r"classifier: OpenCV cannot resize a \(100, 0\) crop"):
+        classifier.prepare(np.zeros((100, 0), np.uint8))  # a crop with no columns
+    prepared = classifier.prepare(np.full((48, 48), 90, np.uint8))
+    classifier._buffer = classifier._buffer.astype(np.float32)  # what LiteRT refuses for an int8 input
+    with pytest.raises(FrameError, match="classifier: LiteRT failed on a crop"):
+        classifier.classify_prepared(prepared)
 
 
 def test_missing_model_or_card(tmp_path, model_copy):

@@ -267,6 +267,20 @@ def test_the_bridge_reconnects_after_the_broker_restarts_and_sends_everything_ag
         broker.stop()
 
 
+def test_a_broker_gone_while_closing_is_a_warning_not_pahos_error(tmp_path: Path, caplog) -> None:
+    """H: the broker went away between close()'s connected check and its "offline" publish: paho's RuntimeError
+    ("The client is not currently connected.") escaped close(), and ended the player's stop with a traceback."""
+    from mosquitto_broker import Mosquitto
+
+    broker = Mosquitto(tmp_path / "broker").start()
+    bridge = _bridge(broker, Commands())
+    broker.stop()
+    wait_until(lambda: not bridge.connected.is_set(), what="paho sees the broker gone")
+    bridge.connected.set()  # the moment before paho noticed: close() believes it is still connected
+    bridge.close()
+    assert any(r.levelname == "WARNING" and "could not say offline" in r.getMessage() for r in caplog.records)
+
+
 def test_a_refused_login_is_reported_not_fatal(tmp_path: Path) -> None:
     from mosquitto_broker import Mosquitto
 

@@ -176,6 +176,32 @@ def test_a_source_that_dies_is_reopened_with_exponential_backoff(model: Path, fa
     assert {s["state"] for s in rec.statuses} >= {"running", "reopening camera"}
 
 
+def test_a_frame_the_detector_fails_on_is_counted_and_the_loop_goes_on(
+        model: Path, face_frames: list[np.ndarray], caplog: pytest.LogCaptureFixture) -> None:
+    """H: only SourceError was caught; OpenCV's or LiteRT's error on one frame ended vision."""
+    import cv2
+
+    rec = Recorder()
+    camera = ScriptedCamera(face_frames, [None])
+
+    def broken_setup() -> VisionSetup:
+        setup = make_setup(model, rec, camera.open)
+        setup.pipeline.detector._cascade = cv2.CascadeClassifier()  # type: ignore[attr-defined]  # OpenCV asserts
+        return setup
+
+    service = VisionService(broken_setup, **rec.callbacks())
+    stop = threading.Event()
+    thread = run_in_thread(service, stop)
+    wait_for(lambda: service.status()["frame_errors"] >= 10)
+    stop.set()
+    thread.join(timeout=5)
+    status = service.status()
+    assert status["frames"] >= 10 and status["frame_errors"] >= 10 and status["source_errors"] == 0
+    assert rec.errors == [] and camera.closed == 1  # the camera was never blamed nor reopened
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "face detector: OpenCV failed" in warnings[0]  # once, not once a frame
+
+
 def test_stop_ends_the_loop_promptly_and_closes_everything(model: Path, face_frames: list[np.ndarray]) -> None:
     rec, closed = Recorder(), []
     camera = ScriptedCamera(face_frames, [None])

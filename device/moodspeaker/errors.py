@@ -64,6 +64,17 @@ class SourceError(MoodspeakerError):
     """The camera or video vanished or hung; the vision loop backs off and reopens."""
 
 
+class FrameError(MoodspeakerError):
+    """The face detector or the emotion classifier failed on one frame (OpenCV, LiteRT); vision counts the
+    frame as failed and goes on with the next."""
+
+
+def library_reason(exc: BaseException) -> str:
+    """A library's message on one line (OpenCV's spans several, with its source file first)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
 def quote(value: Any, limit: int = 60) -> str:
     """`value` as an error message quotes it: its repr on one short line, whatever it is (a 1 MiB list, a list
     nested a thousand deep, an integer too long to print)."""

@@ -19,7 +19,7 @@ import numpy as np
 
 from moodspeaker.config import DetectorConfig
 from moodspeaker.core.domain import Box
-from moodspeaker.errors import SetupError
+from moodspeaker.errors import FrameError, SetupError, library_reason
 
 CASCADE_NAME = "haarcascade_frontalface_default.xml"
 SCAN_MIN_FACE_PX = 36  # the smallest face wanted is scanned at this size (the cascade window is 24 px; 36 holds recall)
@@ -103,12 +103,15 @@ class HaarFaceDetector:
         not on the frame's resolution. Shrunk by area averaging, enlarged bit-exact linear."""
         if scale is None:
             scale = min(1.0, SCAN_MIN_FACE_PX / max(min_side, 1))
-        if scale < 1.0:
-            gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        elif scale > 1.0:
-            gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR_EXACT)
         lo, hi = max(round(min_side * scale), 1), max(round(max_side * scale), 1)
-        found = self._cascade.detectMultiScale(gray, scaleFactor=self.config.scale_factor, minNeighbors=self.config.min_neighbors,
-                                               minSize=(lo, lo), maxSize=(hi, hi))
+        try:
+            if scale < 1.0:
+                gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            elif scale > 1.0:
+                gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR_EXACT)
+            found = self._cascade.detectMultiScale(gray, scaleFactor=self.config.scale_factor,
+                                                   minNeighbors=self.config.min_neighbors, minSize=(lo, lo), maxSize=(hi, hi))
+        except cv2.error as exc:
+            raise FrameError(f"face detector: OpenCV failed on a {gray.shape} frame ({library_reason(exc)})") from None
         boxes = [Box(*(round(v / scale) for v in (x, y, w, h))) for x, y, w, h in found]
         return sorted(boxes, key=lambda b: b.area, reverse=True)

@@ -15,7 +15,7 @@ import numpy as np
 
 from moodspeaker.core.enhance import ENHANCE_NAME, enhance_crop
 from moodspeaker.core.face_crop import enlarge_cubic
-from moodspeaker.errors import ModelError
+from moodspeaker.errors import FrameError, ModelError, library_reason
 from moodspeaker.model_card import ModelCard, card_path_for, load_card, require_model_file, verify_model_bytes
 
 # The exact variants: INTER_LINEAR differs by up to 2 grey levels between ARM and x86; these give the same pixels.
@@ -94,7 +94,10 @@ class LiteRTClassifier:
         if face.shape[0] < size and face.shape[1] < size and prep.enlarge == "cubic":
             return enlarge_cubic(face, size)
         if face.shape != (size, size):
-            return cv2.resize(face, (size, size), interpolation=_INTERP[prep.resize])
+            try:
+                return cv2.resize(face, (size, size), interpolation=_INTERP[prep.resize])
+            except cv2.error as exc:
+                raise FrameError(f"classifier: OpenCV cannot resize a {face.shape} crop ({library_reason(exc)})") from None
         return face
 
     def prepare(self, face: np.ndarray) -> np.ndarray:
@@ -107,9 +110,12 @@ class LiteRTClassifier:
 
     def logits(self, prepared: np.ndarray) -> np.ndarray:
         self._buffer[0, :, :, 0] = prepared
-        self._interp.set_tensor(self._in_index, self._buffer)
-        self._interp.invoke()
-        q = self._interp.get_tensor(self._out_index)[0].astype(np.float32)
+        try:
+            self._interp.set_tensor(self._in_index, self._buffer)
+            self._interp.invoke()
+            q = self._interp.get_tensor(self._out_index)[0].astype(np.float32)
+        except (ValueError, RuntimeError) as exc:
+            raise FrameError(f"classifier: LiteRT failed on a crop ({library_reason(exc)})") from None
         return (q - self._out_zero) * self._out_scale
 
     def classify(self, face: np.ndarray) -> np.ndarray:

@@ -193,7 +193,10 @@ class MqttBridge:
         """Say offline (retained) and disconnect; the last will covers a crash."""
         self._closing = True
         if self.connected.is_set():
-            self._client.publish(self.availability, "offline", qos=1, retain=True).wait_for_publish(2)
+            try:
+                self._client.publish(self.availability, "offline", qos=1, retain=True).wait_for_publish(2)
+            except (RuntimeError, ValueError) as exc:  # paho's: the connection went after the check above
+                log.warning("MQTT: could not say offline on closing (%s); the broker's last will says it", exc)
         self._client.disconnect()
         self._client.loop_stop()
 

@@ -26,7 +26,7 @@ from moodspeaker.core.face_crop import crop_face, scale_box
 from moodspeaker.core.fusion import CropFuser, FusionParams
 from moodspeaker.core.mood import MoodEvent
 from moodspeaker.core.smoother import Smoother
-from moodspeaker.errors import SourceError
+from moodspeaker.errors import FrameError, SourceError
 from moodspeaker.ports import EmotionClassifier, FaceDetector, FrameSource, MoodSink
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ class VisionService:
     - `on_iteration(status)` after every analysed frame, and every second while waiting to reopen the camera
       (the loop is alive then, not hung); status: state, mood, confidence, face (the last crop's quality:
       ok, none, or why it counted less, e.g. "face too dark"), fps, model_path, model_sha, privacy, frames,
-      source_errors;
+      source_errors, frame_errors (frames the detector or classifier failed on: skipped, the loop goes on);
     - `on_error(why)` when the source fails, `on_recovered()` at the first frame after that;
     - `on_reload()` at the first safe point (between frames) after `request_reload()`: the daemon builds a new
       setup and hands it to `swap`, or keeps this one.
@@ -174,6 +174,8 @@ class VisionService:
         self._fps = 0.0
         self._frames = 0
         self._source_errors = 0
+        self._frame_errors = 0  # frames the detector or classifier failed on (skipped, counted)
+        self._last_frame_error = ""
         self._next_due: float | None = None
 
     def request_reload(self) -> None:
@@ -196,7 +198,8 @@ class VisionService:
 
     def status(self) -> dict[str, Any]:
         status: dict[str, Any] = {"state": self._state, "fps": round(self._fps, 2), "privacy": self._paused.is_set(),
-                                  "frames": self._frames, "source_errors": self._source_errors}
+                                  "frames": self._frames, "source_errors": self._source_errors,
+                                  "frame_errors": self._frame_errors}
         if self._setup is not None:
             smoother = self._setup.pipeline.smoother
             status.update(mood=smoother.mood, confidence=round(smoother.confidence, 3),
@@ -268,7 +271,10 @@ class VisionService:
                     rate = 1.0 / max(now - last_wall, 1e-6)
                     self._fps = rate if self._fps == 0 else self._fps + FPS_SMOOTHING * (rate - self._fps)
                 last_wall = now
-                setup.pipeline.process(frame, self._fps)
+                try:
+                    setup.pipeline.process(frame, self._fps)
+                except FrameError as exc:  # that frame is lost, not the camera: count it, go on with the next
+                    self._frame_failed(exc)
                 self._frames += 1
                 self._state = "running"
                 if self._failing:
@@ -300,6 +306,13 @@ class VisionService:
         log.warning("frame source failed: %s", exc)
         if self._on_error:
             self._on_error(f"camera: {exc}")
+
+    def _frame_failed(self, exc: FrameError) -> None:
+        """Count a frame the detector or classifier failed on; a warning when the reason differs from the last."""
+        self._frame_errors += 1
+        if str(exc) != self._last_frame_error:
+            self._last_frame_error = str(exc)
+            log.warning("frame %d skipped: %s", self._frames, exc)
 
     def _wait(self, state: str, stop: threading.Event, seconds: float | None) -> None:
         """Wait `seconds` (None: as long as paused), reporting every STATUS_DURING_WAIT_S; a stop, a reload request
