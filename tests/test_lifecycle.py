@@ -85,7 +85,9 @@ def test_a_reload_keeps_the_track_privacy_and_counters_and_a_failed_one_keeps_th
         await until(lambda: state()["reloads"] == 2)
         assert state()["reload_error"] is None and state()["last_error"] is None
         assert app.setup.store is not first_store and app.setup.player is service.player
-        await asyncio.sleep(0.5)  # the new backend reports what plays: no restart, no new track
+        await until(lambda: service.player._known is not None)  # the new backend has reported what plays ...
+        turns = service.turns
+        await until(lambda: service.turns >= turns + 2)  # ... and the loop has handled that: no restart, no new track
         now = current_song(mpd_server)
         assert (now["id"], now["file"]) == (playing["id"], playing["file"])
         assert service.session.privacy and service.session.tracks_started == 1 and service.session.mood_changes == 1
@@ -151,7 +153,8 @@ def test_a_stuck_backend_is_reported_while_the_loop_keeps_feeding_the_watchdog()
         task = asyncio.create_task(service.run())
         service.send(mood("happy"))
         await until(lambda: service.errors >= 1, timeout=5)
-        await asyncio.sleep(1.0)
+        reported = len(iterations)
+        await until(lambda: len(iterations) >= reported + 3, timeout=5)  # the loop goes on reporting while stuck
         service.stop()
         await asyncio.wait_for(task, 5)
 
