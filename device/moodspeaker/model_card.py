@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from moodspeaker.core.checks import finite_number
 from moodspeaker.core.emotions import EMOTIONS
 from moodspeaker.core.enhance import ENHANCE_NAME
 from moodspeaker.errors import ModelError, quote
@@ -116,16 +116,6 @@ def load_card(path: Path) -> ModelCard:
 
 def _whole(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
-
-
-def finite_number(x: Any) -> bool:
-    """A JSON number that is not a bool, NaN or infinite, and fits a float (a 400-digit integer does not)."""
-    if isinstance(x, bool) or not isinstance(x, int | float):
-        return False
-    try:
-        return math.isfinite(x)
-    except OverflowError:
-        return False
 
 
 def _input_size(path: Path, spec: Any) -> int:

@@ -24,8 +24,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from moodspeaker.core.checks import finite_number
 from moodspeaker.errors import ModelError, quote
-from moodspeaker.model_card import ModelCard, finite_number, load_card, sha256_file
+from moodspeaker.model_card import ModelCard, load_card, sha256_file
 from moodspeaker.model_proof import golden_beside, prove, read_golden
 
 MODEL_FILE = "emotion.tflite"

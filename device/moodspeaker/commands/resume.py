@@ -4,14 +4,12 @@ paused or replaced its music from a phone app or `mpc`); a button press on the s
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 from moodspeaker.adapters.volume_request import ResumeRequest
 from moodspeaker.commands import add_config_argument
-from moodspeaker.commands.volume import TAKE_TIMEOUT_S, _player_status
+from moodspeaker.commands.volume import _player_status, hand_to_player
 from moodspeaker.config import load_config
-from moodspeaker.errors import SetupError
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -21,17 +19,7 @@ def _run(args: argparse.Namespace) -> int:
         print("the speaker is in control already: nothing to hand back")
         return 0
     request = ResumeRequest(runtime)
-    try:
-        request.ask()
-    except PermissionError:
-        raise SetupError(f"cannot write {request.path}: permission denied; run it with sudo") from None
-    deadline = time.monotonic() + TAKE_TIMEOUT_S
-    while request.pending():
-        if time.monotonic() > deadline:
-            request.take()
-            raise SetupError(f"the player did not take the request within {TAKE_TIMEOUT_S:g} s; is it running? "
-                             "(`moodspeaker status`)")
-        time.sleep(0.1)
+    hand_to_player(request, request.ask, "the request")
     print("handed back: the speaker plays the mood's music again")
     return 0
 

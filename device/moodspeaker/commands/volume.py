@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from moodspeaker.adapters.state_file import StateFileError, read_state, state_path
-from moodspeaker.adapters.volume_request import VolumeRequest
+from moodspeaker.adapters.volume_request import ResumeRequest, VolumeRequest
 from moodspeaker.commands import add_config_argument
 from moodspeaker.config import load_config
 from moodspeaker.errors import SetupError, UsageError
@@ -31,6 +32,23 @@ def _player_status(runtime_dir: Path) -> dict[str, Any]:
     return _player_state(runtime_dir).get("status") or {}
 
 
+def hand_to_player(request: VolumeRequest | ResumeRequest, ask: Callable[[], None], what: str) -> float:
+    """Leave a request for the running player (`ask`) and wait until it takes it; the deadline it had to.
+    A request not taken within TAKE_TIMEOUT_S is withdrawn, so a player that starts later does not act on it."""
+    try:
+        ask()
+    except PermissionError:
+        raise SetupError(f"cannot write {request.path}: permission denied; run it with sudo") from None
+    deadline = time.monotonic() + TAKE_TIMEOUT_S
+    while request.pending():
+        if time.monotonic() > deadline:
+            request.take()
+            raise SetupError(f"the player did not take {what} within {TAKE_TIMEOUT_S:g} s; is it running? "
+                             "(`moodspeaker status`)")
+        time.sleep(0.1)
+    return deadline
+
+
 def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config)  # a ConfigError is reported by cli.main
     runtime = args.runtime_dir or Path(config.service.runtime_dir)
@@ -39,17 +57,7 @@ def _run(args: argparse.Namespace) -> int:
             raise UsageError(f"volume {args.level}: give 0..100")
         _player_status(runtime)
         request = VolumeRequest(runtime)
-        try:
-            request.ask(args.level)
-        except PermissionError:
-            raise SetupError(f"cannot write {request.path}: permission denied; run it with sudo") from None
-        deadline = time.monotonic() + TAKE_TIMEOUT_S
-        while request.pending():
-            if time.monotonic() > deadline:
-                request.take()
-                raise SetupError(f"the player did not take the volume within {TAKE_TIMEOUT_S:g} s; is it running? "
-                                 "(`moodspeaker status`)")
-            time.sleep(0.1)
+        deadline = hand_to_player(request, lambda: request.ask(args.level), "the volume")
         taken_at = time.time()
         while _player_state(runtime).get("updated_at", 0) < taken_at + config.service.status_interval \
                 and time.monotonic() < deadline + TAKE_TIMEOUT_S:  # a state written after the player applied it

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from typing import Any
 
 
 class InvalidSettings(ValueError):
@@ -17,3 +19,14 @@ def raise_problems(problems: list[str]) -> None:
     """Raise InvalidSettings with every problem found, if there is any."""
     if problems:
         raise InvalidSettings(problems)
+
+
+def finite_number(x: Any) -> bool:
+    """A JSON or TOML number that is not a bool, NaN or infinite, and fits a float (a 400-digit integer does not:
+    `math.isfinite` raises OverflowError on it)."""
+    if isinstance(x, bool) or not isinstance(x, int | float):
+        return False
+    try:
+        return math.isfinite(x)
+    except OverflowError:
+        return False

@@ -6,10 +6,10 @@ A mood is an emotion the smoother has settled on, or NO_FACE when nobody has bee
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from moodspeaker.core.checks import finite_number
 from moodspeaker.core.emotions import EMOTIONS
 
 PROTOCOL_VERSION = 1
@@ -61,22 +61,13 @@ class MoodEvent:
         if mood not in MOODS:
             raise MalformedEvent(f"unknown mood {mood!r}")
         conf, t, seq, fps = body.get("confidence"), body.get("t"), body.get("seq", 0), body.get("fps", 0.0)
-        if not _number(conf) or not 0.0 <= conf <= 1.0:
+        if not finite_number(conf) or not 0.0 <= conf <= 1.0:
             raise MalformedEvent(f"confidence must be a number in 0..1, got {conf!r}")
-        if not _number(t) or not _number(fps) or not isinstance(seq, int) or isinstance(seq, bool):
+        if not finite_number(t) or not finite_number(fps) or not isinstance(seq, int) or isinstance(seq, bool):
             raise MalformedEvent("t and fps must be finite numbers and seq an integer")
         probs = body.get("probs", {})
-        if not isinstance(probs, dict) or any(k not in EMOTIONS or not _number(v) for k, v in probs.items()):
+        if not isinstance(probs, dict) or any(k not in EMOTIONS or not finite_number(v) for k, v in probs.items()):
             raise MalformedEvent("probs must map emotion names to numbers")
         return cls(kind=kind, mood=mood, confidence=float(conf), t=float(t), seq=seq,
                    probs={k: float(v) for k, v in probs.items()}, fps=float(fps))
 
-
-def _number(x: Any) -> bool:
-    """A JSON number that is not a bool, NaN or infinite, and fits a float (a 400-digit integer does not)."""
-    if isinstance(x, bool) or not isinstance(x, int | float):
-        return False
-    try:
-        return math.isfinite(x)
-    except OverflowError:
-        return False
