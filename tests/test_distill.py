@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -281,3 +282,23 @@ def test_init_from_starts_the_student_from_those_weights(distilled, fer_tiny, tm
     with np.load(student / "best.weights.npz") as start, np.load(run / "best.weights.npz") as end:
         convs = [k for k in start.files if k.startswith(("conv", "depthwise", "dense"))]
         assert convs and all(np.allclose(start[k], end[k], atol=1e-5) for k in convs)
+
+
+def test_the_committed_float_weights_compute_what_the_shipped_int8_model_does(fer_tiny, shipped_model):
+    from moodspeaker_train import dequantise
+    from moodspeaker_train.distill import build
+    from moodspeaker_train.recipe import load_recipe
+
+    artifacts = Path(__file__).resolve().parents[1] / "training" / "artifacts"
+    twin = build(load_recipe(artifacts.parents[1] / "training" / "configs" / "xception80-kd.toml")).eval()
+    with np.load(artifacts / "xception80-kd.weights.npz") as saved:
+        torch_models.load_keras_weights(twin, {k: saved[k] for k in saved.files}, "xception80-kd.weights.npz")
+    provenance = json.loads((artifacts / "xception80-kd.weights.json").read_text())
+    assert provenance["from_model_sha256"] == dequantise.sha256(shipped_model)
+    faces = np.load(fer_tiny / "val.npz")["images"]
+    x = torch.from_numpy(faces[:, None].astype(np.float32))
+    with torch.no_grad():
+        float_logits = (twin(x) + twin(x.flip(-1))) / 2
+    int8_logits = dequantise.shipped_logits(shipped_model, faces)
+    assert (float_logits.argmax(1).numpy() == int8_logits.argmax(1)).mean() > 0.95
+    assert np.abs(float_logits.numpy() - int8_logits).mean() < 0.1 * np.abs(int8_logits).mean()

@@ -114,3 +114,14 @@ def test_the_pipeline_counts_a_face_once_confirmed_and_says_so_meanwhile(shipped
     assert pipeline.smoother.probabilities()  # the confirmed face's crops were averaged
     pipeline.process(Frame(np.full_like(frame, 90), 1.0))
     assert pipeline.face_status() == "none"
+
+
+def test_a_face_that_changes_in_place_stays_confirmed(faces: np.ndarray) -> None:
+    """A change restarts the average, not the confirmation: the box never left (a confirmed face that turns, or
+    a distant face whose box jitters in size, goes on counting)."""
+    fuser = CropFuser(FusionParams(confirm_frames=3))
+    for i in range(3):
+        _feed(fuser, i / 10, faces[1])
+    changed = _feed(fuser, 0.3, faces[90])
+    assert changed.restarted == "changed" and changed.frames == 1 and changed.confirmed
+    assert _feed(fuser, 0.4, faces[90], Box(400, 80, 72, 72)).confirmed is False  # a jump: a new box to confirm

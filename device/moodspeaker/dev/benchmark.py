@@ -28,7 +28,7 @@ from moodspeaker.core.domain import Frame
 from moodspeaker.core.fusion import FusionParams
 from moodspeaker.core.mood import NO_FACE, MoodEvent
 from moodspeaker.core.smoother import Smoother
-from moodspeaker.dev.demo_clip import DEFAULT_TRUTH, ClipTruth, load_clip_truth, score
+from moodspeaker.dev.demo_clip import DEFAULT_TRUTH, ClipTruth, load_clip_truth, score, score_boxes
 from moodspeaker.ports import EmotionClassifier, FaceDetector
 
 
@@ -79,7 +79,7 @@ def _frames(truth: ClipTruth, size: tuple[int, int]) -> Iterator[Frame]:
 
 def replay(pipeline: VisionPipeline, truth: ClipTruth, size: tuple[int, int]) -> dict:
     """The whole clip through the pipeline: wall-clock stage times, CPU time, accuracy against the truth."""
-    times, face_labels, moods = [], [], []
+    times, face_labels, moods, boxes, counted = [], [], [], [], []
     cpu = 0.0
     for frame in _frames(truth, size):
         c0 = time.thread_time()
@@ -89,12 +89,15 @@ def replay(pipeline: VisionPipeline, truth: ClipTruth, size: tuple[int, int]) ->
         moods.append(pipeline.smoother.mood)
         labels = pipeline.classifier.labels
         face_labels.append(NO_FACE if result.probs is None else labels[int(np.argmax(result.probs))])
+        boxes.append(result.face)
+        counted.append(result.probs is not None and (result.quality is None or result.quality.weight > 0))
     stats = pipeline.times
     ms = stats.mean_ms()
     return {"frames": stats.frames, "fps": round(stats.fps(), 1), "fps_cpu": round(stats.frames / cpu, 1),
             "ms": {k: round(v, 3) for k, v in ms.items()},
             "ms_per_face": round((ms["preprocess"] + ms["classify"]) * stats.frames / max(stats.faces, 1), 3),
-            "detected_frames": stats.faces, **score(truth, times, face_labels, moods)}
+            "detected_frames": stats.faces, **score(truth, times, face_labels, moods),
+            **(score_boxes(truth, size, times, boxes, counted) if truth.face_boxes else {})}
 
 
 def paced(pipeline: VisionPipeline, truth: ClipTruth, size: tuple[int, int], fps: float, seconds: float) -> dict:

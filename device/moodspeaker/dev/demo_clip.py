@@ -8,7 +8,10 @@ their second half is mostly the true one: the smoother needs a moment to settle 
 an owner counts on a clip of many faces (scripts/make_sofa_clips.py): `faces_reached` of `faces` (face
 segments in which the smoothed mood was the true one at some frame), `wrong_moods` (changes to an emotion
 that is neither the true one nor, within `LAG_S`, the one just before: a late arrival is not wrong) and
-`first_mood_s` (seconds from the first face to the first emotion shown: a cold start).
+`first_mood_s` (seconds from the first face to the first emotion shown: a cold start). Given the boxes the
+pipeline found, per box: `boxes` (frames with a box), `false_boxes` (boxes not on the pasted face: centre
+outside it, or a side under half or over `ON_FACE_MAX` times the face's, so an eye inside the face or a box
+around the face and the cushion beside it counts as false) and `false_counted` (false boxes whose crop reached the smoother).
 """
 
 from __future__ import annotations
@@ -19,12 +22,14 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from moodspeaker.core.domain import Box
 from moodspeaker.core.mood import MOODS, NO_FACE
 from moodspeaker.errors import UsageError
 
 DEMO_DIR = Path(__file__).resolve().parent / "clip"  # installed with the package, so `moodspeaker bench` runs anywhere
 DEFAULT_TRUTH = DEMO_DIR / "clip.json"
 LAG_S = 1.0  # a mood that arrives this long after its face left is late, not wrong
+ON_FACE_MAX = 1.6  # a box over this many times the face's side is mostly not face (the face fills under 40%)
 
 
 class ClipError(UsageError):
@@ -46,6 +51,7 @@ class ClipTruth:
     height: int
     frames: int
     segments: tuple[Segment, ...]
+    face_boxes: tuple[tuple[int, int, int] | None, ...] = ()  # per frame: the pasted face's x, y, side (or none)
 
     def mood_at(self, t: float) -> str:
         for seg in self.segments:
@@ -62,7 +68,9 @@ def load_clip_truth(path: Path = DEFAULT_TRUTH) -> ClipTruth:
         raw = json.loads(path.read_text())
         segments = tuple(Segment(float(s["start"]), float(s["end"]), str(s["mood"])) for s in raw["segments"])
         truth = ClipTruth(video=path.parent / raw["video"], fps=float(raw["fps"]), width=int(raw["width"]),
-                          height=int(raw["height"]), frames=int(raw["frames"]), segments=segments)
+                          height=int(raw["height"]), frames=int(raw["frames"]), segments=segments,
+                          face_boxes=tuple(None if b is None else (int(b[0]), int(b[1]), int(b[2]))
+                                           for b in raw.get("face_boxes", ())))
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise ClipError(f"{path}: not a demo clip ground truth file ({exc!r})") from None
     if unknown := [s.mood for s in segments if s.mood not in MOODS]:
@@ -70,6 +78,34 @@ def load_clip_truth(path: Path = DEFAULT_TRUTH) -> ClipTruth:
     if not truth.video.is_file():
         raise ClipError(f"{truth.video}: the demo clip named by {path.name} is missing")
     return truth
+
+
+def on_face(box: Box, face: tuple[int, int, int] | None) -> bool:
+    """Whether a found box lies on the pasted face (x, y, side): its centre inside the face, its side between
+    half and ON_FACE_MAX times the face's (a detector's box and the peer's padded one pass; an eye does not)."""
+    if face is None:
+        return False
+    x, y, side = face
+    cx, cy = box.x + box.w / 2, box.y + box.h / 2
+    return x <= cx <= x + side and y <= cy <= y + side and side / 2 <= max(box.w, box.h) <= ON_FACE_MAX * side
+
+
+def score_boxes(truth: ClipTruth, frame_size: tuple[int, int], times: list[float], boxes: list[Box | None],
+                counted: list[bool]) -> dict:
+    """Per box found (`boxes`, in a frame of `frame_size` (width, height)), how many are not on the face;
+    `counted`: whether each frame's crop reached the smoother with any weight."""
+    if not truth.face_boxes:
+        raise ClipError(f"{truth.video}: the clip's description has no face_boxes to score boxes against")
+    k = frame_size[0] / truth.width
+    false = [False] * len(boxes)
+    for i, (t, box) in enumerate(zip(times, boxes, strict=True)):
+        if box is None:
+            continue
+        face = truth.face_boxes[min(round(t * truth.fps), len(truth.face_boxes) - 1)]
+        false[i] = not on_face(box, None if face is None else (round(face[0] * k), round(face[1] * k), round(face[2] * k)))
+    n = sum(b is not None for b in boxes)
+    return {"boxes": n, "false_boxes": sum(false), "false_box_rate": round(sum(false) / max(n, 1), 4),
+            "false_counted": sum(f and c for f, c in zip(false, counted, strict=True))}
 
 
 def score(truth: ClipTruth, times: list[float], face_labels: list[str], moods: list[str]) -> dict:
