@@ -19,6 +19,7 @@ from moodspeaker.adapters.sqlite_feedback import SqliteFeedbackStore
 from moodspeaker.adapters.volume_request import VolumeRequest
 from moodspeaker.app.player import PlayerService
 from moodspeaker.config import VolumeConfig
+from moodspeaker.core.domain import ButtonAction
 from moodspeaker.core.policy import MoodPolicy
 from moodspeaker.dev.mpd_server import MpdServer
 
@@ -288,6 +289,34 @@ def test_volume_requests_during_an_mpd_hang_do_not_starve_the_watchdog(mpd_serve
         assert len(sets) == 1 and events[sets[0]] == "set 40"  # the latest request, once
         clock.t += 10  # the next check after the failure: MPD answers again
         await until(lambda: mpd_volume(mpd_server) == 40)
+
+    serve(service, scenario)
+
+
+def test_a_volume_asked_for_during_a_hang_goes_as_soon_as_the_backend_answers_again(mpd_server: MpdServer,
+                                                                                   store) -> None:
+    """After a hang nothing was set until VOLUME_CHECK_S after the last failed volume call, so `moodspeaker
+    volume 39` right after MPD came back could say "volume unknown" (system check 22). Any command that works
+    again ends that wait: the plan's level goes at the next turn, the clock not moved on."""
+    clock = Clock()
+    player = RecordingMpd(mpd_server.host, mpd_server.port, reconnect_max_s=0.5)
+    service = PlayerService(player, MoodPolicy(PLAYLISTS, cooldown_s=0.0), store, backend="mpd",  # type: ignore[arg-type]
+                            volume=VolumeConfig(start=50), clock=clock, call_timeout_s=0.3)
+
+    async def scenario() -> None:
+        service.send(mood("happy"))
+        await until(lambda: service.session.tracks_started == 1 and mpd_volume(mpd_server) == 50)
+        mpd_server.freeze()
+        try:
+            service.submit_volume(39)
+            await until(lambda: service.errors >= 1)
+        finally:
+            mpd_server.freeze(False)
+        await until(lambda: mpd_volume(mpd_server) == 39)  # the set that timed out landed when MPD woke up ...
+        other_client(mpd_server, "setvol", 70)  # ... and is gone again: the player cannot know its level yet
+        service.submit_action(ButtonAction.SKIP)  # a command that works: MPD answers again
+        await until(lambda: service.session.tracks_started == 2)
+        await until(lambda: mpd_volume(mpd_server) == 39)
 
     serve(service, scenario)
 

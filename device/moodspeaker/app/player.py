@@ -456,7 +456,9 @@ class PlayerService:
         self.last_error, self._backend_failing = why, backend
 
     def _recovered(self) -> None:
-        """A backend command worked: a backend failure no longer shows (a feedback store's failure does)."""
+        """A backend command worked: a backend failure no longer shows (a feedback store's failure does), and a
+        volume that waits since a failed volume call goes at the next turn, not VOLUME_CHECK_S after the failure."""
+        self._volume_retry_at = float("-inf")
         if self.last_error and self._backend_failing:
             log.info("player: %s works again", self.backend)
             self.last_error = ""
