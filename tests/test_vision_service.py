@@ -312,7 +312,7 @@ def test_privacy_pause_closes_the_camera_until_resumed(model: Path, face_frames:
     service.set_paused(True)
     wait_for(lambda: camera.closed == 1)
     frames = service.status()["frames"]
-    time.sleep(0.3)
+    wait_for(lambda: rec.statuses[-1]["state"] == "paused")  # the loop waits, paused: no frame comes from there
     assert service.status()["frames"] == frames and service.status()["privacy"] is True
     service.set_paused(False)
     wait_for(lambda: service.status()["frames"] > frames, timeout=5)

@@ -151,11 +151,12 @@ class ServiceRuntime:
         return self.notifier.watchdog_interval
 
     def ready(self) -> None:
-        """The daemon serves: READY=1 with the current status."""
+        """The daemon serves: the state file, then READY=1 with the current status (`systemctl start` returns at
+        READY, and a `moodspeaker status` right after it finds the file)."""
         self._ready = True
         self._phase = "running"
-        self.notifier.ready(self._status_line())
         self._publish_state()
+        self.notifier.ready(self._status_line())
 
     def iteration(self, status: dict[str, Any]) -> None:
         """One loop iteration completed with this status (mood, fps, model, track, … — scalars show in STATUS).
