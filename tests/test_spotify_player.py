@@ -589,14 +589,15 @@ def test_a_play_during_the_wait_for_the_tracks_end_replaces_the_waiting_list(fak
     """E: the watcher slept out the current track's last moments, then started its play_next() list, which a play()
     had meanwhile cleared: an index into an empty list."""
     fake.active_device = "dev-speaker"
-    player = _player(fake, tmp_path, poll_s=1.0)
+    player = _player(fake, tmp_path, poll_s=3.0)
     tracks = run(player.playlist_tracks(PLAYLIST))
     old, new, other = tracks[:1], tracks[1:3], tracks[3:]
 
     async def scenario() -> Track | None:
         await player.play(old)
         assert await player.wait_track_change() == old[0]
-        fake.progress_ms = 180_000 - 600  # 0.6 s left, less than a poll (1 s): the watcher sleeps them out
+        # 1.5 s left, less than a poll (3 s): the watcher sleeps them out (wide enough for a loaded machine)
+        fake.progress_ms = 180_000 - 1_500
         await player.play_next(new)
         watcher = asyncio.create_task(player.wait_track_change())
         while not fake.calls("GET", "/v1/me/player")[1:]:  # the watcher has polled and sleeps to the track's end
