@@ -116,3 +116,33 @@ def test_library_mode_plays_a_mood_ranked_by_the_listeners_feedback(library_mpd,
     queue = [s["file"] for s in client.playlistinfo()]
     client.disconnect()
     assert queue[0] == "moods/sad/sad-2.wav" and queue[-1] == "moods/sad/sad-1.wav" and len(queue) == 3
+
+
+def test_a_mood_folder_larger_than_the_queue_cap_queues_the_cap_with_one_warning(library_mpd, caplog) -> None:
+    """Issue 20 #7: a mood folder of more songs than MPD's queue takes (16,384) gave one warning per refused add
+    and outlasted the call's time limit. A mood now queues at most QUEUE_CAP tracks, and says so once."""
+    from moodspeaker.adapters.mpd_player import QUEUE_CAP
+
+    server, music = library_mpd
+    many = QUEUE_CAP + 50
+    blip = synth_track("happy", 0, 0.05)
+    (music / "moods" / "party").mkdir()
+    for i in range(many):
+        write_wav(music / "moods" / "party" / f"party-{i:05d}.wav", blip, {"INAM": f"Party {i}"})
+    _update(server)
+
+    async def scenario() -> int:
+        player = MpdPlayer(server.host, server.port, library="folders", library_dir="moods")
+        try:
+            await player.connect()
+            tracks = await player.playlist_tracks("party")
+            assert len(tracks) == many
+            with caplog.at_level("WARNING", logger="moodspeaker.adapters.mpd_player"):
+                await player.play(tracks)
+            return int((await player._command("status"))["playlistlength"])
+        finally:
+            await player.close()
+
+    assert asyncio.run(scenario()) == QUEUE_CAP
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [f"MPD: queueing the first {QUEUE_CAP} of {many} tracks (the most one mood queues)"]
