@@ -1,5 +1,5 @@
 """Property-based tests (hypothesis) of the parsers that take outside input: mood datagrams (core/mood.py), the
-config file (config.py) and model cards (model_card.py, model_store.golden_spec). Whatever the input (arbitrary
+config file (config.py), model cards (model_card.py, model_store.golden_spec) and Spotify's answers. Whatever the input (arbitrary
 JSON or TOML values, huge and non-finite numbers, deep nesting, odd types, raw bytes), the only outcomes are a
 value or our error: MalformedEvent for a datagram (core's own), ConfigError, ModelError. Anything else (an
 OverflowError, RecursionError, TypeError) would be an "internal error" or a dead daemon.
@@ -9,6 +9,7 @@ Each suite is bounded (max_examples) so that all of them together take a few sec
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -185,3 +186,27 @@ def test_a_card_of_any_values_is_a_card_or_a_model_error(tmp_path_factory, card:
                  st.integers(1, 200_000).map(lambda n: _deeply_nested(n, "["))))
 def test_any_text_is_a_card_or_a_model_error(tmp_path_factory, text: str) -> None:
     _load(tmp_path_factory.mktemp("card"), text)
+
+
+# --- Spotify's answers (adapters/spotify_player.py): a proxy or a broken server may send anything ---
+
+@FAST
+@given(json_values)
+def test_any_playback_state_is_read_or_refused_as_a_bad_answer(state) -> None:
+    from moodspeaker.adapters.spotify_player import BadAnswer, _playback_state, _track
+
+    with contextlib.suppress(BadAnswer):
+        assert _playback_state(state) in (None, state)
+    track = _track(state)
+    assert track is None or (isinstance(track.uri, str) and track.uri)
+
+
+@FAST
+@given(st.one_of(st.none(), st.text(max_size=30), numbers.map(str)))
+def test_any_retry_after_header_is_a_bounded_wait_or_none(header) -> None:
+    from spotipy.exceptions import SpotifyException
+
+    from moodspeaker.adapters.spotify_player import RETRY_AFTER_MAX_S, _retry_after
+
+    wait = _retry_after(SpotifyException(429, -1, "rate limited", headers={"Retry-After": header}))
+    assert wait is None or 0.0 <= wait <= RETRY_AFTER_MAX_S

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -46,6 +47,7 @@ R = TypeVar("R")
 CALL_BUDGET_S = 12.0  # the most one port call may take: under half of the player unit's WatchdogSec (30 s)
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 8.0
+RETRY_AFTER_MAX_S = 86_400.0  # the longest rate limit believed (Spotify's are up to hours)
 PAGE_SIZE = 50  # Spotify answers 400 for a playlist page of more than 50 items
 START_URIS = 100  # the most track URIs one start-playback request carries
 TOP_UP_AHEAD = 2  # when the current track is this close to the end of what Spotify has, queue more
@@ -102,11 +104,14 @@ def _playback_state(state: Any) -> dict[str, Any] | None:
 
 
 def _retry_after(exc: SpotifyException) -> float | None:
+    """The Retry-After header in seconds, at most RETRY_AFTER_MAX_S; None where there is no usable number (then the
+    back-off applies): "inf" or "1e400" would otherwise block Spotify until the player restarts."""
     value = (exc.headers or {}).get("Retry-After")
     try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
+        seconds = float(value) if value is not None else math.nan
+    except (TypeError, ValueError):
         return None
+    return min(max(0.0, seconds), RETRY_AFTER_MAX_S) if math.isfinite(seconds) else None
 
 
 def _message(exc: SpotifyException) -> str:
