@@ -15,6 +15,7 @@ from pathlib import Path
 import mpd
 import pytest
 from gpiozero.pins.mock import MockFactory
+from test_player_service import serve
 
 from moodspeaker.app.lifecycle import Daemon
 from moodspeaker.app.player import TICK_S, PlayerApp, PlayerService, build_setup
@@ -95,16 +96,8 @@ def test_a_reload_keeps_the_track_privacy_and_counters_and_a_failed_one_keeps_th
         service.submit_action(ButtonAction.LIKE)  # the new store records, the new backend saves
         await until(lambda: app.setup.store.counts("happy") != {})
 
-    async def main() -> None:
-        task = asyncio.create_task(service.run())
-        try:
-            await scenario()
-        finally:
-            service.stop()
-            await asyncio.wait_for(task, 10)
-
     try:
-        asyncio.run(main())
+        serve(service, scenario, stop_within=10)
     finally:
         app.close()
     assert privacy_calls == [True]  # turned on once, never reset by a reload
@@ -466,16 +459,8 @@ def test_a_reload_whose_swap_raises_is_ready_again_on_the_old_setup_and_says_why
         service.submit_action(ButtonAction.LIKE)  # and still records into its store
         await until(lambda: old_setup.store.counts("happy") != {})
 
-    async def main() -> None:
-        task = asyncio.create_task(service.run())
-        try:
-            await scenario()
-        finally:
-            service.stop()
-            await asyncio.wait_for(task, 10)
-
     try:
-        asyncio.run(main())
+        serve(service, scenario, stop_within=10)
     finally:
         app.close()
         sock.sock.close()
@@ -512,16 +497,8 @@ def test_a_reload_builds_in_a_thread_while_the_loop_feeds_the_watchdog(mpd_serve
         await until(lambda: daemon.runtime._reloads == 1)
         assert daemon.runtime.reload_error is None and app.setup.config is not config
 
-    async def main() -> None:
-        task = asyncio.create_task(app.service.run())
-        try:
-            await scenario()
-        finally:
-            app.service.stop()
-            await asyncio.wait_for(task, 10)
-
     try:
-        asyncio.run(main())
+        serve(app.service, scenario, stop_within=10)
     finally:
         finish.set()
         app.close()

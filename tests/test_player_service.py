@@ -61,14 +61,15 @@ async def settled(service: PlayerService) -> None:
     await until(lambda: service.turns >= target)
 
 
-def serve(service: PlayerService, scenario: Callable[[], Awaitable[None]]) -> None:
+def serve(service: PlayerService, scenario: Callable[[], Awaitable[None]], stop_within: float = 5.0) -> None:
+    """Run `service` while `scenario` runs, then stop it; it must end within `stop_within` s."""
     async def main() -> None:
         task = asyncio.create_task(service.run())
         try:
             await scenario()
         finally:
             service.stop()
-            await asyncio.wait_for(task, 5)
+            await asyncio.wait_for(task, stop_within)
 
     asyncio.run(main())
 
