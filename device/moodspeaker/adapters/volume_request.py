@@ -17,28 +17,49 @@ REQUEST_NAME = "volume-request"
 RESUME_NAME = "resume-request"
 
 
-class VolumeRequest:
-    def __init__(self, runtime_dir: str | Path) -> None:
-        self.path = Path(runtime_dir) / REQUEST_NAME
+class _RequestFile:
+    """One request file: written whole (a rename), taken once (read, then removed)."""
 
-    def ask(self, level: int) -> None:
+    what = "request"
+
+    def __init__(self, runtime_dir: str | Path, name: str) -> None:
+        self.path = Path(runtime_dir) / name
+
+    def _ask(self, text: str) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(f"{level}\n")
+        tmp.write_text(text)
         os.replace(tmp, self.path)
 
     def pending(self) -> bool:
         return self.path.exists()
 
-    def take(self) -> int | None:
-        """The level asked for, once (the file is removed); None when nothing is asked or the file is not a number."""
+    def _take(self) -> str | None:
+        """The file's text, once (the file is removed); None when nothing is asked or it cannot be taken."""
         try:
             text = self.path.read_text()
             self.path.unlink()
         except FileNotFoundError:
             return None
         except OSError as exc:
-            log.warning("%s: cannot take the volume request (%s)", self.path, exc)
+            log.warning("%s: cannot take the %s (%s)", self.path, self.what, exc)
+            return None
+        return text
+
+
+class VolumeRequest(_RequestFile):
+    what = "volume request"
+
+    def __init__(self, runtime_dir: str | Path) -> None:
+        super().__init__(runtime_dir, REQUEST_NAME)
+
+    def ask(self, level: int) -> None:
+        self._ask(f"{level}\n")
+
+    def take(self) -> int | None:
+        """The level asked for, once (the file is removed); None when nothing is asked or the file is not a number."""
+        text = self._take()
+        if text is None:
             return None
         try:
             return int(text.strip())
@@ -47,26 +68,17 @@ class VolumeRequest:
             return None
 
 
-class ResumeRequest:
+class ResumeRequest(_RequestFile):
     """`moodspeaker resume`: the owner hands control back to the speaker (see core.session)."""
 
+    what = "resume request"
+
     def __init__(self, runtime_dir: str | Path) -> None:
-        self.path = Path(runtime_dir) / RESUME_NAME
+        super().__init__(runtime_dir, RESUME_NAME)
 
     def ask(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text("resume\n")
-
-    def pending(self) -> bool:
-        return self.path.exists()
+        self._ask("resume\n")
 
     def take(self) -> bool:
         """True once per request (the file is removed)."""
-        try:
-            self.path.unlink()
-        except FileNotFoundError:
-            return False
-        except OSError as exc:
-            log.warning("%s: cannot take the resume request (%s)", self.path, exc)
-            return False
-        return True
+        return self._take() is not None
