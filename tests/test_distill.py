@@ -13,6 +13,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="PyTorch is not installed: `make torch` adds it (README: Training the model)")
 
 from moodspeaker.adapters.litert_classifier import LiteRTClassifier  # noqa: E402
+from moodspeaker.model_card import sha256_file  # noqa: E402
 from moodspeaker_train import models, torch_models  # noqa: E402
 from moodspeaker_train.cli import main as train_main  # noqa: E402
 from moodspeaker_train.distill import augment, lr_at  # noqa: E402
@@ -178,7 +179,6 @@ def test_distill_refuses_to_overwrite_and_import_needs_student_weights(distilled
 
 
 def test_dequantised_int8_student_computes_what_the_int8_model_does(distilled, fer_tiny, tmp_path):
-    from moodspeaker_train import dequantise
     from moodspeaker_train.distill import build
     from moodspeaker_train.recipe import load_recipe
 
@@ -188,7 +188,7 @@ def test_dequantised_int8_student_computes_what_the_int8_model_does(distilled, f
     assert train_main(["dequantise", "--model", str(model), "--config", str(tmp_path / "s.toml"),
                        "--data", str(fer_tiny), "--calibration", "200", "--out", str(weights)]) == 0
     provenance = json.loads(weights.with_suffix(".json").read_text())
-    assert provenance["from_model_sha256"] == dequantise.sha256(model) and provenance["val"]["n"] == 210
+    assert provenance["from_model_sha256"] == sha256_file(model) and provenance["val"]["n"] == 210
 
     faces = np.load(fer_tiny / "val.npz")["images"]
     twin = build(load_recipe(tmp_path / "s.toml")).eval()
@@ -294,7 +294,7 @@ def test_the_committed_float_weights_compute_what_the_shipped_int8_model_does(fe
     with np.load(artifacts / "xception80-kd.weights.npz") as saved:
         torch_models.load_keras_weights(twin, {k: saved[k] for k in saved.files}, "xception80-kd.weights.npz")
     provenance = json.loads((artifacts / "xception80-kd.weights.json").read_text())
-    assert provenance["from_model_sha256"] == dequantise.sha256(shipped_model)
+    assert provenance["from_model_sha256"] == sha256_file(shipped_model)
     faces = np.load(fer_tiny / "val.npz")["images"]
     x = torch.from_numpy(faces[:, None].astype(np.float32))
     with torch.no_grad():

@@ -8,6 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from moodspeaker.model_card import sha256_file
 from moodspeaker_train.data import DEFAULT_DATA, DataError, load_split
 from moodspeaker_train.recipe import RecipeError, load_recipe
 
@@ -55,12 +56,12 @@ def _cmd_dequantise(args: argparse.Namespace) -> int:
     np.savez_compressed(args.out, **torch_models.keras_weights(twin))
     provenance = {
         "what": "float weights of the int8 model's twin (Keras layouts, like a distill run's best.weights.npz)",
-        "from_model": str(args.model.name), "from_model_sha256": dequantise.sha256(args.model),
+        "from_model": str(args.model.name), "from_model_sha256": sha256_file(args.model),
         "recipe": str(args.config.name), "arch_args": recipe.arch_args,
         "how": "int8 weights and int32 biases dequantised with their scales; each folded batch norm rebuilt as an "
                f"identity with the statistics of {len(sample)} train faces (moodspeaker_train/dequantise.py)",
         "val": {"n": len(val), "accuracy_float": round(accuracy, 4)},
-        "data_sha256": {s: dequantise.sha256(args.data / f"{s}.npz") for s in ("train", "val")
+        "data_sha256": {s: sha256_file(args.data / f"{s}.npz") for s in ("train", "val")
                         if (args.data / f"{s}.npz").is_file()},
     }
     args.out.with_suffix(".json").write_text(json.dumps(provenance, indent=1) + "\n")
@@ -77,7 +78,7 @@ def _cmd_logits(args: argparse.Namespace) -> int:
     splits = {name: load_split(args.data, name) for name in ("train", "val")}
     if args.model:
         logits = {name: dequantise.shipped_logits(args.model, faces.images) for name, faces in splits.items()}
-        provenance = {"source": "int8 model", "model": args.model.name, "model_sha256": dequantise.sha256(args.model)}
+        provenance = {"source": "int8 model", "model": args.model.name, "model_sha256": sha256_file(args.model)}
     else:
         from moodspeaker_train.distill import teacher_logits
 
@@ -85,7 +86,7 @@ def _cmd_logits(args: argparse.Namespace) -> int:
         provenance = {"source": "teacher runs", "teachers": teacher_provenance(args.teacher)}
     provenance["averaged"] = "over the sources and over each face and its mirror image"
     provenance["data"] = str(args.data)
-    provenance["data_sha256"] = {s: dequantise.sha256(args.data / f"{s}.npz") for s in ("train", "val")
+    provenance["data_sha256"] = {s: sha256_file(args.data / f"{s}.npz") for s in ("train", "val")
                                  if (args.data / f"{s}.npz").is_file()}
     meta = save_logits(args.out, {name: (faces, logits[name]) for name, faces in splits.items()}, provenance)
     print(f"wrote {args.out}: " + ", ".join(f"{name} {m['n']} faces, accuracy {m['accuracy']:.4f}"
