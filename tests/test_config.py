@@ -107,7 +107,7 @@ def test_a_non_utf8_file_is_a_config_error_not_a_traceback(tmp_path) -> None:
 
 
 def test_library_mode_names_moods_by_their_keys_unless_the_owner_maps_them() -> None:
-    from moodspeaker.app.player import policy_from_config
+    from moodspeaker.app.player_app import policy_from_config
 
     folders = parse_config('[mpd]\nlibrary = "folders"\n')
     assert policy_from_config(folders).selection_for("happy").playlists == ("happy",)  # moods/happy/, not mood-happy

@@ -81,7 +81,7 @@ def test_case3_a_full_disk_at_start_without_a_database_keeps_events_in_memory(di
 
 
 def test_case3_the_player_starts_on_a_full_disk(disk: Disk) -> None:
-    from moodspeaker.app.player import build_setup
+    from moodspeaker.app.player_app import build_setup
 
     disk.fill()
     setup = build_setup(Config(feedback=FeedbackConfig(path=str(disk.path / "feedback.db"))))

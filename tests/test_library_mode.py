@@ -14,7 +14,8 @@ from test_player_service import mood, serve, until
 
 from moodspeaker.adapters.mpd_player import MpdPlayer
 from moodspeaker.adapters.sqlite_feedback import SqliteFeedbackStore
-from moodspeaker.app.player import PlayerService, policy_from_config
+from moodspeaker.app.player import PlayerService
+from moodspeaker.app.player_app import policy_from_config
 from moodspeaker.config import parse_config
 from moodspeaker.dev.demo_music import synth_track, write_library, write_wav
 from moodspeaker.dev.mpd_server import MpdServer

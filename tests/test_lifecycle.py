@@ -18,7 +18,8 @@ from gpiozero.pins.mock import MockFactory
 from test_player_service import serve
 
 from moodspeaker.app.lifecycle import Daemon
-from moodspeaker.app.player import TICK_S, PlayerApp, PlayerService, build_setup
+from moodspeaker.app.player import TICK_S, PlayerService
+from moodspeaker.app.player_app import PlayerApp, build_setup
 from moodspeaker.config import load_config
 from moodspeaker.core.domain import ButtonAction, Track
 from moodspeaker.core.mood import MoodEvent
@@ -64,7 +65,7 @@ def test_a_reload_keeps_the_track_privacy_and_counters_and_a_failed_one_keeps_th
     privacy_calls: list[bool] = []
     factory = MockFactory()
     app = PlayerApp(config, on_iteration=daemon.runtime.iteration, on_privacy=privacy_calls.append,
-                    on_reload=lambda: daemon.reload(build_setup, app.swap), pin_factory=factory)
+                    on_reload=lambda: daemon.reload_off_loop(build_setup, app.swap), pin_factory=factory)
     service = app.service
     state = lambda: json.loads((tmp_path / "player.json").read_text())  # noqa: E731
 
@@ -395,7 +396,7 @@ def test_a_watcher_that_ignores_its_cancel_holds_up_neither_a_reload_nor_the_sto
     old, new = DeafPlayer(), DeafPlayer()
     service: PlayerService
 
-    def reload() -> None:
+    async def reload() -> None:
         service.replace(new, MemoryStore(), MoodPolicy({"happy": "mood-happy"}, cooldown_s=0.0), 30.0, "mpd")  # type: ignore[arg-type]
 
     service = PlayerService(old, MoodPolicy({"happy": "mood-happy"}, cooldown_s=0.0), MemoryStore(),  # type: ignore[arg-type]
@@ -436,7 +437,7 @@ def test_a_reload_whose_swap_raises_is_ready_again_on_the_old_setup_and_says_why
     daemon = Daemon("player", config, ServiceRuntime(
         "player", config.service, SystemdNotifier({"NOTIFY_SOCKET": os.path.join(folder, "notify.sock")})))
     app = PlayerApp(config, on_iteration=daemon.runtime.iteration, pin_factory=MockFactory(),
-                    on_reload=lambda: daemon.reload(build_setup, app.swap, app.discard))
+                    on_reload=lambda: daemon.reload_off_loop(build_setup, app.swap, app.discard))
     service, old_setup = app.service, app.setup
 
     def broken_bridge(_config: object) -> None:
@@ -544,7 +545,7 @@ def test_a_dead_track_watcher_is_reported_and_the_watchdog_is_no_longer_fed(
         try:
             await asyncio.to_thread(sock.wait_for, "WATCHDOG", "1", 5)  # fed while the watcher lives
             player.die.set()
-            await until(lambda: service.watcher_dead != "")
+            await until(lambda: service.fatal != "")
             sock.messages()
             turns = service.turns
             await until(lambda: service.turns >= turns + 3)  # three more loop turns, each one reported
@@ -563,3 +564,171 @@ def test_a_dead_track_watcher_is_reported_and_the_watchdog_is_no_longer_fed(
     assert "watching mpd for track changes was cancelled" in state["errors"]["fatal"]
     assert caplog.text.count("watching mpd for track changes was cancelled") == 1  # once, as a warning
     assert "WARNING" in caplog.text
+
+
+class HungWatchPlayer(MemoryPlayer):
+    """A backend whose track watch hangs in a call that ignores every cancel (a library call stuck past its budget
+    that swallows the CancelledError), until `release` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.cancels_ignored = 0
+
+    async def wait_track_change(self) -> Track | None:
+        while not self.release.is_set():
+            try:
+                await self.release.wait()
+            except asyncio.CancelledError:
+                self.cancels_ignored += 1
+        return await super().wait_track_change()
+
+
+def test_a_track_watcher_hung_past_its_cancel_is_a_stale_heartbeat_and_stops_the_watchdog(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 18, 2: a watcher alive but stuck in a backend call that ignored its cancel never saw a track again, and
+    the loop went on feeding the watchdog."""
+    import os
+    import tempfile
+
+    from test_sd_notify import NotifySocket
+
+    from moodspeaker.adapters.sd_notify import SystemdNotifier
+    from moodspeaker.app.lifecycle import ServiceRuntime
+    from moodspeaker.config import ServiceConfig
+
+    folder = tempfile.mkdtemp(prefix="notify-", dir="/tmp")
+    address = os.path.join(folder, "notify.sock")
+    sock = NotifySocket(address)
+    runtime = ServiceRuntime("player", ServiceConfig(runtime_dir=str(tmp_path), status_interval=0.1),
+                             SystemdNotifier({"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "30000000"}))
+    player = HungWatchPlayer()
+    service = PlayerService(player, MoodPolicy({"happy": "mood-happy"}, cooldown_s=0.0), MemoryStore(),  # type: ignore[arg-type]
+                            backend="mpd", on_iteration=runtime.iteration, call_timeout_s=0.2, watch_span_s=0.3)
+
+    async def main() -> None:
+        task = asyncio.create_task(service.run())
+        try:
+            await asyncio.to_thread(sock.wait_for, "WATCHDOG", "1", 5)  # fed while the heartbeat is fresh
+            await until(lambda: service.fatal != "")  # the span ended, the cancel was ignored: no heartbeat since
+            assert player.cancels_ignored >= 1 and not service._watcher.done()  # alive, but stuck
+            sock.messages()
+            turns = service.turns
+            await until(lambda: service.turns >= turns + 3)  # three more loop turns, each one reported
+            assert not any("WATCHDOG" in m for m in sock.messages())
+        finally:
+            player.release.set()
+            service.stop()
+            await asyncio.wait_for(task, 5)
+
+    try:
+        asyncio.run(main())
+    finally:
+        sock.sock.close()
+        os.unlink(address)
+        os.rmdir(folder)
+    state = json.loads((tmp_path / "player.json").read_text())
+    assert "watching mpd for track changes is stuck: no heartbeat for" in state["errors"]["fatal"]
+    assert state["status"]["fatal"].endswith("the player must be restarted")
+    assert caplog.text.count("is stuck: no heartbeat") == 1
+
+
+class LongTrackPlayer(MemoryPlayer):
+    """A backend whose waits for a track change are cancelled at each watch span's end (a long track)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits = 0
+
+    async def wait_track_change(self) -> Track | None:
+        self.waits += 1
+        return await super().wait_track_change()
+
+
+def test_a_long_track_is_waited_for_again_each_span_and_its_end_still_seen() -> None:
+    player = LongTrackPlayer()
+    service = PlayerService(player, MoodPolicy({"happy": "mood-happy"}, cooldown_s=0.0), MemoryStore(),  # type: ignore[arg-type]
+                            backend="mpd", call_timeout_s=0.2, watch_span_s=0.1)
+
+    async def main() -> None:
+        task = asyncio.create_task(service.run())
+        service.send(mood("happy"))
+        await until(lambda: service.session.tracks_started == 1)
+        waits = player.waits
+        await until(lambda: player.waits >= waits + 3)  # three spans ended without a change: each waited for again
+        player.end_track()
+        await until(lambda: service.session.tracks_started == 2)
+        assert service.fatal == "" and service.watch_failures == 0 and service.errors == 0
+        service.stop()
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(main())
+
+
+def test_a_message_of_an_unknown_type_is_a_bug_that_ends_the_loop() -> None:
+    service = PlayerService(MemoryPlayer(), MoodPolicy({"happy": "mood-happy"}), MemoryStore(),  # type: ignore[arg-type]
+                            backend="mpd")
+
+    async def main() -> None:
+        task = asyncio.create_task(service.run())
+        service._submit(("mood", mood("happy")))  # type: ignore[arg-type]  # the old untyped inbox's shape
+        with pytest.raises(TypeError, match="no handler for the message"):
+            await asyncio.wait_for(task, 5)
+
+    asyncio.run(main())
+
+
+def test_the_loop_reads_the_mood_socket_and_refuses_a_malformed_datagram(tmp_path: Path) -> None:
+    """The mood socket is read by the loop (add_reader), not by a thread: a valid event after a malformed one still
+    arrives, and the malformed one is refused and counted."""
+    import socket
+    import threading
+
+    from moodspeaker.adapters.mood_socket import MoodSocketReceiver, MoodSocketSender
+
+    service = PlayerService(MemoryPlayer(), MoodPolicy({"happy": "mood-happy", "sad": "mood-sad"}, cooldown_s=0.0),  # type: ignore[arg-type]
+                            MemoryStore(), backend="mpd")  # type: ignore[arg-type]
+    path = tmp_path / "mood.sock"
+
+    async def main(receiver: MoodSocketReceiver) -> None:
+        task = asyncio.create_task(service.run(receiver))
+        with MoodSocketSender(path) as sender, socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as raw:
+            sender.send(mood("happy"))
+            await until(lambda: service.session.mood == "happy")
+            raw.sendto(b'{"v": 1, "kind": "mood", "mood": "sad"', str(path))  # cut short
+            sender.send(mood("sad"))
+            await until(lambda: service.session.mood == "sad")
+        assert receiver.dropped == 1 and service.session.mood_changes == 2
+        assert "mood-source" not in [t.name for t in threading.enumerate()]  # no reader thread
+        service.stop()
+        await asyncio.wait_for(task, 5)
+
+    with MoodSocketReceiver(path) as receiver:
+        asyncio.run(main(receiver))
+
+
+def test_an_asyncio_daemon_takes_its_signals_on_the_loop() -> None:
+    """SIGTERM/SIGINT and SIGHUP reach the player's loop as loop callbacks (loop.add_signal_handler), not as
+    threading.Events set from a handler; a SIGTERM before the loop's service exists is kept."""
+    import threading
+
+    from moodspeaker.config import Config
+
+    daemon = Daemon("player", Config())
+    calls: list[tuple[str, str]] = []
+
+    async def main() -> None:
+        stopped = asyncio.Event()
+        with daemon.signals_on_loop():
+            signal.raise_signal(signal.SIGTERM)  # before on_stop is set: while the setup builds
+            await until(lambda: daemon.stop_requested)
+            daemon.on_reload = lambda: calls.append(("reload", threading.current_thread().name))
+            daemon.on_stop = lambda: (calls.append(("stop", threading.current_thread().name)), stopped.set())
+            signal.raise_signal(signal.SIGHUP)
+            await until(lambda: len(calls) == 1)
+            signal.raise_signal(signal.SIGINT)
+            await asyncio.wait_for(stopped.wait(), 5)
+
+    asyncio.run(main())
+    assert calls == [("reload", "MainThread"), ("stop", "MainThread")]
+    assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL  # given back when the loop stops serving

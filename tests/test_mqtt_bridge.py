@@ -313,7 +313,7 @@ def test_the_player_speaks_to_home_assistant_end_to_end(mpd_server, mosquitto, l
     from test_player_service import mood, serve, until
     from test_volume_service import mpd_volume
 
-    from moodspeaker.app.player import PlayerApp
+    from moodspeaker.app.player_app import PlayerApp
     from moodspeaker.config import parse_config
 
     config = parse_config(f'[mpd]\nhost = "{mpd_server.host}"\nport = {mpd_server.port}\n[feedback]\n'
@@ -528,7 +528,7 @@ def test_a_stopped_vision_makes_the_mood_unavailable(mpd_server, mosquitto, list
 
     from test_player_service import mood, serve, until
 
-    from moodspeaker.app.player import PlayerApp
+    from moodspeaker.app.player_app import PlayerApp
 
     camera = {"on": True}
     app = PlayerApp(_player_config(mpd_server, mosquitto, tmp_path), camera_on=lambda: camera["on"])
@@ -558,7 +558,7 @@ def test_a_player_starting_in_privacy_mode_never_shows_privacy_off(mpd_server, m
     from test_player_service import serve, until
 
     from moodspeaker.adapters.privacy_flag import PrivacyFlag
-    from moodspeaker.app.player import PlayerApp
+    from moodspeaker.app.player_app import PlayerApp
 
     runtime = tmp_path / "run"
     flag = PrivacyFlag(runtime)

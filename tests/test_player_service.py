@@ -369,7 +369,11 @@ def test_after_a_reload_the_owners_stop_is_still_told_from_the_queue_ending(mpd_
     """A reload's new backend knew nothing of the speaker's queue: another client's stop went unseen after it."""
     service = make_service(mpd_server, store)
     new = MpdPlayer(mpd_server.host, mpd_server.port, liked_playlist=f"liked-{mpd_server.port}", reconnect_max_s=0.5)
-    service._on_reload = lambda: service.replace(new, store, service.session.policy, 30.0, "mpd")
+
+    async def reload() -> None:
+        service.replace(new, store, service.session.policy, 30.0, "mpd")
+
+    service._on_reload = reload
 
     async def scenario() -> None:
         service.send(mood("happy"))

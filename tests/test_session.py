@@ -222,3 +222,16 @@ def test_moodspeaker_resume_hands_back_and_privacy_stays_a_privacy_press() -> No
     assert s.on_action(ButtonAction.PRIVACY, 1.0, 1.0) == [SetPrivacy(True)] and s.owner is not None
     (command,) = s.resume(2.0)
     assert isinstance(command, PlaySwitch) and s.owner is None and s.resume(3.0) == []
+
+
+def test_status_names_the_track_and_who_is_in_control() -> None:
+    from moodspeaker.core.domain import OwnerTookOver
+
+    s = session()
+    assert s.status()["track"] == "" and s.status()["control"] == "speaker"
+    play(s, "happy", 0.0, ["happy/h1.wav"])
+    assert s.status()["track"] == "happy/h1.wav" and s.status()["title"] == ""  # a file without tags: its name
+    s.on_track(Track("happy/h2.wav", title="Sunny", artist="Band"), 300.0, 1e9)
+    assert (s.status()["track"], s.status()["title"]) == ("Band - Sunny", "Sunny")
+    s.on_owner(OwnerTookOver("paused"))
+    assert s.status()["control"] == "owner (paused from another client)" and s.status()["paused"] is True

@@ -623,8 +623,10 @@ def test_a_reload_keeps_the_list_a_mood_queued_after_the_track(fake: FakeSpotify
     policy = MoodPolicy({"happy": "spotify:playlist:moodhappy", "sad": PLAYLIST}, cooldown_s=0.0)
     old, new = _player(fake, tmp_path), _player(fake, tmp_path)
     with SqliteFeedbackStore(tmp_path / "fb.db") as store:
-        service = PlayerService(old, policy, store, backend="spotify", rng=random.Random(1),
-                                on_reload=lambda: service.replace(new, store, policy, 30.0, "spotify"))
+        async def reload() -> None:
+            service.replace(new, store, policy, 30.0, "spotify")
+
+        service = PlayerService(old, policy, store, backend="spotify", rng=random.Random(1), on_reload=reload)
 
         async def until(condition) -> None:
             deadline = time.monotonic() + 10

@@ -81,3 +81,41 @@ def test_a_volume_the_speaker_set_itself_is_not_mistaken_for_another_clients() -
         plan.was_set(level)
     plan.was_read(0)
     assert plan.correction(0) == (50, "kept")  # the planned level comes back
+
+
+def test_the_plan_says_when_to_read_and_set_and_waits_after_a_failure() -> None:
+    """The service's volume bookkeeping, decided here: re-read every check_s, a request set before the next read
+    (not replaced by what the backend has), and after a failed call nothing until check_s later or a backend
+    command works (ten requests during a hang cost one attempt)."""
+    from moodspeaker.core.volume import VolumePlan
+
+    plan = VolumePlan(VolumeRules(maximum=80), check_s=5.0)
+    assert plan.step(0.0, 0) == "read"  # the first turn learns the backend's volume
+    plan.was_read(40)
+    assert plan.step(1.0, 0) is None  # nothing to set, no read due
+    plan.ask(90, 0)
+    assert plan.step(6.0, 0) == "set" and plan.correction(0) == (80, "kept")  # asked (capped): no read first
+    plan.failed(6.0)  # the set timed out: the backend's volume is unknown now
+    assert plan.backend is None
+    for level in (10, 20, 30):  # requests during the hang
+        plan.ask(level, 0)
+    assert plan.step(10.9, 0) is None  # waiting out the failure
+    assert plan.step(11.0, 0) == "set" and plan.correction(0) == (30, "kept")  # the latest request, once
+    plan.failed(11.0)
+    plan.backend_works()  # another command worked: the volume goes at the next turn
+    assert plan.step(11.1, 0) == "read"
+    plan.was_read(30)
+    assert plan.correction(0) is None
+
+
+def test_the_fade_goes_down_from_the_backends_volume_and_up_to_the_planned_one() -> None:
+    from moodspeaker.core.volume import VolumePlan
+
+    plan = VolumePlan(VolumeRules())
+    assert plan.fade(1.0, 0.1) == ([], [])  # the backend's volume unknown: nothing to fade
+    plan.ask(60, 0)
+    plan.was_set(60)
+    plan.was_read(40)  # another client turned it down: that is the level to come back to
+    fade_out, fade_in = plan.fade(1.0, 0.1)
+    assert fade_out[-1] == (0.5, 0) and [v for _, v in fade_out] == sorted((v for _, v in fade_out), reverse=True)
+    assert fade_in[-1] == (0.5, 40) and fade_out[0][1] < 40

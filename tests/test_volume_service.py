@@ -131,7 +131,7 @@ def test_a_mood_change_that_cuts_a_track_fades_out_and_in(mpd_server: MpdServer,
 
 def test_the_owners_privacy_and_volume_commands_reach_the_running_player(mpd_server: MpdServer, store,
                                                                           tmp_path: Path) -> None:
-    from moodspeaker.app.player import PlayerApp
+    from moodspeaker.app.player_app import PlayerApp
     from moodspeaker.config import parse_config
 
     config = parse_config(f'[mpd]\nhost = "{mpd_server.host}"\nport = {mpd_server.port}\n[feedback]\n'
@@ -325,7 +325,7 @@ def test_moodspeaker_resume_hands_the_music_back_after_another_client_stopped_it
                                                                                  tmp_path: Path) -> None:
     from moodspeaker.adapters.sd_notify import SystemdNotifier
     from moodspeaker.app.lifecycle import ServiceRuntime
-    from moodspeaker.app.player import PlayerApp
+    from moodspeaker.app.player_app import PlayerApp
     from moodspeaker.cli import main
     from moodspeaker.config import ServiceConfig, parse_config
 

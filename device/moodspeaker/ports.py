@@ -57,8 +57,12 @@ class MoodSink(Protocol):
 
 
 class MoodSource(Protocol):
-    def receive(self, timeout: float | None) -> MoodEvent | None:
-        """Next valid event, or None on timeout. Malformed datagrams are dropped and logged."""
+    """Mood events waiting behind a file descriptor, read by an event loop when it is readable."""
+
+    def fileno(self) -> int: ...
+
+    def receive_nowait(self) -> MoodEvent | None:
+        """The next valid event if one waits, else None. Malformed datagrams are refused, counted and logged."""
         ...
 
 

@@ -102,7 +102,7 @@ class MoodSocketReceiver:
         self._sock.setblocking(False)
 
     def fileno(self) -> int:
-        """For an event loop that wants to wait on the socket itself (asyncio `add_reader`)."""
+        """For an event loop that waits on the socket itself (asyncio `add_reader`), then calls `receive_nowait`."""
         return self._sock.fileno()
 
     def receive(self, timeout: float | None) -> MoodEvent | None:
@@ -118,12 +118,14 @@ class MoodSocketReceiver:
             select.select([self._sock], [], [], left)
 
     def receive_nowait(self) -> MoodEvent | None:
-        """A valid event if one is queued; drops (and logs) malformed ones in front of it."""
+        """A valid event if one is queued; drops (and logs) malformed ones in front of it. Nothing left: the drops
+        not yet logged are, if their interval has passed (so a flood that stopped is counted at the next read)."""
         while True:
             try:
                 # One byte more than allowed: a datagram that fills it is oversized (the rest is discarded).
                 data = self._sock.recv(MAX_DATAGRAM + 1)
             except BlockingIOError:
+                self._log_drops()
                 return None
             try:
                 return MoodEvent.from_bytes(data)

@@ -1,14 +1,14 @@
 """One daemon lifecycle for `vision`, `player` and `run`: build -> READY -> serve -> SIGHUP: build a new setup
 beside the running one and swap only if it works -> SIGTERM -> STOPPING.
 
-`ControlSignals` turns SIGTERM/SIGINT and SIGHUP into flags and optional callbacks through a self-pipe: the
-handler only writes the signal's number to a pipe, and a thread sets the flags and calls the callbacks (a handler
-that set a threading.Event itself could deadlock on the Event's lock held by the code it interrupted).
-`ServiceRuntime` is a daemon's outward state: systemd notifications (WATCHDOG=1 from the main loop itself, so a
-hung camera, model or backend stops the pings and systemd restarts the unit) and the state file that
-`moodspeaker status` and `moodspeaker reload` read. `Daemon` ties them together with the reload procedure every
-daemon shares: read the config afresh, build beside (in a worker thread for the asyncio player), swap, say how
-it went; a swap that raises is a failed reload, READY again on the old setup.
+Signals: the asyncio daemons (`player`, `run`) take them through their event loop (`Daemon.signals_on_loop`:
+`loop.add_signal_handler`, so the callbacks run as ordinary loop callbacks). `ControlSignals` serves the vision
+daemon, whose loop is a thread that blocks on the camera. `ServiceRuntime` is a daemon's outward state: systemd
+notifications (WATCHDOG=1 from the main loop itself, so a hung camera, model or backend stops the pings and
+systemd restarts the unit) and the state file that `moodspeaker status` and `moodspeaker reload` read. `Daemon`
+ties them together with the reload procedure every daemon shares: read the config afresh, build beside (in a worker
+thread for the asyncio daemons), swap, say how it went; a swap that raises is a failed reload, READY again on the
+old setup.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, TypeVar
@@ -37,8 +37,11 @@ S = TypeVar("S")
 
 
 class ControlSignals:
-    """SIGTERM/SIGINT set `stop`, SIGHUP sets `reload`; each may also call a callback (e.g. to wake an event loop),
-    from the "signals" thread, never from inside the handler.
+    """For a daemon whose loop is a blocking thread, not an event loop (vision: a camera read blocks, and its loop
+    polls `stop` between frames): SIGTERM/SIGINT set `stop`, SIGHUP sets `reload`; each may also call a callback
+    (`on_stop`, `on_reload`). The handler only writes the signal's number to a self-pipe; the "signals" thread sets
+    the flags and calls the callbacks (a handler that set a threading.Event itself could deadlock on the Event's lock
+    held by the code it interrupted).
 
     Use as a context manager around the daemon's main loop; the previous handlers come back on exit.
     """
@@ -46,7 +49,7 @@ class ControlSignals:
     def __init__(self, on_stop: Callback | None = None, on_reload: Callback | None = None) -> None:
         self.stop = threading.Event()
         self.reload = threading.Event()
-        self._on_stop, self._on_reload = on_stop, on_reload
+        self.on_stop, self.on_reload = on_stop, on_reload
         self._previous: dict[int, Any] = {}
         self._pipe: tuple[int, int] | None = None
         self._dispatcher: threading.Thread | None = None
@@ -74,12 +77,12 @@ class ControlSignals:
     def _handle(self, signum: int) -> None:
         if signum == signal.SIGHUP:
             self.reload.set()
-            if self._on_reload:
-                self._on_reload()
+            if self.on_reload:
+                self.on_reload()
         else:
             self.stop.set()
-            if self._on_stop:
-                self._on_stop()
+            if self.on_stop:
+                self.on_stop()
 
     def __enter__(self) -> ControlSignals:
         self._pipe = os.pipe()
@@ -264,25 +267,36 @@ def describe_error(exc: BaseException) -> str:
 class Daemon:
     """The lifecycle every daemon shares, as a context manager around its main loop.
 
-    On entry the signal handlers are installed (`stop` is set by SIGTERM/SIGINT; SIGHUP calls `on_reload`, which
-    the loop turns into a `reload()` at its next safe point). On a clean exit: STOPPING, the state file goes;
-    on an exception: the state file stays in phase "failed" with the reason, and the exception propagates
-    (cli.main makes it one line and an exit code).
+    An asyncio daemon takes its signals with `signals_on_loop` (SIGTERM/SIGINT call `on_stop`, SIGHUP `on_reload`);
+    the vision daemon uses ControlSignals. On a clean exit: STOPPING, the state file goes; on an exception: the
+    state file stays in phase "failed" with the reason, and the exception propagates (cli.main makes it one line
+    and an exit code).
     """
 
     def __init__(self, name: str, config: Config, runtime: ServiceRuntime | None = None) -> None:
         self.name = name
         self.config = config
         self.runtime = runtime or ServiceRuntime(name, config.service)
-        self.on_stop: Callback | None = None  # e.g. wake an event loop
+        self.on_stop: Callback | None = None  # e.g. stop the player's loop
         self.on_reload: Callback | None = None  # e.g. tell the loop a reload is due
-        self.signals = ControlSignals(on_stop=self._stop_requested, on_reload=self._reload_requested)
+        self.stop_requested = False  # SIGTERM/SIGINT came (perhaps before on_stop was set: while building)
 
-    @property
-    def stop(self) -> threading.Event:
-        return self.signals.stop
+    @contextlib.contextmanager
+    def signals_on_loop(self) -> Iterator[None]:
+        """Inside the running event loop, for as long as it serves: SIGTERM/SIGINT and SIGHUP through the loop
+        (`loop.add_signal_handler`), so `on_stop` and `on_reload` run as loop callbacks, never inside a handler."""
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stop_requested)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_requested)
+        try:
+            yield
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(signum)
 
     def _stop_requested(self) -> None:
+        self.stop_requested = True
         if self.on_stop is not None:
             self.on_stop()
 
@@ -341,11 +355,9 @@ class Daemon:
         return True
 
     def __enter__(self) -> Daemon:
-        self.signals.__enter__()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.signals.__exit__(exc_type, exc, tb)
         if exc is None or isinstance(exc, KeyboardInterrupt):
             self.runtime.stopping()
             self.runtime.close()

@@ -1,8 +1,9 @@
 """Vision and player in one process (`moodspeaker run`, the demo): no socket, the player is the vision's sink.
 
-Vision runs in a thread (its loop is blocking); the player's asyncio loop runs in the calling thread and also
-does the reloads. Privacy mode (the like button, Home Assistant, `moodspeaker privacy`) pauses the camera
-directly; the LED follows the camera. A source that ends (a video file) ends both.
+Vision runs in a thread (its loop is blocking); the player's asyncio loop runs in the calling thread, takes the
+signals and does the reloads (each built in a worker thread). Privacy mode (the like button, Home Assistant,
+`moodspeaker privacy`) pauses the camera directly; the LED follows the camera. A source that ends (a video file)
+ends both.
 """
 
 from __future__ import annotations
@@ -18,21 +19,9 @@ from typing import Any
 from moodspeaker.app.lifecycle import Daemon
 from moodspeaker.config import Config
 from moodspeaker.core.domain import Frame
-from moodspeaker.core.mood import MoodEvent
-from moodspeaker.ports import FrameSource, MoodSink
+from moodspeaker.ports import FrameSource
 
 log = logging.getLogger(__name__)
-
-
-class TeeMoodSink:
-    """MoodSink that hands each event to several sinks in order (e.g. a printer, then the player)."""
-
-    def __init__(self, *sinks: MoodSink) -> None:
-        self.sinks = sinks
-
-    def send(self, event: MoodEvent) -> None:
-        for sink in self.sinks:
-            sink.send(event)
 
 
 class ResumingSource:
@@ -74,25 +63,26 @@ class ResumingSource:
         self._file = self._frames = None
 
 
-def run_together(config: Config, source: Path | None, stop: threading.Event, *, watch: MoodSink | None = None,
-                 on_iteration: Callable[[dict[str, Any]], None] | None = None, daemon: Daemon | None = None,
-                 runtime_dir: str | None = None, on_vision_iteration: Callable[[dict[str, Any]], None] | None = None,
-                 call_timeout_s: float | None = None) -> dict[str, Any]:
-    """Serve until `stop` is set (vision sees it between frames, then stops the player) or the source ends;
-    returns the player's final status. `watch` sees every mood event before the player does. With a `daemon`,
-    its SIGHUP rebuilds vision and player beside the running ones and swaps both only if both built (a
-    `source` file goes on where it was). `on_iteration` gets the player's status after each of its loop
+async def run_together(config: Config, source: Path | None, daemon: Daemon, *,
+                       on_iteration: Callable[[dict[str, Any]], None] | None = None, runtime_dir: str | None = None,
+                       on_vision_iteration: Callable[[dict[str, Any]], None] | None = None,
+                       call_timeout_s: float | None = None) -> dict[str, Any]:
+    """Serve until the daemon's SIGTERM/SIGINT (taken by this loop) or the source's end; returns the player's final
+    status. SIGHUP rebuilds vision and player in a worker thread beside the running ones and swaps both only if both
+    built (a `source` file goes on where it was). `on_iteration` gets the player's status after each of its loop
     iterations, `on_vision_iteration` vision's after each frame. With `runtime_dir` the player follows the owner's
     commands there and keeps the privacy flag, as the player daemon does. Vision's start-up errors (model,
     cascade) re-raise here.
     """
     from moodspeaker.adapters.privacy_flag import PrivacyFlag
-    from moodspeaker.app.player import CALL_TIMEOUT_S, PlayerApp, PlayerSetup, build_setup
+    from moodspeaker.app.player import CALL_TIMEOUT_S
+    from moodspeaker.app.player_app import PlayerApp, PlayerSetup, build_setup
     from moodspeaker.app.vision import VisionService, VisionSetup, build_vision
 
     vision: VisionService | None = None
     flag = PrivacyFlag(runtime_dir) if runtime_dir else None
     resuming: ResumingSource | None = None  # with a `source` file: the first setup's, kept across reloads
+    stop = threading.Event()  # the vision loop's: set when the player's loop ends
 
     def privacy(on: bool) -> None:
         if vision is not None:
@@ -108,7 +98,7 @@ def run_together(config: Config, source: Path | None, stop: threading.Event, *, 
 
     def build_seeing(fresh: Config) -> VisionSetup:
         nonlocal resuming
-        seeing = build_vision(fresh, sink, source=source)
+        seeing = build_vision(fresh, app.service, source=source)
         if source is None:
             return seeing
         if resuming is None:
@@ -128,19 +118,10 @@ def run_together(config: Config, source: Path | None, stop: threading.Event, *, 
         vision.swap(new[0])
         app.swap(new[1])
 
-    def reload() -> None:
-        if daemon is not None:
-            daemon.reload(build_both, swap_both)
-
-    app = PlayerApp(config, on_iteration=on_iteration, on_privacy=privacy, on_reload=reload, camera_on=camera_on,
-                    call_timeout_s=CALL_TIMEOUT_S if call_timeout_s is None else call_timeout_s, runtime_dir=runtime_dir)
-    sink: MoodSink = app.service if watch is None else TeeMoodSink(watch, app.service)
-    vision = VisionService(lambda: build_seeing(config), on_iteration=on_vision_iteration)
-    if daemon is not None:
-        daemon.on_stop, daemon.on_reload = app.service.stop, app.service.request_reload
     failures: list[BaseException] = []
 
     def see() -> None:
+        assert vision is not None
         try:
             vision.run(stop)
         except BaseException as exc:
@@ -148,16 +129,25 @@ def run_together(config: Config, source: Path | None, stop: threading.Event, *, 
         finally:
             app.service.stop()
 
-    seer = threading.Thread(target=see, name="vision", daemon=True)
-    seer.start()
-    try:
-        asyncio.run(app.service.run())
-    finally:
-        stop.set()
-        seer.join(timeout=10)
-        app.close()
-        if resuming is not None:
-            resuming.release()
+    with daemon.signals_on_loop():
+        app = await asyncio.to_thread(
+            PlayerApp, config, on_iteration=on_iteration, on_privacy=privacy, camera_on=camera_on,
+            on_reload=lambda: daemon.reload_off_loop(build_both, swap_both), runtime_dir=runtime_dir,
+            call_timeout_s=CALL_TIMEOUT_S if call_timeout_s is None else call_timeout_s)
+        vision = VisionService(lambda: build_seeing(config), on_iteration=on_vision_iteration)
+        daemon.on_stop, daemon.on_reload = app.service.stop, app.service.request_reload
+        if daemon.stop_requested:  # SIGTERM came while building
+            app.service.stop()
+        seer = threading.Thread(target=see, name="vision", daemon=True)
+        seer.start()
+        try:
+            await app.service.run()
+        finally:
+            stop.set()
+            await asyncio.to_thread(seer.join, 10)
+            app.close()
+            if resuming is not None:
+                resuming.release()
     if failures:
         raise failures[0]
     return app.service.status()

@@ -9,6 +9,7 @@ stops."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import time
 from pathlib import Path
@@ -38,9 +39,9 @@ def _run(args: argparse.Namespace) -> int:
     seeing = ServiceRuntime("vision", config.service, notifier=SystemdNotifier({}))  # its state file only
     with Daemon("player", config) as daemon:
         try:
-            status = run_together(config, args.source, daemon.stop, daemon=daemon, on_iteration=daemon.runtime.iteration,
-                                  on_vision_iteration=seeing.iteration, runtime_dir=runtime_dir,
-                                  call_timeout_s=call_timeout(daemon.runtime.watchdog_interval))
+            status = asyncio.run(run_together(config, args.source, daemon, on_iteration=daemon.runtime.iteration,
+                                              on_vision_iteration=seeing.iteration, runtime_dir=runtime_dir,
+                                              call_timeout_s=call_timeout(daemon.runtime.watchdog_interval)))
         except BaseException as exc:
             seeing.close(clean=isinstance(exc, KeyboardInterrupt), why=str(exc))
             raise

@@ -17,7 +17,7 @@ from moodspeaker.config import Config, load_config
 def _run(args: argparse.Namespace) -> int:
     from moodspeaker.adapters.mood_socket import MoodSocketSender
     from moodspeaker.adapters.privacy_flag import PrivacyFlag
-    from moodspeaker.app.lifecycle import Daemon
+    from moodspeaker.app.lifecycle import ControlSignals, Daemon
     from moodspeaker.app.vision import VisionService, VisionSetup, build_vision
 
     config = load_config(args.config)  # a ConfigError is reported by cli.main
@@ -33,7 +33,7 @@ def _run(args: argparse.Namespace) -> int:
             sender.close()
             raise
 
-    with Daemon("vision", config) as daemon:
+    with Daemon("vision", config) as daemon, ControlSignals() as signals:
         privacy = PrivacyFlag(config.service.runtime_dir)
 
         def on_iteration(status: dict) -> None:
@@ -45,8 +45,8 @@ def _run(args: argparse.Namespace) -> int:
                                 on_error=lambda why: daemon.runtime.error(why, "camera"),
                                 on_recovered=lambda: daemon.runtime.clear_error("camera"),
                                 on_reload=lambda: daemon.reload(build, service.swap))
-        daemon.on_reload = service.request_reload
-        service.run(daemon.stop)
+        signals.on_reload = service.request_reload
+        service.run(signals.stop)
     return 0
 
 

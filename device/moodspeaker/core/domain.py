@@ -37,6 +37,11 @@ class Track:
     title: str = ""
     artist: str = ""
 
+    @property
+    def label(self) -> str:
+        """How logs and status name it: "artist - title", or its uri for a file without a title tag."""
+        return f"{self.artist} - {self.title}" if self.title else self.uri
+
 
 @dataclass(frozen=True)
 class OwnerTookOver:

@@ -103,6 +103,14 @@ class Session:
         self._privacy_by_quiet_hours = False  # privacy is on because quiet hours turned it on
         self._owner_chose_in_window = False  # the owner set privacy within the current camera-off quiet window
 
+    def status(self) -> dict[str, str | float | bool | int]:
+        """What `moodspeaker status`, STATUS= and Home Assistant show of the session."""
+        track = self.playing.track if self.playing else None
+        return {"mood": self.mood, "confidence": round(self.confidence, 3), "track": track.label if track else "",
+                "paused": self.paused, "control": f"owner ({self.owner.what} from another client)" if self.owner else "speaker",
+                "privacy": self.privacy, "mood_changes": self.mood_changes, "tracks_started": self.tracks_started,
+                "title": track.title if track else ""}
+
     def reconfigure(self, policy: MoodPolicy, early_skip_s: float) -> None:
         """A reload's new rules; what plays, privacy and the counters stay (see MoodPolicy.carry_over)."""
         policy.carry_over(self.policy)

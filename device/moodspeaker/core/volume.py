@@ -4,6 +4,7 @@ and the fade that replaces a hard cut when a mood change switches the music. Pur
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -66,18 +67,45 @@ class VolumePlan:
     Home Assistant, or another client such as the owner's phone app, seen when the backend's volume is re-read),
     never above the cap of the time. Quiet hours lower it to their cap; their end does not raise it again.
 
-    The service reports what it set (`was_set`) and read (`was_read`) and asks `correction` what to set, so a
-    fade that ended at 0 before a failed play is brought back, and a volume raised past the cap by any client
-    is lowered to it.
+    The service asks `step` at every turn what to do (re-read the backend's volume every `check_s`, set the
+    `correction`), reports what it set (`was_set`) and read (`was_read`), so a fade that ended at 0 before a failed
+    play is brought back, and a volume raised past the cap by any client is lowered to it. After a failed volume
+    call (`failed`) nothing is tried for `check_s`: requests during a hang wait here, the latest one wins, and cost
+    one attempt, not one each.
     """
 
     rules: VolumeRules
     wanted: int | None = None  # None: the backend's volume is left as it is until it is known
     backend: int | None = None  # the backend's volume as last set or read (None: unknown)
+    check_s: float = 5.0  # the backend's volume is re-read this often (and after a failure, tried again this late)
+    read_at: float = -math.inf  # the next re-read is due then (the service's monotonic seconds)
+    retry_at: float = -math.inf  # after a failed volume call, nothing before then
+    asked: bool = False  # a level was asked for since the last turn: set it, do not re-read (and replace) it first
 
     def ask(self, level: int, minute: int) -> None:
         """Someone asked the speaker for `level` (the start volume, `moodspeaker volume`, Home Assistant)."""
         self.wanted = self.rules.allowed(level, minute)
+        self.asked = True
+
+    def step(self, now: float, minute: int) -> str | None:
+        """What the service does with the backend's volume at this turn: "read" it first (then set the
+        correction), "set" the correction only, or None (nothing to do, or the pause after a failure)."""
+        if now < self.retry_at:
+            return None
+        if now >= self.read_at and not self.asked:
+            self.read_at = now + self.check_s
+            return "read"
+        self.asked = False
+        return "set" if self.correction(minute) is not None else None
+
+    def failed(self, now: float) -> None:
+        """A volume call failed or timed out: nothing before `check_s` from now, and the backend's volume is unknown
+        (a set that timed out may still land, and is not another client's)."""
+        self.retry_at, self.backend = now + self.check_s, None
+
+    def backend_works(self) -> None:
+        """A backend command worked again: a volume that waits since a failed call goes at the next turn."""
+        self.retry_at = -math.inf
 
     def was_set(self, level: int) -> None:
         self.backend = level
@@ -99,6 +127,14 @@ class VolumePlan:
             window = self.rules.quiet_window(minute)
             self.wanted, why = cap, f"quiet hours {window.text}" if window else "[volume] maximum"
         return None if self.backend == self.wanted else (self.wanted, why)
+
+    def fade(self, seconds: float, step_s: float) -> tuple[list[tuple[float, int]], list[tuple[float, int]]]:
+        """The steps of a fade across a track change instead of a hard cut: from the backend's volume down to 0 in
+        half of `seconds`, then up to the planned level; none while the backend's volume is unknown or 0."""
+        if not self.backend:
+            return [], []
+        level = self.wanted or self.backend
+        return fade(self.backend, 0, seconds / 2, step_s), fade(0, level, seconds / 2, step_s)
 
 
 def fade(start: int, end: int, seconds: float, step_s: float = 0.1) -> list[tuple[float, int]]:
