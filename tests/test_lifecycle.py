@@ -4,7 +4,6 @@ what plays, privacy and the counters; a stuck backend is an error in status whil
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import signal
 import subprocess
@@ -138,24 +137,26 @@ class MemoryStore:
 
 
 def test_a_stuck_backend_is_reported_while_the_loop_keeps_feeding_the_watchdog() -> None:
-    iterations: list[float] = []
+    reported_errors: list[int] = []  # the error count at each report (each one a watchdog ping under systemd)
     player = StuckPlayer()
     service = PlayerService(player, MoodPolicy({"happy": "mood-happy"}, cooldown_s=0.0), MemoryStore(),  # type: ignore[arg-type]
-                            backend="mpd", call_timeout_s=0.3, on_iteration=lambda _status: iterations.append(time.monotonic()))
+                            backend="mpd", call_timeout_s=0.3,
+                            on_iteration=lambda _status: reported_errors.append(service.errors))
 
     async def main() -> None:
         task = asyncio.create_task(service.run())
         service.send(mood("happy"))
-        await until(lambda: service.errors >= 1, timeout=5)
-        reported = len(iterations)
-        await until(lambda: len(iterations) >= reported + 3, timeout=5)  # the loop goes on reporting while stuck
+        await until(lambda: service.errors >= 4, timeout=10)  # the play is tried again and again, each time stuck
+        reported = len(reported_errors)
+        await until(lambda: len(reported_errors) >= reported + 3, timeout=5)  # the loop goes on reporting while stuck
         service.stop()
         await asyncio.wait_for(task, 5)
 
     asyncio.run(main())
     assert "did not answer within 0.3 s" in service.status()["last_error"]
-    gaps = [b - a for a, b in itertools.pairwise(iterations)]
-    assert len(gaps) >= 3 and max(gaps) < TICK_S + 0.3 + 0.4  # at worst a tick's wait plus one call limit, plus slack
+    # every command that ran out of time was reported before the next one began: the watchdog waits one call's
+    # limit (and a tick) at most, never the sum of several
+    assert set(range(1, 5)) <= set(reported_errors)
 
 
 def test_run_reloads_on_sighup(mpd_server: MpdServer, tmp_path: Path, shipped_model: Path) -> None:
@@ -648,7 +649,7 @@ class LongTrackPlayer(MemoryPlayer):
 def test_a_long_track_is_waited_for_again_each_span_and_its_end_still_seen() -> None:
     player = LongTrackPlayer()
     service = PlayerService(player, MoodPolicy({"happy": "mood-happy"}, cooldown_s=0.0), MemoryStore(),  # type: ignore[arg-type]
-                            backend="mpd", call_timeout_s=0.2, watch_span_s=0.1)
+                            backend="mpd", call_timeout_s=5.0, watch_span_s=0.1)  # stale only after 5.1 s
 
     async def main() -> None:
         task = asyncio.create_task(service.run())

@@ -13,8 +13,9 @@ import pytest
 
 MOODSPEAKER = str(Path(sys.executable).with_name("moodspeaker"))
 
-# A daemon that rebuilds for 0.5 s on SIGHUP; the rebuild fails while the file `broken` exists, naming its content,
-# and the daemon aborts in it (as LiteRT did on a corrupt model) while the file `crash` exists.
+# A daemon that rebuilds on SIGHUP, holding the rebuild while the file `hold` exists; the rebuild fails while the
+# file `broken` exists, naming its content, and the daemon aborts in it (as LiteRT did on a corrupt model) while
+# the file `crash` exists.
 DAEMON = textwrap.dedent("""
     import os, signal, sys, threading, time
     from pathlib import Path
@@ -30,7 +31,8 @@ DAEMON = textwrap.dedent("""
         if hup.wait(0.05):
             hup.clear()
             runtime.reloading()
-            time.sleep(0.5)
+            while (runtime_dir / "hold").exists():
+                time.sleep(0.01)
             if (runtime_dir / "crash").exists():
                 os.abort()
             broken = runtime_dir / "broken"
@@ -56,11 +58,22 @@ def _reload(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_reload_waits_for_the_rebuild_and_succeeds(daemon, tmp_path: Path) -> None:
-    started = time.monotonic()
-    out = _reload(tmp_path, "--pid", str(daemon.pid))
-    assert out.returncode == 0, out.stderr
-    assert time.monotonic() - started >= 0.5  # it waited for the daemon's rebuild, not only for the signal
-    assert "reloaded" in out.stdout
+    (tmp_path / "hold").touch()
+    reload = subprocess.Popen([MOODSPEAKER, "reload", "vision", "--runtime-dir", str(tmp_path), "--pid", str(daemon.pid)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while '"phase":"reloading"' not in (tmp_path / "vision.json").read_text():
+            assert time.monotonic() < deadline, "the daemon did not start reloading"
+            time.sleep(0.05)
+        assert reload.poll() is None  # the daemon holds its rebuild: `reload` must still be waiting for it
+        (tmp_path / "hold").unlink()
+        out, err = reload.communicate(timeout=60)
+    finally:
+        if reload.poll() is None:
+            reload.kill()
+    assert reload.returncode == 0, err
+    assert "reloaded" in out
 
 
 def test_a_failed_reload_fails_with_the_reason_and_a_good_one_clears_it(daemon, tmp_path: Path) -> None:

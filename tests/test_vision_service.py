@@ -164,10 +164,10 @@ def test_a_source_that_dies_is_reopened_with_exponential_backoff(model: Path, fa
     assert not thread.is_alive()
     gaps = np.diff(camera.opened_at)
     # waits: 0.05 after the first death, then 0.1, 0.2, 0.4 and 0.4 (the cap) while busy; after 5 good frames the
-    # backoff starts again at 0.05 (gaps[0] and gaps[5] also hold the time the 5 frames took)
-    assert gaps[1] == pytest.approx(0.1, abs=0.05)
-    assert gaps[2] == pytest.approx(0.2, abs=0.05)
-    assert gaps[3] == pytest.approx(0.4, abs=0.05) and gaps[4] == pytest.approx(0.4, abs=0.05)
+    # backoff starts again at 0.05 (gaps[0] and gaps[5] also hold the time the 5 frames took). A wait is never
+    # shorter than planned (a loaded machine only makes it longer), and the cap holds: the last is not 0.8.
+    assert gaps[1] >= 0.1 - 0.005 and gaps[2] >= 0.2 - 0.005 and gaps[3] >= 0.4 - 0.005 and gaps[4] >= 0.4 - 0.005
+    assert gaps[4] < 0.8
     assert gaps[5] < 0.3
     assert rec.errors == ["camera: camera vanished"] + ["camera: camera busy"] * 4 + ["camera: camera vanished"]
     assert rec.recovered == 2  # once per failure streak, at the first frame after it: status clears the error
@@ -340,10 +340,11 @@ def test_the_demo_clip_end_to_end_over_the_mood_socket(model: Path, truth, tmp_p
         listener.start()
         sender = MoodSocketSender(sock)
         service = VisionService(lambda: build_vision(config, sender, source=truth.video, close=sender.close))
-        service.run(threading.Event())  # returns when the clip ends
-        time.sleep(0.2)
+        service.run(threading.Event())  # returns when the clip ends: every datagram is in the socket's queue by then
         stop.set()
         listener.join(timeout=2)
+        while (event := receiver.receive_nowait()) is not None:  # what the listener had not taken yet
+            received.append(event)
     assert service.status()["frames"] == truth.frames  # the clip's 10 fps is under the 60 fps cap: every frame
     assert [e.seq for e in received] == list(range(1, len(received) + 1))  # every event arrived, in order
     changes = [e for e in received if e.kind == "mood"]
@@ -379,8 +380,10 @@ def test_the_vision_daemon_reloads_on_sighup_and_stops_cleanly_on_sigterm(model:
             state = json.loads((tmp_path / "vision.json").read_text())
             assert state["service"] == "vision" and state["status"]["model_sha"] == LiteRTClassifier(model).card.sha256
             proc.send_signal(signal.SIGHUP)
-            time.sleep(0.5)
-            assert proc.poll() is None
+            wait_for(lambda: json.loads((tmp_path / "vision.json").read_text())["reloads"] == 1, timeout=30)
+            assert proc.poll() is None and json.loads((tmp_path / "vision.json").read_text())["reload_error"] is None
+            while receiver.receive_nowait() is not None:
+                pass  # what was sent until the rebuild finished
             assert receiver.receive(timeout=10) is not None  # still sending after the rebuild
             proc.send_signal(signal.SIGTERM)
             _, err = proc.communicate(timeout=10)

@@ -49,8 +49,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 async def _serve(daemon: Daemon) -> None:
-    """Signals through the loop from the start; the setup is built in a thread (a feedback database's check, the
-    backend's first answer take seconds) while they are heard; a SIGTERM meanwhile stops the player at once."""
+    """Signals through the loop from the start: the setup is built in a worker thread (a feedback database's check
+    takes seconds) while they are heard, and a SIGTERM meanwhile stops the player as soon as it is built."""
     from moodspeaker.adapters.mood_socket import MoodSocketReceiver
     from moodspeaker.adapters.privacy_flag import PrivacyFlag
     from moodspeaker.app.player import call_timeout
