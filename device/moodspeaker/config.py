@@ -204,7 +204,6 @@ class SpotifyConfig:
     # written 0600 by `moodspeaker spotify-login`
     token_cache: str = field(default="/var/lib/moodspeaker/spotify-token.json", metadata=NOT_EMPTY)
     poll_s: float = 2.0  # how often to ask Spotify what is playing (it has no push for track changes)
-    max_attempts: int = 5  # tries per call on 429 / 5xx / network loss before giving up
 
     def __post_init__(self) -> None:
         problems = []
@@ -221,8 +220,6 @@ class SpotifyConfig:
                             f"and plain-http addresses other than loopback IPs), got {self.redirect_uri!r}")
         if not 0.2 <= self.poll_s <= 60:
             problems.append("poll_s must be between 0.2 and 60 seconds")
-        if not 1 <= self.max_attempts <= 20:
-            problems.append("max_attempts must be 1..20")
         raise_problems(problems)
 
 
