@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     for name in args.kinds:
         truth = render(KINDS[name], faces, args.out / name, args.seed)
+        truth["seed"] = args.seed
         truth["source"] = (f"FER2013 PublicTest (val.npz) faces by scripts/make_sofa_clips.py --seed {args.seed} "
                            f"--faces {args.faces} --agreement {args.agreement}")
         (args.out / f"{name}.json").write_text(json.dumps(truth))

@@ -51,6 +51,15 @@ def test_a_dim_noisy_face_counts_less_and_a_darker_one_is_skipped_as_too_dark(fa
     assert _reasons(dimmer).count("face too dark") >= 0.95 * len(faces)
 
 
+def test_a_lamp_lit_face_is_low_light_and_a_clean_one_is_not(faces: np.ndarray) -> None:
+    """low_light (the smoother asks such a crop for more confidence) follows the face's contrast, not its noise:
+    a lamp-lit face (×0.3, its noise averaged away by fusion) is low-light, nearly every clean val face is not."""
+    clean = [assess(f).low_light for f in faces]
+    lamp = [assess(f).low_light for f in _dim(faces, 0.3, 1.0)]
+    assert np.mean(np.array(clean) == 0.0) >= 0.95
+    assert np.median(lamp) > 0.5 and min(lamp) >= 0.0 and max(lamp) <= 1.0
+
+
 def test_a_blurred_face_is_skipped_as_too_blurred(faces: np.ndarray) -> None:
     blurred = [cv2.GaussianBlur(f, (0, 0), 2.0) for f in faces]
     assert np.mean(_weights(blurred) == 0.0) >= 0.95

@@ -88,6 +88,23 @@ def test_below_the_confidence_threshold_nothing_takes_over() -> None:
     assert changes(feed(s, 5.0, 2.0, peaked("fear", p=0.55))) == ["fear"]
 
 
+def test_a_low_light_crop_needs_more_confidence_to_set_the_mood() -> None:
+    """On dim crops the model leans towards "sad": what would set it in full light does not in a lamp-lit room."""
+    params = SmootherParams(ema_tau_s=0.0, dwell_s=0.5, min_confidence=0.4, low_light_confidence=0.2, heartbeat_s=100)
+    full, lamp, half = Smoother(EMOTIONS, params), Smoother(EMOTIONS, params), Smoother(EMOTIONS, params)
+    sad = peaked("sad", p=0.55)
+    for i in range(30):
+        full.update(i * DT, sad)
+        lamp.update(i * DT, sad, low_light=1.0)  # needs 0.6
+        half.update(i * DT, sad, low_light=0.5)  # needs 0.5
+    assert (full.mood, lamp.mood, half.mood) == ("sad", NO_FACE, "sad")
+    assert changes([e for i in range(30) if (e := lamp.update(3.0 + i * DT, peaked("sad", p=0.65), low_light=1.0))]) \
+        == ["sad"]
+    happy = Smoother(EMOTIONS, params)  # a class the model does not over-call on dim crops needs no more
+    assert changes([e for i in range(30) if (e := happy.update(i * DT, peaked("happy", p=0.55), low_light=1.0))]) \
+        == ["happy"]
+
+
 def test_the_average_filters_single_frame_noise() -> None:
     s = Smoother(EMOTIONS, SmootherParams(ema_tau_s=1.0, dwell_s=0.5, heartbeat_s=100))
     feed(s, 0.0, 4.0, peaked("neutral"))

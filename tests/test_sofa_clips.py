@@ -63,23 +63,28 @@ def test_a_clip_is_scored_as_an_owner_counts(tmp_path: Path) -> None:
 
 
 def test_boxes_are_scored_against_where_the_face_was_pasted(tmp_path: Path) -> None:
+    """A box on no face (the empty room, an eye inside the face) is counted apart from a box on the face of the
+    wrong size (misframed), as the issue defines a false face."""
     from moodspeaker.core.domain import Box
     from moodspeaker.dev.demo_clip import score_boxes
 
     (tmp_path / "c.avi").write_bytes(b"")
     face = [200, 100, 72]
     (tmp_path / "c.json").write_text(json.dumps({
-        "video": "c.avi", "fps": 1, "width": 640, "height": 480, "frames": 5,
-        "segments": [{"start": 0, "end": 1, "mood": NO_FACE}, {"start": 1, "end": 5, "mood": "happy"}],
-        "face_boxes": [None, face, face, face, face]}))
+        "video": "c.avi", "fps": 1, "width": 640, "height": 480, "frames": 6,
+        "segments": [{"start": 0, "end": 1, "mood": NO_FACE}, {"start": 1, "end": 6, "mood": "happy"}],
+        "face_boxes": [None, face, face, face, face, face]}))
     truth = load_clip_truth(tmp_path / "c.json")
-    times = [0.0, 1.0, 2.0, 3.0, 4.0]
-    boxes = [Box(10, 10, 60, 60),  # a box in the empty room
+    times = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    boxes = [Box(10, 10, 60, 60),  # a box in the empty room: on no face
              Box(205, 104, 70, 70),  # on the face
-             Box(220, 125, 20, 20),  # an eye
-             Box(170, 70, 130, 130),  # around the face and the cushion beside it: 1.8 times its side
+             Box(220, 125, 20, 20),  # an eye: on no face
+             Box(170, 70, 130, 130),  # centred on the face, 1.8 times its side: misframed
+             Box(290, 100, 72, 72),  # beside the face (its centre outside): on no face
              None]
-    result = score_boxes(truth, (640, 480), times, boxes, [True, True, False, True, False])
-    assert result == {"boxes": 4, "false_boxes": 3, "false_box_rate": 0.75, "false_counted": 2}
-    half = score_boxes(truth, (320, 240), times, [None, Box(102, 52, 35, 35), None, None, None], [False, True] + [False] * 3)
-    assert half["false_boxes"] == 0  # scored at the frame size the pipeline ran at
+    result = score_boxes(truth, (640, 480), times, boxes, [True, True, False, True, True, False])
+    assert result == {"boxes": 5, "boxes_on_no_face": 3, "boxes_on_no_face_rate": 0.6, "boxes_on_no_face_counted": 2,
+                      "boxes_misframed": 1}
+    half = score_boxes(truth, (320, 240), times, [None, Box(102, 52, 35, 35), None, None, None, None],
+                       [False, True] + [False] * 4)
+    assert (half["boxes_on_no_face"], half["boxes_misframed"]) == (0, 0)  # scored at the frame size the pipeline ran at

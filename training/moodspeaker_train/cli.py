@@ -1,6 +1,6 @@
-"""`moodspeaker-train distill|dequantise|logits|import|export|report|living-room`: train a model (PyTorch, on a
-GPU or a CPU), recover float weights and soft targets from a shipped int8 model, export int8 TFLite (through the
-Keras twin), report on val, and measure it under living-room conditions."""
+"""`moodspeaker-train distill|dequantise|logits|import|export|report|living-room|sofa-clips`: train a model (PyTorch,
+on a GPU or a CPU), recover float weights and soft targets from a shipped int8 model, export int8 TFLite (through
+the Keras twin), report on val, and measure it under living-room conditions and on clips of a listener on a sofa."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from moodspeaker.errors import MoodspeakerError
 from moodspeaker.model_card import sha256_file
 from moodspeaker_train.data import DEFAULT_DATA, DataError, load_split
 from moodspeaker_train.recipe import RecipeError, load_recipe
@@ -164,6 +165,29 @@ def _cmd_living_room(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sofa_clips(args: argparse.Namespace) -> int:
+    import json
+
+    from moodspeaker_train import sofa_clips
+
+    result = sofa_clips.measure(args.clips, args.model)
+    table = sofa_clips.markdown_table(result)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "sofa_clips.md").write_text(table)
+    (args.out / "sofa_clips.json").write_text(json.dumps(result, indent=1))
+    print(table)
+    print(f"wrote {args.out / 'sofa_clips.md'}, sofa_clips.json")
+    if args.card:
+        card_path = args.model.with_suffix(".json")
+        card = json.loads(card_path.read_text())
+        where = args.out / "sofa_clips.md"
+        card["sofa_clips"] = sofa_clips.card_summary(result, str(where.relative_to(REPO) if where.is_relative_to(REPO)
+                                                                 else where))
+        card_path.write_text(json.dumps(card, indent=1) + "\n")
+        print(f"summary in {card_path} (sofa_clips)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="moodspeaker-train", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -237,6 +261,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=REPO / "training/report", help="table (living_room.md/.json) and plots")
     p.add_argument("--card", action="store_true", help="also write the summary into --model's card (its SHA stays)")
     p.set_defaults(func=_cmd_living_room)
+
+    p = sub.add_parser("sofa-clips", help="`moodspeaker bench --truth` on each seed's sofa clips "
+                       "(scripts/make_sofa_clips.py), ours and the peer: the table for the README and the model card")
+    p.add_argument("clips", type=Path, nargs="+", help="a folder of one seed's clips (make_sofa_clips.py --out)")
+    p.add_argument("--model", type=Path, default=REPO / "models/emotion.tflite", help="our int8 model (with its card)")
+    p.add_argument("--out", type=Path, default=REPO / "training/report", help="where sofa_clips.md/.json go")
+    p.add_argument("--card", action="store_true", help="also write the summary into --model's card (its SHA stays)")
+    p.set_defaults(func=_cmd_sofa_clips)
     return parser
 
 
@@ -244,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DataError, RecipeError, FileExistsError, FileNotFoundError, ValueError) as exc:
+    except (DataError, RecipeError, MoodspeakerError, FileExistsError, FileNotFoundError, ValueError) as exc:
         print(f"moodspeaker-train: error: {exc}", file=sys.stderr)
         return 2
 

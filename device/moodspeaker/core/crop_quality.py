@@ -36,11 +36,12 @@ class QualityParams:
     noise: tuple[float, float] = (0.6, 0.25)  # fine-scale response (noise and texture) / contrast
     sharpness: tuple[float, float] = (0.02, 0.06)  # detail at half the model's scale / contrast
     dark_below: float = 70.0  # mean grey level under which low signal-to-noise is reported as "face too dark"
+    low_light: tuple[float, float] = (12.0, 25.0)  # contrast: `low_light` is 1 at the first, 0 from the second on
     skip_below: float = 0.25  # a crop whose weight is below this is not averaged at all
     scale_px: int = 48  # the scale the measures are taken at (the model's input side)
 
     def __post_init__(self) -> None:
-        for name in ("side_px", "contrast", "noise", "sharpness"):
+        for name in ("side_px", "contrast", "noise", "sharpness", "low_light"):
             poor, good = getattr(self, name)
             if poor == good or min(poor, good) < 0:
                 raise ValueError(f"{name}: need two different non-negative thresholds, got ({poor}, {good})")
@@ -59,6 +60,8 @@ class CropQuality:
     sharpness: float  # detail at half the model's scale, relative to contrast
     weight: float  # 0..1: how much this crop counts in the smoother (0: skipped)
     reason: str | None  # the weakest factor when the weight is below 1 (one of REASONS)
+    low_light: float = 0.0  # 0..1: how far the face's contrast lies below full light's (lamp-lit sofa clips: most crops 0.5-1,
+    # full light: 0, val faces: 0 for 99%); the smoother asks such a crop for more confidence (core.smoother)
 
 
 def _ramp(value: float, poor_good: tuple[float, float]) -> float:
@@ -115,4 +118,5 @@ def assess(crop: np.ndarray, params: QualityParams | None = None, side_px: int |
     if weight < p.skip_below:
         weight = 0.0
     return CropQuality(side_px=side, brightness=round(brightness, 2), contrast=round(contrast, 2), noise=round(noise, 3),
-                       sharpness=round(sharpness, 4), weight=round(weight, 4), reason=reason)
+                       sharpness=round(sharpness, 4), weight=round(weight, 4), reason=reason,
+                       low_light=round(1.0 - _ramp(contrast, p.low_light), 4))

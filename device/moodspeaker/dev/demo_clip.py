@@ -9,9 +9,10 @@ an owner counts on a clip of many faces (scripts/make_sofa_clips.py): `faces_rea
 segments in which the smoothed mood was the true one at some frame), `wrong_moods` (changes to an emotion
 that is neither the true one nor, within `LAG_S`, the one just before: a late arrival is not wrong) and
 `first_mood_s` (seconds from the first face to the first emotion shown: a cold start). Given the boxes the
-pipeline found, per box: `boxes` (frames with a box), `false_boxes` (boxes not on the pasted face: centre
-outside it, or a side under half or over `ON_FACE_MAX` times the face's, so an eye inside the face or a box
-around the face and the cushion beside it counts as false) and `false_counted` (false boxes whose crop reached the smoother).
+pipeline found, per box: `boxes` (frames with a box), `boxes_on_no_face` (a box that lies on no face: in a frame
+without one, its centre outside the pasted face, or its side under half the face's, such as an eye or a mouth
+inside it), `boxes_on_no_face_counted` (those whose crop reached the smoother: each can show a wrong mood) and
+`boxes_misframed` (on the face but over `ON_FACE_MAX` times its side: the face and much of what is around it).
 """
 
 from __future__ import annotations
@@ -80,32 +81,38 @@ def load_clip_truth(path: Path = DEFAULT_TRUTH) -> ClipTruth:
     return truth
 
 
-def on_face(box: Box, face: tuple[int, int, int] | None) -> bool:
-    """Whether a found box lies on the pasted face (x, y, side): its centre inside the face, its side between
-    half and ON_FACE_MAX times the face's (a detector's box and the peer's padded one pass; an eye does not)."""
+def box_placement(box: Box, face: tuple[int, int, int] | None) -> str:
+    """Where a found box lies against the pasted face (x, y, side): "on face" (its centre inside the face, its side
+    between half and ON_FACE_MAX times the face's: a detector's box and the peer's padded one), "misframed" (centred
+    on the face but larger) or "no face" (no face in the frame, the centre outside it, or an eye or a mouth)."""
     if face is None:
-        return False
+        return "no face"
     x, y, side = face
     cx, cy = box.x + box.w / 2, box.y + box.h / 2
-    return x <= cx <= x + side and y <= cy <= y + side and side / 2 <= max(box.w, box.h) <= ON_FACE_MAX * side
+    if not (x <= cx <= x + side and y <= cy <= y + side) or max(box.w, box.h) < side / 2:
+        return "no face"
+    return "on face" if max(box.w, box.h) <= ON_FACE_MAX * side else "misframed"
 
 
 def score_boxes(truth: ClipTruth, frame_size: tuple[int, int], times: list[float], boxes: list[Box | None],
                 counted: list[bool]) -> dict:
-    """Per box found (`boxes`, in a frame of `frame_size` (width, height)), how many are not on the face;
-    `counted`: whether each frame's crop reached the smoother with any weight."""
+    """Per box found (`boxes`, in a frame of `frame_size` (width, height)), how many lie on no face and how many
+    are misframed; `counted`: whether each frame's crop reached the smoother with any weight."""
     if not truth.face_boxes:
         raise ClipError(f"{truth.video}: the clip's description has no face_boxes to score boxes against")
     k = frame_size[0] / truth.width
-    false = [False] * len(boxes)
+    placed: list[str | None] = [None] * len(boxes)
     for i, (t, box) in enumerate(zip(times, boxes, strict=True)):
         if box is None:
             continue
         face = truth.face_boxes[min(round(t * truth.fps), len(truth.face_boxes) - 1)]
-        false[i] = not on_face(box, None if face is None else (round(face[0] * k), round(face[1] * k), round(face[2] * k)))
+        placed[i] = box_placement(box, None if face is None else (round(face[0] * k), round(face[1] * k),
+                                                                   round(face[2] * k)))
     n = sum(b is not None for b in boxes)
-    return {"boxes": n, "false_boxes": sum(false), "false_box_rate": round(sum(false) / max(n, 1), 4),
-            "false_counted": sum(f and c for f, c in zip(false, counted, strict=True))}
+    no_face = placed.count("no face")
+    return {"boxes": n, "boxes_on_no_face": no_face, "boxes_on_no_face_rate": round(no_face / max(n, 1), 4),
+            "boxes_on_no_face_counted": sum(p == "no face" and c for p, c in zip(placed, counted, strict=True)),
+            "boxes_misframed": placed.count("misframed")}
 
 
 def score(truth: ClipTruth, times: list[float], face_labels: list[str], moods: list[str]) -> dict:
