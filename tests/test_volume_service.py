@@ -295,7 +295,7 @@ def test_volume_requests_during_an_mpd_hang_do_not_starve_the_watchdog(mpd_serve
 
 def test_a_volume_asked_for_during_a_hang_goes_as_soon_as_the_backend_answers_again(mpd_server: MpdServer,
                                                                                    store) -> None:
-    """After a hang nothing was set until VOLUME_CHECK_S after the last failed volume call, so `moodspeaker
+    """After a hang nothing was set until VolumePlan.check_s (5 s) after the last failed volume call, so `moodspeaker
     volume 39` right after MPD came back could say "volume unknown" (system check 22). Any command that works
     again ends that wait: the plan's level goes at the next turn, the clock not moved on."""
     clock = Clock()
