@@ -733,3 +733,43 @@ def test_an_asyncio_daemon_takes_its_signals_on_the_loop() -> None:
     asyncio.run(main())
     assert calls == [("reload", "MainThread"), ("stop", "MainThread")]
     assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL  # given back when the loop stops serving
+
+
+def test_a_mood_transport_that_fails_is_fatal_and_not_read_again(caplog: pytest.LogCaptureFixture) -> None:
+    """A reader on the loop that raised would be called again at every turn of the loop while its socket stays
+    readable: the player would spin, deaf. It stops reading and says so (fatal: systemd restarts the player)."""
+    import socket
+
+    readable, writer = socket.socketpair()
+
+    class BrokenSource:
+        calls = 0
+
+        def fileno(self) -> int:
+            return readable.fileno()
+
+        def receive_nowait(self) -> MoodEvent | None:
+            self.calls += 1
+            raise OSError("recv failed")
+
+    source = BrokenSource()
+    service = PlayerService(MemoryPlayer(), MoodPolicy({"happy": "mood-happy"}), MemoryStore(),  # type: ignore[arg-type]
+                            backend="mpd")
+
+    async def main() -> None:
+        task = asyncio.create_task(service.run(source))
+        writer.send(b"x")  # the socket is readable, and stays so
+        await until(lambda: service.fatal != "")
+        turns = service.turns
+        await until(lambda: service.turns >= turns + 3)
+        assert source.calls == 1  # not read again
+        service.stop()
+        await asyncio.wait_for(task, 5)
+
+    try:
+        asyncio.run(main())
+    finally:
+        readable.close()
+        writer.close()
+    assert service.status()["fatal"] == "receiving mood events failed (OSError: recv failed); the player must be restarted"
+    assert "receiving mood events failed" in caplog.text
