@@ -15,7 +15,7 @@ TORCH_PIP_ARGS ?=
 # mosquitto: the tests start a private MQTT broker for the Home Assistant bridge; mopidy, mopidy-mpd: Mopidy as
 # the MPD server (tests/test_mopidy.py).
 DEMO_APT := mpd python3-venv
-TEST_APT := $(DEMO_APT) systemd mosquitto mopidy mopidy-mpd
+TEST_APT := $(DEMO_APT) systemd mosquitto mopidy mopidy-mpd snapserver
 # pip's own lines, less the noise: one line per package it fetches, what it installed, and its errors.
 PIP_PROGRESS := 2>&1 | { grep --line-buffered -E '^(Collecting|Successfully installed|ERROR)' || true; } | sed -u 's/^/  /'
 

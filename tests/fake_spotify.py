@@ -66,6 +66,7 @@ class FakeSpotify:
     queue: list[str] = field(default_factory=list)
     position: int = 0
     is_playing: bool = False
+    context: str | None = None  # the playlist (album, ...) playing, as the phone's app starts one; None for a list of URIs
     progress_ms: int = 1000
     volume_percent: int = 50
     library: list[str] = field(default_factory=list)
@@ -221,7 +222,8 @@ class FakeSpotify:
                 return 204, None, {}
             item = self.tracks.get(self.current) if self.current else None
             return 200, {"device": {"id": self.active_device, "volume_percent": self.volume_percent},
-                         "is_playing": self.is_playing, "progress_ms": self.progress_ms, "item": item}, {}
+                         "is_playing": self.is_playing, "progress_ms": self.progress_ms, "item": item,
+                         "context": {"uri": self.context} if self.context else None}, {}
         if path.startswith("/v1/me/player/"):
             if self.active_device is None:
                 return no_device
@@ -230,7 +232,7 @@ class FakeSpotify:
                 if body and len(body.get("uris", [])) > MAX_START_URIS:
                     return 413, {"error": {"status": 413, "message": "Payload too large"}}, {}
                 if body and "uris" in body:
-                    self.queue, self.position = list(body["uris"]), 0
+                    self.queue, self.position, self.context = list(body["uris"]), 0, None
                 self.is_playing = self.current is not None
             elif (method, command) == ("PUT", "volume"):
                 self.volume_percent = int(query["volume_percent"][0])

@@ -145,3 +145,14 @@ def test_checks_that_compare_fields_of_one_section_report_every_problem(tmp_path
     assert main(["config", "check", str(path)]) == 2
     lines = capsys.readouterr().err.splitlines()
     assert lines[0] == f"moodspeaker config: {len(expected)} problems:" and len(lines) == 1 + len(expected)
+
+
+def test_a_retired_key_loads_with_a_warning_that_says_to_remove_it(caplog: pytest.LogCaptureFixture) -> None:
+    """An owner's config from an earlier release (the template offered [spotify] max_attempts) still starts the
+    speaker after an upgrade; a misspelt key is still an error."""
+    with caplog.at_level("WARNING", logger="moodspeaker.config"):
+        config = parse_config('[spotify]\nmax_attempts = 5\ndevice_name = "den"\n')
+    assert config.spotify.device_name == "den"
+    assert "'max_attempts' is no longer used" in caplog.text and "remove it" in caplog.text
+    with pytest.raises(ConfigError, match="unknown key 'max_attempt'"):
+        parse_config("[spotify]\nmax_attempt = 5\n")

@@ -139,7 +139,7 @@ def test_a_mood_folder_larger_than_the_queue_cap_queues_the_cap_with_one_warning
             assert len(tracks) == many
             with caplog.at_level("WARNING", logger="moodspeaker.adapters.mpd_player"):
                 await player.play(tracks)
-            return int((await player._command("status"))["playlistlength"])
+            return int((await player._client.status())["playlistlength"])
         finally:
             await player.close()
 

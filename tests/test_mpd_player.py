@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import mpd
@@ -211,10 +212,11 @@ def test_mpd_absent_at_start_is_reported_by_the_watcher_with_growing_back_off(tm
     assert [e.rsplit("again in ", 1)[1] for e in errors] == ["0.1 s", "0.2 s", "0.4 s", "0.4 s"]
 
 
-def test_a_hung_mpd_is_unavailable_within_the_call_budget_then_recovers(mpd_server: MpdServer) -> None:
-    from moodspeaker.adapters.mpd_player import CALL_BUDGET_S
+def test_a_hung_mpd_costs_one_budget_then_commands_fail_at_once_until_the_back_off_is_over(
+        mpd_server: MpdServer) -> None:
+    from moodspeaker.adapters.backend_call import BUDGET_S
 
-    async def scenario() -> tuple[float, list[str], bool]:
+    async def scenario() -> tuple[float, list[str], int, bool]:
         player = _player(mpd_server)
         tracks = await player.playlist_tracks("mood-calm")
         await player.play(tracks)
@@ -226,22 +228,25 @@ def test_a_hung_mpd_is_unavailable_within_the_call_budget_then_recovers(mpd_serv
             with pytest.raises(PlayerUnavailable) as error:
                 await player.next()
             errors.append(str(error.value))
-            with pytest.raises(PlayerUnavailable) as error:  # the watcher: reports it, does not hang
-                await player.wait_track_change()
+            attempts = player.connect_attempts
+            with pytest.raises(PlayerUnavailable) as error:  # during the back-off: at once, nothing asked of MPD
+                await player.volume()
             errors.append(str(error.value))
             took = time.monotonic() - started
+            attempts_during_back_off = player.connect_attempts - attempts
         finally:
             mpd_server.freeze(False)
-        await asyncio.sleep(0.6)  # the back-off
+        await player.calls.wait_turn()
         await player.current()  # MPD answers again: reconnected
         connected = player.connected
         await player.close()
-        return took, errors, connected
+        return took, errors, attempts_during_back_off, connected
 
-    took, errors, connected = asyncio.run(scenario())
-    assert took < 2 * CALL_BUDGET_S < 30  # two calls, each within its budget (WatchdogSec=30 in the unit)
+    took, errors, attempts_during_back_off, connected = asyncio.run(scenario())
+    assert BUDGET_S <= took < BUDGET_S + 2 < 30 / 2  # one budget in all (WatchdogSec=30 in the unit)
+    assert "did not answer within 10 s" in errors[0] and "trying again in" in errors[1]
     assert all(str(mpd_server.port) in e for e in errors)
-    assert connected
+    assert attempts_during_back_off == 0 and connected
 
 
 def test_volume_is_set_and_read_on_mpd(mpd_server: MpdServer) -> None:
@@ -271,7 +276,7 @@ def test_a_cancel_that_lands_as_mpd_answers_still_ends_the_call() -> None:
         async def look() -> str:
             return await answer
 
-        call = asyncio.create_task(player._in_budget(look()))
+        call = asyncio.create_task(player.calls(look))
         for _ in range(3):
             await asyncio.sleep(0)  # the call waits for MPD's answer
         answer.set_result("song")  # MPD answers ...
@@ -282,41 +287,60 @@ def test_a_cancel_that_lands_as_mpd_answers_still_ends_the_call() -> None:
     assert asyncio.run(scenario()).cancelled()
 
 
-def test_an_outage_longer_than_the_call_budget_is_retried_at_the_back_off_pace(mpd_server: MpdServer) -> None:
-    """With the production back-off (reconnect_max_s 30 s, three times the 10 s call budget): once the back-off
-    passed the budget, a back-off slept inside the budget left no time for the attempt, and MPD was never tried
-    again. Here MPD stays down until the back-off is at its maximum, then comes back: the next attempt connects."""
-    from moodspeaker.adapters.mpd_player import CALL_BUDGET_S
+def test_mpd_down_for_ten_minutes_is_tried_at_the_back_off_pace_and_back_within_one_period(
+        mpd_server: MpdServer) -> None:
+    """A, with the production back-off (reconnect_max_s 30 s, three times the call budget): once the back-off passed
+    the budget, a back-off slept inside the budget left no time for the attempt, and MPD was never tried again.
+    Time is a clock the back-off's sleeps advance; MPD and the connection attempts are real. Commands during the
+    back-off fail at once without an attempt; once MPD is back, the next attempt (at most one back-off later)
+    reconnects and restores the music."""
+    from moodspeaker.adapters.backend_call import BUDGET_S
     from moodspeaker.config import MpdConfig
 
-    slept: list[float] = []
+    max_s = MpdConfig().reconnect_max_s
+    now = [0.0]
 
-    async def sleep(seconds: float) -> None:  # the back-off's pace, without waiting it out
-        slept.append(seconds)
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
         await asyncio.sleep(0)
 
-    async def scenario() -> tuple[list[str], bool]:
-        player = MpdPlayer(mpd_server.host, mpd_server.port, reconnect_max_s=MpdConfig().reconnect_max_s, sleep=sleep)
-        errors = []
-        while not slept or slept[-1] < MpdConfig().reconnect_max_s:  # ten minutes of outage, at the back-off's pace
-            with pytest.raises(PlayerUnavailable) as error:
+    async def scenario() -> tuple[list[float], list[int], float]:
+        player = MpdPlayer(mpd_server.host, mpd_server.port, reconnect_max_s=max_s, clock=lambda: now[0], sleep=sleep)
+        tracks = await player.playlist_tracks("mood-calm")
+        await player.play(tracks)
+        assert await player.wait_track_change() == tracks[0]
+        await asyncio.to_thread(mpd_server.stop)
+        attempts_at: list[float] = []  # the clock at each connection attempt
+        refused_attempts = []  # attempts made by commands during the back-off (none)
+        while now[0] < 600:
+            before = player.connect_attempts
+            with pytest.raises(PlayerUnavailable, match="not reachable"):
                 await player.wait_track_change()
-            errors.append(str(error.value))
+            attempts_at += [now[0]] * (player.connect_attempts - before)
+            before = player.connect_attempts
+            with pytest.raises(PlayerUnavailable, match="trying again in"):
+                await player.volume()
+            refused_attempts.append(player.connect_attempts - before)
         await asyncio.to_thread(mpd_server.start)
-        watcher = asyncio.create_task(player.wait_track_change())  # MPD is back: the next attempt connects
-        deadline = time.monotonic() + 5
-        while not player.connected and not watcher.done() and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        connected = player.connected
+        back_at = now[0]
+        watcher = asyncio.create_task(player.wait_track_change())  # the same track, restored: no change to report
+        deadline = time.monotonic() + 10
+        while player.reconnects == 0:  # the fact: a connection made again
+            assert time.monotonic() < deadline and not watcher.done(), "MPD was not tried again"
+            await asyncio.sleep(0.01)
         watcher.cancel()
         await player.close()
-        return errors, connected
+        return attempts_at, refused_attempts, now[0] - back_at
 
-    mpd_server.stop()
-    errors, connected = asyncio.run(scenario())
-    assert MpdConfig().reconnect_max_s > CALL_BUDGET_S
-    assert all("is not reachable" in e for e in errors)
-    assert slept[-1] == MpdConfig().reconnect_max_s and connected
+    attempts_at, refused_attempts, back_after = asyncio.run(scenario())
+    gaps = [round(b - a, 6) for a, b in itertools.pairwise(attempts_at)]
+    assert max_s > BUDGET_S
+    assert gaps[:8] == [0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6]  # doubling from 0.1 s (before the first attempt)
+    assert set(gaps[8:]) == {max_s} and len(gaps) > 15  # then every 30 s, for ten minutes
+    assert set(refused_attempts) == {0}
+    assert back_after <= max_s
+    status, song, _ = _server_status(mpd_server)
+    assert status["state"] == "play" and song["file"] == "calm/calm-1.wav"
 
 
 def test_an_mpd_refusal_while_watching_arrives_as_ours(tmp_path, music_library) -> None:

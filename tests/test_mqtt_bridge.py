@@ -577,3 +577,15 @@ def test_a_player_starting_in_privacy_mode_never_shows_privacy_off(mpd_server, m
         listener.wait_for("moodspeaker/den/availability", "offline")
     assert listener.payloads("moodspeaker/den/privacy") == ["ON", "ON"]  # once per start, never OFF
     assert listener.last["moodspeaker/den/vision"] == "offline"  # privacy mode: no mood
+
+
+@pytest.mark.parametrize("ca", ["missing", "not-a-certificate"])
+def test_a_ca_file_paho_cannot_use_arrives_as_our_setup_error(tmp_path: Path, ca: str) -> None:
+    """3: paho's (ssl's) failure on the [mqtt] ca_file arrives as SetupError naming the file, not as ssl.SSLError."""
+    from moodspeaker.errors import SetupError
+
+    ca_file = tmp_path / "ca.pem"
+    if ca == "not-a-certificate":
+        ca_file.write_text("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")
+    with pytest.raises(SetupError, match=rf"\[mqtt\] tls: cannot use the CA file '{ca_file}'"):
+        MqttBridge(MqttConfig(host="127.0.0.1", tls=True, ca_file=str(ca_file)), Commands().bridge_commands())

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import json
 import logging
-import re
 import stat
 import time
 from collections.abc import Iterator
@@ -37,15 +37,15 @@ def fake() -> Iterator[FakeSpotify]:
 
 def _config(fake: FakeSpotify, tmp_path: Path, **overrides) -> SpotifyConfig:
     values = {"client_id": fake.client_id, "client_secret": fake.client_secret, "device_name": "moodspeaker",
-              "token_cache": str(tmp_path / "spotify-token.json"), "poll_s": 0.2, "max_attempts": 4, **overrides}
+              "token_cache": str(tmp_path / "spotify-token.json"), "poll_s": 0.2, **overrides}
     return SpotifyConfig(**values)
 
 
-def _player(fake: FakeSpotify, tmp_path: Path, *, token: dict | None = None, sleep=None, **overrides) -> SpotifyPlayer:
+def _player(fake: FakeSpotify, tmp_path: Path, *, token: dict | None = None, **overrides) -> SpotifyPlayer:
     cfg = _config(fake, tmp_path, **overrides)
     if token is not False:
         TokenFile(Path(cfg.token_cache)).save_token_to_cache(token or fake.issue_token())
-    player = SpotifyPlayer.from_config(cfg, sleep=sleep or (lambda s: None))
+    player = SpotifyPlayer.from_config(cfg)
     player.client.prefix = fake.api_prefix  # spotipy's Web API base URL
     player.token.manager.OAUTH_TOKEN_URL = fake.token_url  # spotipy's accounts token endpoint
     return player
@@ -196,48 +196,87 @@ def test_a_token_the_server_rejects_early_is_refreshed_and_the_call_repeated(fak
     fake.access_tokens.clear()  # revoked on the server, still valid by the clock
     run(player.like(Track("spotify:track:x1")))
     assert [r.path for r in fake.requests] == ["/v1/me/library", "/api/token", "/v1/me/library"]
-    assert fake.library == ["spotify:track:x1"] and player.last_error is None
+    assert fake.library == ["spotify:track:x1"]
 
 
-def test_429_waits_the_retry_after_seconds_then_succeeds(fake: FakeSpotify, tmp_path: Path) -> None:
+def test_a_429s_retry_after_is_the_back_off_not_a_wait_inside_the_call(fake: FakeSpotify, tmp_path: Path) -> None:
     fake.active_device = "dev-speaker"
-    player = _player(fake, tmp_path, sleep=time.sleep)  # real time: the wait is measured between the two requests
-    fake.fail("PUT", "/v1/me/player/play", 429, retry_after=1)
+    clock = FakeClock()
+    player = _clocked(fake, tmp_path, clock)
+    fake.fail("PUT", "/v1/me/player/play", 429, retry_after=3)
+    started = time.monotonic()
+    with pytest.raises(PlayerUnavailable, match=r"rate-limits this app for 3 s .*trying again in 3\.0 s"):
+        run(player.play([Track("spotify:track:moodsad001")]))
+    assert time.monotonic() - started < 2  # not slept through
+    clock.now += 2.9
+    with pytest.raises(PlayerUnavailable, match=r"rate-limits this app for 3 s .*trying again in 0\.1 s"):
+        run(player.play([Track("spotify:track:moodsad001")]))
+    assert len(fake.calls("PUT", "/v1/me/player/play")) == 1  # nobody asked Spotify meanwhile
+    clock.now += 0.1
     run(player.play([Track("spotify:track:moodsad001")]))
-    first, second = fake.calls("PUT", "/v1/me/player/play")
-    assert second.time - first.time >= 1.0
     assert fake.queue == ["spotify:track:moodsad001"]
 
 
-def test_a_rate_limit_longer_than_the_cap_is_reported_not_slept_through(fake: FakeSpotify, tmp_path: Path) -> None:
-    waits: list[float] = []
-    player = _player(fake, tmp_path, sleep=waits.append)
-    fake.fail("GET", "/v1/me/player", 429, retry_after=3600)
-    with pytest.raises(PlayerUnavailable, match="rate-limits this app for 3600 s"):
-        run(player.current())
-    assert waits == [] and "3600" in (player.last_error or "")
-
-
-def test_5xx_and_a_dropped_connection_back_off_and_retry(fake: FakeSpotify, tmp_path: Path) -> None:
+def test_5xx_and_a_dropped_connection_fail_at_once_and_the_back_off_doubles(fake: FakeSpotify, tmp_path: Path) -> None:
     fake.active_device = "dev-speaker"
-    waits: list[float] = []
-    player = _player(fake, tmp_path, sleep=waits.append)
+    clock = FakeClock()
+    player = _clocked(fake, tmp_path, clock)
     fake.fail("POST", "/v1/me/player/next", 503, times=2)
     fake.fail("POST", "/v1/me/player/next", DROP)
     fake.queue = ["a", "b"]
+    errors = []
+    for _ in range(3):
+        with pytest.raises(PlayerUnavailable) as error:
+            run(player.next())
+        errors.append(str(error.value))
+        with pytest.raises(PlayerUnavailable, match="trying again in"):  # during the back-off: nothing sent
+            run(player.next())
+        clock.now += player.calls.backoff_s
     run(player.next())
+    assert [e.rsplit("again in ", 1)[1] for e in errors] == ["0.5 s", "1.0 s", "2.0 s"]  # exponential back-off
+    assert "HTTP 503" in errors[0] and "network error" in errors[2]
     assert len(fake.calls("POST", "/v1/me/player/next")) == 4
-    assert waits == [0.5, 1.0, 2.0]  # exponential back-off
-    assert fake.position == 1
+    assert fake.position == 1 and player.calls.backoff_s == 0  # worked: the back-off starts afresh
 
 
-def test_persistent_5xx_gives_up_after_max_attempts_as_unavailable(fake: FakeSpotify, tmp_path: Path) -> None:
-    waits: list[float] = []
-    player = _player(fake, tmp_path, sleep=waits.append, max_attempts=3)
-    fake.fail("GET", "/v1/me/player/devices", 502, times=10)
-    with pytest.raises(PlayerUnavailable, match="after 3 tries: server error 502"):
-        run(player.next())
-    assert len(waits) == 2 and "502" in (player.last_error or "")
+def test_spotify_down_for_ten_minutes_is_tried_at_the_back_off_pace_and_back_within_one_period(
+        fake: FakeSpotify, tmp_path: Path) -> None:
+    """3, on Spotify: the watcher sleeps the back-off out between its attempts (production constants; a clock the
+    sleeps advance), commands meanwhile fail at once without a request, and once Spotify answers again the next
+    attempt (at most one back-off later) sees the music."""
+    from moodspeaker.adapters.spotify_player import BACKOFF_MAX_S
+
+    fake.active_device = "dev-speaker"
+    clock = FakeClock()
+    player = _clocked(fake, tmp_path, clock)
+    tracks = run(player.playlist_tracks(PLAYLIST))
+
+    async def scenario() -> tuple[list[float], list[int], float, Track | None]:
+        await player.play(tracks)
+        assert await player.wait_track_change() == tracks[0]
+        fake.fail("GET", "/v1/me/player", 503, times=10_000)
+        polls_at: list[float] = []
+        sent_meanwhile = []
+        start = clock.now
+        while clock.now - start < 600:
+            polls = len(fake.calls("GET", "/v1/me/player"))
+            with pytest.raises(PlayerUnavailable, match="HTTP 503"):
+                await player.wait_track_change()
+            polls_at += [clock.now] * (len(fake.calls("GET", "/v1/me/player")) - polls)
+            polls = len(fake.calls("GET", "/v1/me/player"))
+            with pytest.raises(PlayerUnavailable, match="trying again in"):
+                await player.volume()
+            sent_meanwhile.append(len(fake.calls("GET", "/v1/me/player")) - polls)
+        fake.failures.clear()  # Spotify is back; the listener skipped to the next track meanwhile
+        fake.position = 1
+        back_at = clock.now
+        return polls_at, sent_meanwhile, clock.now - back_at, await player.wait_track_change()
+
+    polls_at, sent_meanwhile, _, changed = run(scenario())
+    gaps = [b - a for a, b in itertools.pairwise(polls_at)]
+    assert gaps[:4] == [0.5, 1.0, 2.0, 4.0] and set(gaps[4:]) == {BACKOFF_MAX_S}  # doubling from 0.5 s, then 8 s
+    assert len(polls_at) > 60 and set(sent_meanwhile) == {0}
+    assert changed == tracks[1] and clock.now - polls_at[-1] <= BACKOFF_MAX_S
 
 
 def test_401_even_after_refreshing_is_a_clear_player_error(fake: FakeSpotify, tmp_path: Path) -> None:
@@ -245,7 +284,6 @@ def test_401_even_after_refreshing_is_a_clear_player_error(fake: FakeSpotify, tm
     fake.fail("GET", "/v1/me/player", 401, times=2)
     with pytest.raises(PlayerError, match=r"rejected the login.*moodspeaker spotify-login"):
         run(player.current())
-    assert "spotify-login" in (player.last_error or "")
     assert len(fake.calls("POST", "/api/token")) == 1  # one refresh attempt, no loop
 
 
@@ -269,7 +307,6 @@ def test_403s_are_told_apart_with_what_to_do(fake: FakeSpotify, tmp_path: Path, 
     fake.fail("GET" if "playlists" in path else "POST", path, 403, reason=reason, message=message)
     with pytest.raises(PlayerError, match=says):
         run(player.playlist_tracks(PLAYLIST) if "playlists" in path else player.next())
-    assert re.search(says, player.last_error or "")
 
 
 def test_an_editorial_playlist_404_says_to_copy_it(fake: FakeSpotify, tmp_path: Path) -> None:
@@ -316,7 +353,7 @@ def test_a_long_list_starts_with_100_and_tops_the_queue_up_as_it_plays(fake: Fak
 
 
 class FakeClock:
-    """Monotonic time that moves only when the player sleeps (back-off) or the test says so."""
+    """Monotonic time for the back-off, that moves only when the player sleeps one out or the test says so."""
 
     def __init__(self) -> None:
         self.now = 1000.0
@@ -325,14 +362,14 @@ class FakeClock:
     def __call__(self) -> float:
         return self.now
 
-    def sleep(self, seconds: float) -> None:
+    async def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
         self.now += seconds
 
 
 def _clocked(fake: FakeSpotify, tmp_path: Path, clock: FakeClock, **overrides) -> SpotifyPlayer:
-    player = _player(fake, tmp_path, sleep=clock.sleep, **overrides)
-    player._clock = clock
+    player = _player(fake, tmp_path, **overrides)
+    player.calls._clock, player.calls._sleep = clock, clock.sleep
     return player
 
 
@@ -351,19 +388,8 @@ def test_a_long_retry_after_is_honoured_without_blocking_the_loop(fake: FakeSpot
             run(player.current())
     assert len(fake.calls("GET", "/v1/me/player")) == 1
     clock.now += retry_after / 2 + 1
-    assert run(player.current()) is None and player.last_error is None  # over: asks again
+    assert run(player.current()) is None  # over: asks again
     assert len(fake.calls("GET", "/v1/me/player")) == 2
-
-
-def test_a_5xx_storm_gives_up_within_the_call_budget(fake: FakeSpotify, tmp_path: Path) -> None:
-    clock = FakeClock()
-    player = _clocked(fake, tmp_path, clock, max_attempts=20)
-    fake.fail("GET", "/v1/me/player", 503, times=100)
-    with pytest.raises(PlayerUnavailable, match=r"within 12 s"):
-        run(player.current())
-    budget = player.budget_s
-    assert sum(clock.slept) + player.client.requests_timeout <= budget < 30 / 2  # WatchdogSec=30 in the unit
-    assert 2 <= len(fake.calls("GET", "/v1/me/player")) < 20
 
 
 def test_slow_answers_end_the_call_within_its_budget(fake: FakeSpotify, tmp_path: Path) -> None:
@@ -373,10 +399,9 @@ def test_slow_answers_end_the_call_within_its_budget(fake: FakeSpotify, tmp_path
     player.client.prefix = fake.api_prefix
     fake.fail("GET", "/v1/me/player", 503, delay_s=3.0, times=5)  # answers after 3 s: three budgets
     started = time.monotonic()
-    with pytest.raises(PlayerUnavailable):
+    with pytest.raises(PlayerUnavailable, match="ReadTimeout"):
         run(player.current())
     assert time.monotonic() - started < 1.0 + 0.5
-    assert "ReadTimeout" in (player.last_error or "")
 
 
 def test_a_non_json_200_on_devices_is_reported_not_a_crash(fake: FakeSpotify, tmp_path: Path) -> None:
@@ -384,7 +409,8 @@ def test_a_non_json_200_on_devices_is_reported_not_a_crash(fake: FakeSpotify, tm
     fake.fail("GET", "/v1/me/player/devices", 200, body=b"<html>captive portal</html>")
     with pytest.raises(PlayerUnavailable, match="cannot read"):
         run(player.play([Track("spotify:track:moodsad000")]))
-    run(player.play([Track("spotify:track:moodsad000")]))  # the next try works
+    run(player.calls.wait_turn())
+    run(player.play([Track("spotify:track:moodsad000")]))  # the next try, after the back-off, works
     assert fake.queue == ["spotify:track:moodsad000"]
 
 
@@ -419,11 +445,12 @@ def test_verbose_logs_carry_no_token_or_secret(fake: FakeSpotify, tmp_path: Path
     player = _player(fake, tmp_path, token=old)
     run(player.playlist_tracks(PLAYLIST))
     fake.fail("GET", "/v1/me/player", 500)
-    run(player.current())
+    with pytest.raises(PlayerUnavailable):
+        run(player.current())
     cached = json.loads(Path(player.token.cache.path).read_text())
     secrets = [old["access_token"], old["refresh_token"], cached["access_token"], fake.client_secret]
     logged = "\n".join(r.getMessage() for r in caplog.records)
-    assert caplog.records  # -v does log (the retry), just not the secrets
+    assert caplog.records  # -v does log (the requests), just not the secrets
     assert not [secret for secret in secrets if secret in logged]
 
 
@@ -668,3 +695,50 @@ def test_another_app_pausing_our_music_is_the_owner_taking_over(fake: FakeSpotif
         return seen
 
     assert run(scenario()) == [tracks[0], OwnerTookOver("paused")]
+
+
+@pytest.mark.parametrize("context", ["spotify:playlist:ownermix", None], ids=["another-playlist", "other-tracks"])
+def test_the_owner_playing_other_music_from_the_phone_is_the_owner_taking_over(fake: FakeSpotify, tmp_path: Path,
+                                                                               context: str | None) -> None:
+    """4: the phone's app starting a playlist (a context), or tracks that are not among those the speaker queued,
+    on the speaker's device, went unseen; the next mood replaced the owner's music."""
+    from moodspeaker.core.domain import OwnerTookOver
+
+    fake.active_device = "dev-speaker"
+    owners = fake.add_playlist("ownermix", 2)
+    player = _player(fake, tmp_path)
+    tracks = run(player.playlist_tracks(PLAYLIST))
+
+    async def scenario() -> list:
+        await player.play(tracks[:3])
+        seen = [await player.wait_track_change()]
+        fake.position = 1  # our own next track: a change, not the owner
+        seen.append(await player.wait_track_change())
+        fake.queue, fake.position, fake.context = list(owners), 0, context  # the phone's app
+        seen.append(await asyncio.wait_for(player.wait_track_change(), 5))
+        fake.position = 1  # the owner's music goes on: a track change, not taken over twice
+        seen.append(await asyncio.wait_for(player.wait_track_change(), 5))
+        return seen
+
+    assert run(scenario()) == [tracks[0], tracks[1], OwnerTookOver("played something else"),
+                               Track(owners[1], "Song 1", "Artist 1")]
+
+
+def test_a_track_after_the_end_of_our_list_is_the_list_running_out_not_the_owner(fake: FakeSpotify,
+                                                                                 tmp_path: Path) -> None:
+    fake.active_device = "dev-speaker"
+    autoplay = fake.add_playlist("radio", 1)
+    player = _player(fake, tmp_path)
+    tracks = run(player.playlist_tracks(PLAYLIST))[:2]
+
+    async def scenario() -> list:
+        await player.play(tracks)
+        seen = [await player.wait_track_change()]
+        fake.position = 1
+        seen.append(await player.wait_track_change())
+        fake.queue.append(autoplay[0])  # Spotify's autoplay, after our last track
+        fake.position = 2
+        seen.append(await asyncio.wait_for(player.wait_track_change(), 5))
+        return seen
+
+    assert run(scenario()) == [tracks[0], tracks[1], Track(autoplay[0], "Song 0", "Artist 0")]

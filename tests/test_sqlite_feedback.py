@@ -301,3 +301,48 @@ def test_a_damaged_database_that_cannot_be_moved_aside_keeps_events_in_memory_un
     store.close()
     with SqliteFeedbackStore(db) as reopened:
         assert reopened.counts("sad") == {"new.mp3": {LIKE: 1, FULL_PLAY: 1}, "other.mp3": {SKIP: 1}}
+
+
+def test_a_write_failing_again_in_the_new_database_after_a_corrupt_one_was_moved_aside_arrives_as_ours(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """3: after moving a corrupt database aside, record() wrote into the new one outside the error translation:
+    a full disk there crossed the port as sqlite3.OperationalError."""
+    from moodspeaker.adapters.sqlite_feedback import FeedbackNotSaved
+
+    db = tmp_path / "feedback.db"
+    store = SqliteFeedbackStore(db, move_corrupt_aside=True)
+    for i in range(300):
+        store.record("sad", f"track-{i}-" + "x" * 100, FULL_PLAY, float(i))
+    store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store._db.execute("PRAGMA cache_size = 1")
+    _damage_the_btree_roots(db)
+    open_ = SqliteFeedbackStore._open
+
+    def on_a_full_disk(self: SqliteFeedbackStore) -> sqlite3.Connection:  # the new database may not grow (SQLITE_FULL)
+        new = open_(self)
+        new.execute(f"PRAGMA max_page_count = {new.execute('PRAGMA page_count').fetchone()[0]}")
+        return new
+
+    monkeypatch.setattr(SqliteFeedbackStore, "_open", on_a_full_disk)
+    long_uri = "new-" + "x" * 10_000  # more than a page: the insert needs pages the file may not add
+    with pytest.raises(FeedbackNotSaved, match=r"the disk is full .*1 feedback events kept in memory"):
+        store.record("sad", long_uri, LIKE, 1000.0)
+    assert store.counts("sad") == {long_uri: {LIKE: 1}} and store.unsaved == 1
+    store.close()
+
+
+def test_a_corrupt_database_that_cannot_be_moved_aside_at_start_is_our_error(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """3: at start (and when reopening), the rename's OSError crossed the port."""
+    import errno
+
+    db = tmp_path / "feedback.db"
+    db.write_bytes(b"this is not sqlite" * 100)
+
+    def read_only(self: Path, target: object) -> Path:
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(Path, "rename", read_only)
+    with pytest.raises(FeedbackStoreError, match=r"is corrupt and cannot be moved aside .*Read-only file system.*"
+                                                 r"point \[feedback\] path elsewhere"):
+        SqliteFeedbackStore(db, move_corrupt_aside=True, wait_for_room=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import math
 import os
 import stat
@@ -30,6 +31,8 @@ from moodspeaker.core.policy import check_settings
 from moodspeaker.core.smoother import SmootherParams
 from moodspeaker.core.volume import VolumeRules, parse_window
 from moodspeaker.errors import ConfigError, quote
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG_PATH = Path("/etc/moodspeaker/config.toml")
 MAX_CONFIG_BYTES = 1 << 20  # a config is a few KiB; a larger "file" is a mistake (or /dev/zero)
@@ -204,7 +207,6 @@ class SpotifyConfig:
     # written 0600 by `moodspeaker spotify-login`
     token_cache: str = field(default="/var/lib/moodspeaker/spotify-token.json", metadata=NOT_EMPTY)
     poll_s: float = 2.0  # how often to ask Spotify what is playing (it has no push for track changes)
-    max_attempts: int = 5  # tries per call on 429 / 5xx / network loss before giving up
 
     def __post_init__(self) -> None:
         problems = []
@@ -221,8 +223,6 @@ class SpotifyConfig:
                             f"and plain-http addresses other than loopback IPs), got {self.redirect_uri!r}")
         if not 0.2 <= self.poll_s <= 60:
             problems.append("poll_s must be between 0.2 and 60 seconds")
-        if not 1 <= self.max_attempts <= 20:
-            problems.append("max_attempts must be 1..20")
         raise_problems(problems)
 
 
@@ -382,6 +382,14 @@ def _coerce(value: Any, tp: Any, where: str, secret: bool = False) -> Any:
     raise TypeError(f"config field type {tp!r} is not supported")
 
 
+# Keys an earlier release read and this one no longer needs: a config that still sets one loads, with a warning
+# that says why it can go (an upgrade must not stop a speaker over a setting that does nothing now).
+RETIRED_KEYS: dict[type, dict[str, str]] = {
+    SpotifyConfig: {"max_attempts": "a failing Spotify call is now retried at the back-off's pace, "
+                                    "within one time budget per command"},
+}
+
+
 def parse_section(cls: type, values: dict[str, Any], where: str) -> Any:
     """Build section dataclass `cls` from a TOML table; a ConfigError lists every unknown key and bad value."""
     if not isinstance(values, dict):
@@ -389,7 +397,11 @@ def parse_section(cls: type, values: dict[str, Any], where: str) -> Any:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     kwargs, problems = {}, []
+    retired = RETIRED_KEYS.get(cls, {})
     for key, value in values.items():
+        if key in retired:
+            log.warning("%s: %r is no longer used (%s); remove it", where, key, retired[key])
+            continue
         if key not in fields:
             problems.append(f"{where}: unknown key {key!r}{_suggest(key, fields)}")
             continue

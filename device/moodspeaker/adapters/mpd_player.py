@@ -1,23 +1,16 @@
 """ports.Player on MPD through python-mpd2's asyncio client (the sync client cannot leave `idle`).
 
 One connection carries commands and a background `idle player` listener. When MPD restarts or drops
-the connection, `wait_track_change` reconnects and restores what should be playing: our queue, the song and
-the position where it was when the connection was lost (extrapolated from the last status seen), paused or
-not; an MPD that carried on by itself is left alone. Each of its connection attempts that fails raises
-PlayerUnavailable (so the service reports MPD as unavailable, from the start too), and the next attempt
-waits an exponentially growing back-off first, outside the call's budget (inside it, a back-off longer than the
-budget would leave no time for the attempt, and MPD would never be tried again). The restore happens under
-the lock, before anything is observed, so a recovered restart is not reported as a track change or a stop;
-`play` holds the lock too, so its clear-and-load is not seen as playback stopping. A command issued while MPD
-is away makes one connection attempt and otherwise raises PlayerUnavailable.
-
-No port call takes longer than CALL_BUDGET_S (under half of the unit's WatchdogSec): a hung MPD (it accepts
-connections but never answers) costs one budget, the connection is dropped and PlayerUnavailable raised.
-The limits are `asyncio.timeout` blocks, not `asyncio.wait_for`: on Python 3.11 (Raspberry Pi OS bookworm)
-wait_for drops a cancel that lands in the loop turn its work finishes in, and the service's watcher, cancelled
-just as MPD answered, then watched on forever (a reload or a stop hung).
+the connection, the next command or `wait_track_change` reconnects and restores what should be playing: our queue,
+the song and the position where it was when the connection was lost (extrapolated from the last status seen),
+paused or not; an MPD that carried on by itself is left alone. Each port call is one command of backend_call's:
+within its budget (a hung MPD costs one budget, then the connection is dropped), and while a failed attempt's
+back-off runs it fails at once as PlayerUnavailable; the watcher sleeps the back-off out before its next attempt.
+The restore happens under the lock, before anything is observed, so a recovered restart is not reported as a track
+change or a stop; `play` holds the lock too, so its clear-and-load is not seen as playback stopping.
 MPD's refusals (ACK) become MpdRefused, a PlayerError: nothing from python-mpd2 crosses the port. Mopidy-MPD is
-served too: it may report `song: None` (read as "no song position"), and its library search speaks protocol 0.19.
+served too: it may report `song: None` (read as "no song position"); library modes need protocol 0.21 (it speaks
+0.19), and are refused at the connection with what to use instead.
 
 Another client (the owner's phone app, `mpc`) that stops or pauses our music or changes our queue (MPD's playlist
 version moves without us) is reported once as OwnerTookOver; its queue is never restored as ours. MPD's `stop`
@@ -32,44 +25,25 @@ after `mpc update` or MPD's own auto_update).
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from moodspeaker.adapters.backend_call import BackendCalls, command
 from moodspeaker.config import MpdConfig
 from moodspeaker.core.domain import OwnerTookOver, Track
-from moodspeaker.errors import PlayerError, PlayerUnavailable
+from moodspeaker.errors import MoodspeakerError, PlayerError, PlayerUnavailable
 
 log = logging.getLogger(__name__)
 
-CONNECT_TIMEOUT_S = 3.0
-COMMAND_TIMEOUT_S = 3.0
-CALL_BUDGET_S = 10.0  # the most one port call may take: under half of the player unit's WatchdogSec (30 s)
 FIRST_BACKOFF_S = 0.1
 QUEUE_CAP = 2000  # the most tracks one mood queues: MPD refuses more than 16,384 and each add is one round trip
 
 
 class MpdRefused(PlayerError):
     """MPD understood a command and refused it (an ACK: no such playlist, no such file, ...)."""
-
-
-def _lost() -> tuple[type[BaseException], ...]:
-    """What a dead or dropped connection raises: OS errors, timeouts, and python-mpd2's own ConnectionError
-    (not a subclass of the builtin one)."""
-    from mpd import ConnectionError as MpdConnectionError
-
-    return OSError, TimeoutError, ConnectionError, MpdConnectionError
-
-
-def _bounded(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    """A port call that ends within CALL_BUDGET_S (MpdPlayer._in_budget)."""
-    @functools.wraps(method)
-    async def call(self: MpdPlayer, *args: Any) -> Any:
-        return await self._in_budget(method(self, *args))
-    return call
 
 
 @dataclass
@@ -132,17 +106,17 @@ class MpdPlayer:
         self.library, self.library_dir, self.library_tag = library, library_dir.strip("/"), library_tag
         self._library_cache: dict[str, list[Track]] = {}  # name -> its songs, until MPD's database changes
         self.liked_playlist = liked_playlist
-        self.reconnect_max_s = reconnect_max_s
-        self._clock, self._sleep = clock, sleep
+        self.calls = BackendCalls(f"MPD at {self.where}", first_s=FIRST_BACKOFF_S, max_s=reconnect_max_s, clock=clock,
+                                  sleep=sleep, before=self._connected, translate=self._translate, on_hung=self._drop)
+        self._clock = clock
         self._client: Any = None
         self._lock = asyncio.Lock()
         self._changed = asyncio.Event()
         self._listener: asyncio.Task[None] | None = None
         self._playback = _Playback(queue=[])
         self._known: tuple[str, int] | None = None  # (file, pos) last reported by wait_track_change
+        self.connect_attempts = 0
         self.reconnects = 0  # connections after the first
-        self._connected_before = False
-        self._backoff_s = 0.0  # wait_track_change waits this long before its next connection attempt
         self._queue_version: str | None = None  # MPD's playlist version when the queue was last ours (None: not ours)
         self._paused_by_us = False
 
@@ -161,49 +135,41 @@ class MpdPlayer:
     def connected(self) -> bool:
         return self._client is not None and self._client.connected
 
+    @command
     async def connect(self) -> None:
-        """Connect once (at start-up); raises PlayerUnavailable or PlayerError (bad password)."""
-        async with self._lock:
-            if not self.connected:
-                await self._connect_once()
+        """Connect (at start-up; every command connects first): PlayerUnavailable, or PlayerError (a bad password)."""
 
-    async def _connect_once(self) -> None:
+    async def _connected(self) -> None:
+        """Connect, if not connected, and put back what should be playing (under the lock, as the module says)."""
         from mpd import CommandError
         from mpd.asyncio import MPDClient
 
-        client = MPDClient()
-        try:
-            async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                await client.connect(self.host, self.port)
-        except _lost() as exc:
-            why = f"no answer within {CONNECT_TIMEOUT_S:g} s" if isinstance(exc, TimeoutError) else str(exc)
-            raise PlayerUnavailable(f"MPD at {self.where} is not reachable ({why or type(exc).__name__})") from None
-        protocol = client.mpd_version or "0"
-        if self.library != "playlists" and tuple(map(int, protocol.split(".")[:2])) < (0, 21):
-            client.disconnect()
-            raise PlayerError(f"the MPD server at {self.where} speaks protocol {protocol} (Mopidy-MPD does); [mpd] "
-                              f"library = \"{self.library}\" needs protocol 0.21 (MPD 0.21 or later): use [mpd] "
-                              'library = "playlists" (stored playlists) with this server')
-        try:
+        async with self._lock:
+            if self.connected:
+                return
+            client = MPDClient()
+            self.connect_attempts += 1
+            await client.connect(self.host, self.port)
+            protocol = client.mpd_version or "0"
+            if self.library != "playlists" and tuple(map(int, protocol.split(".")[:2])) < (0, 21):
+                client.disconnect()
+                raise PlayerError(f"the MPD server at {self.where} speaks protocol {protocol} (Mopidy-MPD does); [mpd] "
+                                  f"library = \"{self.library}\" needs protocol 0.21 (MPD 0.21 or later): use [mpd] "
+                                  'library = "playlists" (stored playlists) with this server')
             if self.password:
-                await client.password(self.password)
-        except CommandError as exc:
-            client.disconnect()
-            raise PlayerError(f"MPD at {self.where} rejected the password ({exc}); fix [mpd] password") from None
-        self._client = client
-        self._listener = asyncio.get_running_loop().create_task(self._listen(client))
-        if self._connected_before:
-            self.reconnects += 1
-            log.info("reconnected to MPD at %s", self.where)
-        self._connected_before = True
-        self._queue_version = None
-        try:
+                try:
+                    await client.password(self.password)
+                except CommandError as exc:
+                    client.disconnect()
+                    raise PlayerError(f"MPD at {self.where} rejected the password ({exc}); fix [mpd] password") from None
+            if self._client is not None:  # a connection before this one
+                self.reconnects += 1
+                log.info("reconnected to MPD at %s", self.where)
+            self._client, self._queue_version = client, None
+            self._listener = asyncio.get_running_loop().create_task(self._listen(client))
             if self._playback.queue:
                 await self._restore()
             await self._observe()
-        except _lost() as exc:  # MPD went away again: the restore stays pending
-            self._drop()
-            raise PlayerUnavailable(f"MPD at {self.where} dropped the connection while restoring ({exc!r})") from None
 
     async def _listen(self, client: Any) -> None:
         """Wake `wait_track_change` on every player change, and once more when the connection drops; forget the
@@ -221,17 +187,6 @@ class MpdPlayer:
             if client is self._client and self._playback.lost_at is None:
                 self._playback.lost_at = self._clock()
             self._changed.set()
-
-    async def _reconnect(self) -> None:
-        """One connection attempt (and restore); a failure doubles the back-off the next attempt waits first."""
-        try:
-            async with self._lock:
-                if not self.connected:
-                    await self._connect_once()
-        except PlayerUnavailable as exc:
-            self._backoff_s = min(max(2 * self._backoff_s, FIRST_BACKOFF_S), self.reconnect_max_s)
-            raise PlayerUnavailable(f"{exc}; trying again in {self._backoff_s:.1f} s") from None
-        self._backoff_s = 0.0
 
     async def _restore(self) -> None:
         """Put back what should be playing, after MPD restarted or lost our queue."""
@@ -256,43 +211,18 @@ class MpdPlayer:
         except CommandError as exc:
             log.warning("could not restore MPD playback: %s", exc)
 
-    async def _command(self, name: str, *args: Any) -> Any:
-        """One MPD command; a lost connection is retried once after one reconnect attempt."""
-        from mpd import CommandError
-
-        for attempt in (1, 2):
-            if not self.connected:
-                async with self._lock:
-                    if not self.connected:
-                        await self._connect_once()
-            try:
-                async with asyncio.timeout(COMMAND_TIMEOUT_S):
-                    return await getattr(self._client, name)(*args)
-            except CommandError as exc:
-                raise MpdRefused(f"MPD refused {name} {' '.join(map(str, args))}: {exc}") from None
-            except _lost() as exc:
-                self._drop()
-                if attempt == 2:
-                    raise PlayerUnavailable(f"MPD at {self.where} dropped the connection during {name} ({exc!r})") from None
-        raise AssertionError("unreachable")
-
-    async def _in_budget(self, work: Awaitable[Any]) -> Any:
-        """`work` within CALL_BUDGET_S; past that MPD counts as hung, and the connection is dropped. The boundary:
-        what python-mpd2 raises leaves as ours."""
+    def _translate(self, exc: Exception) -> MoodspeakerError | None:
+        """The boundary: what python-mpd2 raises leaves as ours. A lost connection (OS errors, timeouts, python-mpd2's
+        ConnectionError, which is not the builtin one, and its protocol errors: an answer it cannot read) is dropped,
+        to be made again."""
         from mpd import CommandError, MPDError
 
-        try:
-            async with asyncio.timeout(CALL_BUDGET_S):
-                return await work
-        except CommandError as exc:
-            raise MpdRefused(f"MPD at {self.where} refused: {exc}") from None
-        except MPDError as exc:  # a protocol error: the connection cannot be trusted
+        if isinstance(exc, CommandError):
+            return MpdRefused(f"MPD at {self.where} refused: {exc}")
+        if isinstance(exc, OSError | TimeoutError | ConnectionError | MPDError):
             self._drop()
-            raise PlayerUnavailable(f"MPD at {self.where} answered what the speaker cannot read ({exc!r})") from None
-        except TimeoutError:
-            self._drop()
-            raise PlayerUnavailable(f"MPD at {self.where} did not answer within {CALL_BUDGET_S:g} s; it may be hung "
-                                    "(`systemctl restart mpd`)") from None
+            return PlayerUnavailable(f"MPD at {self.where} is not reachable ({exc!r})")
+        return None
 
     def _drop(self) -> None:
         if self._client is not None:
@@ -310,36 +240,36 @@ class MpdPlayer:
         pb.lost_at = None
         return status
 
-    # --- ports.Player -------------------------------------------------------------------------------
+    # --- ports.Player: each a command ---------------------------------------------
 
-    @_bounded
+    @command
     async def playlist_tracks(self, playlist: str) -> list[Track]:
         """A stored playlist's songs, or in library mode the folder's or the tag's (sorted by file)."""
+        from mpd import CommandError
+
         if self.library == "playlists":
-            return await self._stored_playlist(playlist)
+            try:
+                return [_track(song) for song in await self._client.listplaylistinfo(playlist)]
+            except CommandError as exc:
+                raise PlayerError(f"MPD has no stored playlist {playlist!r} ({exc}); create it (e.g. `mpc save "
+                                  f"{playlist}`) or fix [player] playlists") from None
         if playlist not in self._library_cache:
             songs = await self._find_in_library(playlist)
             self._library_cache[playlist] = sorted((_track(s) for s in songs if "file" in s), key=lambda t: t.uri)
         return list(self._library_cache[playlist])
 
     async def _find_in_library(self, name: str) -> list[dict[str, Any]]:
-        if self.library == "folders":
-            folder = f"{self.library_dir}/{name}" if self.library_dir else name
-            try:
-                return await self._command("find", f"(base {_filter_value(folder)})")
-            except MpdRefused as exc:
-                raise PlayerError(f"MPD has no folder {folder!r} in its music directory ({exc}); create it with the "
-                                  "mood's music in it and run `mpc update`, or fix [player] playlists / [mpd] "
-                                  "library_dir") from None
-        return await self._command("search", f"({self.library_tag} == {_filter_value(name)})")  # search: any case
+        from mpd import CommandError
 
-    async def _stored_playlist(self, playlist: str) -> list[Track]:
+        if self.library == "tags":
+            return await self._client.search(f"({self.library_tag} == {_filter_value(name)})")  # search: any case
+        folder = f"{self.library_dir}/{name}" if self.library_dir else name
         try:
-            songs = await self._command("listplaylistinfo", playlist)
-        except MpdRefused as exc:
-            raise PlayerError(f"MPD has no stored playlist {playlist!r} ({exc}); create it (e.g. `mpc save {playlist}`) "
-                              "or fix [player] playlists") from None
-        return [_track(song) for song in songs]
+            return await self._client.find(f"(base {_filter_value(folder)})")
+        except CommandError as exc:
+            raise PlayerError(f"MPD has no folder {folder!r} in its music directory ({exc}); create it with the "
+                              "mood's music in it and run `mpc update`, or fix [player] playlists / [mpd] "
+                              "library_dir") from None
 
     async def _load(self, uris: list[str]) -> list[str]:
         """Replace MPD's queue with `uris` (files MPD does not know are left out); returns what was added."""
@@ -360,107 +290,93 @@ class MpdPlayer:
                 log.warning("MPD cannot add %s: %s; left out", uri, exc)
         return added
 
-    @_bounded
+    @command
     async def play(self, tracks: list[Track]) -> None:
         await self._queue(tracks, at_once=True)
 
-    @_bounded
+    @command
     async def play_next(self, tracks: list[Track]) -> None:
         await self._queue(tracks, at_once=False)
 
     async def _queue(self, tracks: list[Track], at_once: bool) -> None:
         """Play `tracks` now, or after the current song (at once if nothing plays), under the lock: the watcher
         must not take our own changes for another client's, nor the cleared queue for playback stopping."""
+        async with self._lock:
+            status = await self._client.status()
+            now, length = at_once or status.get("state", "stop") == "stop", int(_number(status.get("playlistlength"), 0))
+            if now:
+                first, added = 0, await self._load([t.uri for t in tracks])
+            else:  # replace what follows the current song. Mopidy, asked near a track's end, has already
+                # moved on to the song after it; deleted, that one still plays, outside the queue (`song: None`),
+                # and `nextsong` says where the queue goes on.
+                first = int(_number(status.get("song"), _number(status.get("nextsong"), length) - 1)) + 1
+                if length > first:
+                    await self._client.delete((first, length))
+                added = await self._add([t.uri for t in tracks])
+            if not added:
+                raise PlayerError(f"none of the {len(tracks)} tracks is in MPD's database; run `mpc update` "
+                                  "or fix the stored playlist")
+            self._playback.queue = self._playback.queue[:first] + added
+            if now:
+                await self._client.play(0)
+                self._paused_by_us = False
+            self._queue_version = (await self._observe()).get("playlist")
+
+    @command
+    async def next(self) -> None:
+        await self._client.next()
+        await self._observe()
+
+    @command
+    async def toggle_pause(self) -> None:
+        state = (await self._client.status()).get("state", "stop")
+        self._paused_by_us = state == "play"  # before the command: the watcher must not take it for the owner's
+        if state != "stop":
+            await self._client.pause(int(state == "play"))
+        elif self._playback.queue:
+            await self._client.play(self._playback.pos)
+        await self._observe()
+
+    @command
+    async def set_volume(self, level: int) -> None:
         from mpd import CommandError
 
-        async with self._lock:
-            if not self.connected:
-                await self._connect_once()
-            try:
-                status = await self._client.status()
-                now, length = at_once or status.get("state", "stop") == "stop", int(_number(status.get("playlistlength"), 0))
-                if now:
-                    first, added = 0, await self._load([t.uri for t in tracks])
-                else:  # replace what follows the current song. Mopidy, asked near a track's end, has already
-                    # moved on to the song after it; deleted, that one still plays, outside the queue (`song: None`),
-                    # and `nextsong` says where the queue goes on.
-                    first = int(_number(status.get("song"), _number(status.get("nextsong"), length) - 1)) + 1
-                    if length > first:
-                        await self._client.delete((first, length))
-                    added = await self._add([t.uri for t in tracks])
-                if not added:
-                    raise PlayerError(f"none of the {len(tracks)} tracks is in MPD's database; run `mpc update` "
-                                      "or fix the stored playlist")
-                self._playback.queue = self._playback.queue[:first] + added
-                if now:
-                    await self._client.play(0)
-                    self._paused_by_us = False
-                self._queue_version = (await self._observe()).get("playlist")
-            except CommandError as exc:
-                raise MpdRefused(f"MPD refused to queue the mood playlist: {exc}") from None
-            except _lost() as exc:
-                self._drop()
-                raise PlayerUnavailable(f"MPD at {self.where} dropped the connection while loading ({exc!r})") from None
-
-    @_bounded
-    async def next(self) -> None:
-        await self._command("next")
-        await self._observe()
-
-    @_bounded
-    async def toggle_pause(self) -> None:
-        status = await self._command("status")
-        state = status.get("state", "stop")
-        self._paused_by_us = state == "play"  # before the command: the watcher must not take it for the owner's
-        if state == "play":
-            await self._command("pause", 1)
-        elif state == "pause":
-            await self._command("pause", 0)
-        elif self._playback.queue:
-            await self._command("play", self._playback.pos)
-        await self._observe()
-
-    @_bounded
-    async def set_volume(self, level: int) -> None:
         try:
-            await self._command("setvol", max(0, min(100, level)))
-        except MpdRefused as exc:
+            await self._client.setvol(max(0, min(100, level)))
+        except CommandError as exc:
             raise PlayerError(f"MPD at {self.where} cannot set the volume ({exc}); give its audio_output a mixer "
                               '(mixer_type "software" works everywhere)') from None
 
-    @_bounded
+    @command
     async def volume(self) -> int | None:
-        level = int(_number((await self._command("status")).get("volume"), -1))
+        level = int(_number((await self._client.status()).get("volume"), -1))
         return None if level < 0 else level  # -1: an output without a mixer
 
-    @_bounded
+    @command
     async def current(self) -> Track | None:
-        song = await self._command("currentsong")
+        song = await self._client.currentsong()
         return _track(song) if song else None
 
-    @_bounded
+    @command
     async def like(self, track: Track) -> None:
+        from mpd import CommandError
+
         try:
-            liked = await self._command("listplaylist", self.liked_playlist)
-        except MpdRefused:  # no such playlist yet: playlistadd creates it
+            liked = await self._client.listplaylist(self.liked_playlist)
+        except CommandError:  # no such playlist yet: playlistadd creates it
             liked = []
         if track.uri not in liked:
-            await self._command("playlistadd", self.liked_playlist, track.uri)
+            await self._client.playlistadd(self.liked_playlist, track.uri)
 
     async def wait_track_change(self) -> Track | OwnerTookOver | None:
-        """Block until another song plays (or playback stops). A lost connection is re-made (and playback
-        restored) here; while MPD is away or hung, each failed attempt raises PlayerUnavailable."""
+        """Block until another song plays (or playback stops). A lost connection is made again (and playback
+        restored) here, at the back-off's pace; while MPD is away or hung, each failed attempt raises
+        PlayerUnavailable."""
         while True:
             if not self.connected:
-                await self._sleep(self._backoff_s)  # outside the budget: the attempt itself gets all of it
-                await self._in_budget(self._reconnect())
+                await self.calls.wait_turn()  # outside the budget: the attempt itself gets all of it
             self._changed.clear()
-            try:
-                song = await self._in_budget(self._look())
-            except _lost() as exc:
-                log.debug("MPD connection lost while watching: %r", exc)
-                self._drop()
-                continue
+            song = await self.calls(self._look)
             if isinstance(song, OwnerTookOver):
                 return song
             key = (song["file"], int(_number(song.get("pos"), 0))) if song else None

@@ -34,7 +34,7 @@ SCOPES = (
 )
 LOGIN_LIFETIME_S = 182 * 86400  # Spotify ends a refresh token six months after the login, however often it is used
 LOGIN_WARN_S = 14 * 86400  # `moodspeaker status` warns this long before
-REQUEST_TIMEOUT_S = 5  # per HTTP request; a port call allows two within its budget (spotify_player.CALL_BUDGET_S)
+REQUEST_TIMEOUT_S = 5  # per HTTP request; a port call allows two within its budget (backend_call.BUDGET_S)
 RELOGIN = "run `moodspeaker spotify-login` on the speaker"
 
 

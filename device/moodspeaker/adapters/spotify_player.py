@@ -2,24 +2,23 @@
 
 Plays on the Connect device named in [spotify] device_name (the speaker's raspotify/spotifyd). A mood playlist is
 started as an explicit, ordered list of its track URIs, so the feedback ranking decides the order, not Spotify:
-the first START_URIS of them (longer lists get 413/500), the rest added to Spotify's queue a few at a time as
-the started ones run out. Playlists are read in pages of PAGE_SIZE (Spotify refuses larger pages).
+the first START_URIS of them (longer lists get 413/500), the rest added to Spotify's queue as the started ones run out.
 
-Every port call has a budget of CALL_BUDGET_S in all (waiting for another call, retries, back-off): under half
-of the unit's WatchdogSec, so no call holds up the player's loop long enough for the watchdog to kill it. What
-does not fit in the budget becomes PlayerUnavailable, and the service tries again later.
+Each port call is one command of backend_call's (its budget in all; at once PlayerUnavailable during a back-off):
+a request is sent only when its timeout fits in what is left, and no wait is slept inside a command.
 - 404 NO_ACTIVE_DEVICE (or device not found): transfer playback to our device, then repeat the command once.
-- 429: a Retry-After that fits in the budget is waited, then the call repeated; a longer one is honoured
-  without blocking: every call until then fails at once with PlayerUnavailable, without asking Spotify.
-- 5xx, connection errors, timeouts: exponential back-off, retry; at most `max_attempts` tries, then
-  PlayerUnavailable.
-- 401: refresh the token once and retry (the server may have revoked it early); then PlayerError.
+  401: refresh the token once and repeat; then PlayerError.
+- 429: the Retry-After (at most a day) is the back-off; 5xx, a 429 without one, connection errors, timeouts:
+  PlayerUnavailable, and the back-off doubles from BACKOFF_FIRST_S to BACKOFF_MAX_S.
 - 403: PlayerError saying which refusal it is (lapsed Premium, a playlist the account may not read, the login's
-  permissions) and what to do. `last_error` keeps the message for `moodspeaker status`.
+  permissions) and what to do. Any other refusal (404, 400): PlayerError with Spotify's message.
 - An answer that is not what the endpoint returns (not JSON, missing fields) is PlayerUnavailable, never a crash
   (spotipy reads a 200 whose body is not JSON as "no answer"; a response hook on our session refuses it first).
-- Any other refusal (404, 400) is a PlayerError with Spotify's message: nothing of spotipy's crosses the port.
 spotipy's own urllib3 retries are switched off (a plain requests.Session) so that these rules are the only ones.
+
+The owner's hand: our music is a list of URIs without a context. Another app pausing it, or playing a context (a
+playlist, an album) or a track outside our list, is OwnerTookOver (once; then the music is the owner's until we
+play again). A track after the end of our list is the list running out (Spotify's autoplay), not the owner.
 """
 
 from __future__ import annotations
@@ -29,22 +28,22 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import requests
 import spotipy
 from spotipy.exceptions import SpotifyException
 
+from moodspeaker.adapters.backend_call import BUDGET_S, BackendCalls, RateLimited, command, remaining
 from moodspeaker.adapters.spotify_auth import RELOGIN, REQUEST_TIMEOUT_S, HeadlessToken, make_auth_manager
 from moodspeaker.config import SpotifyConfig
 from moodspeaker.core.domain import OwnerTookOver, Track
-from moodspeaker.errors import PlayerError, PlayerUnavailable
+from moodspeaker.errors import MoodspeakerError, PlayerError, PlayerUnavailable
 
 log = logging.getLogger(__name__)
 
 R = TypeVar("R")
-CALL_BUDGET_S = 12.0  # the most one port call may take: under half of the player unit's WatchdogSec (30 s)
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 8.0
 RETRY_AFTER_MAX_S = 86_400.0  # the longest rate limit believed (Spotify's are up to hours)
@@ -119,10 +118,6 @@ def _message(exc: SpotifyException) -> str:
     return str(exc.msg).splitlines()[-1].strip()
 
 
-def _no_device(exc: SpotifyException) -> bool:
-    return exc.http_status == 404 and (exc.reason == "NO_ACTIVE_DEVICE" or "device not found" in _message(exc).lower())
-
-
 def _forbidden(what: str, exc: SpotifyException) -> Forbidden:
     """Spotify's 403s, told apart: each has a different fix."""
     message = _message(exc)
@@ -138,108 +133,118 @@ def _forbidden(what: str, exc: SpotifyException) -> Forbidden:
     return Forbidden(f"Spotify refused to {what} (403: {message}); if this keeps happening, {RELOGIN}", "other")
 
 
+def _translate(exc: Exception) -> MoodspeakerError | None:
+    """The boundary: what spotipy and requests raise, and what no rule in _call covers, leaves as ours."""
+    if isinstance(exc, BadAnswer):
+        return PlayerUnavailable(f"Spotify sent an answer the speaker cannot read ({exc})")
+    if isinstance(exc, SpotifyException):  # a refusal no rule covers (a like's 404 or 400)
+        return PlayerError(f"Spotify refused ({exc.http_status}: {_message(exc)})")
+    if isinstance(exc, requests.RequestException):
+        return PlayerUnavailable(f"Spotify could not be asked ({type(exc).__name__})")
+    return None
+
+
 class SpotifyPlayer:
     """The Player port on Spotify Connect. Build it with `SpotifyPlayer.from_config(config.spotify)`."""
 
-    def __init__(self, client: spotipy.Spotify, token: HeadlessToken, device_name: str, *, max_attempts: int = 5,
-                 poll_s: float = 2.0, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic, budget_s: float = CALL_BUDGET_S) -> None:
-        self.client = client
-        self.token = token
-        self.device_name = device_name
-        self.max_attempts = max_attempts
-        self.poll_s = poll_s
-        self.budget_s = budget_s
-        self.last_error: str | None = None  # the latest failure (for status); None after a call succeeds
-        self._sleep, self._clock = sleep, clock
+    def __init__(self, client: spotipy.Spotify, token: HeadlessToken, device_name: str, *, poll_s: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 budget_s: float = BUDGET_S) -> None:
+        self.client, self.token, self.device_name, self.poll_s = client, token, device_name, poll_s
+        self.calls = BackendCalls("Spotify", first_s=BACKOFF_FIRST_S, max_s=BACKOFF_MAX_S, budget_s=budget_s,
+                                  translate=_translate, clock=clock, sleep=sleep)
         self._lock = threading.Lock()  # one Web API conversation at a time (the session is shared)
-        self._deadline = 0.0  # the running call's budget ends then (set under the lock)
-        self._blocked_until = 0.0  # a Retry-After too long to wait: no request before then
-        self._blocked_why = ""  # the same message for every call refused meanwhile (the service logs changes)
         self._device_id: str | None = None
         self._last_uri: str | None = None  # the track last seen playing
         self._unreported: Track | None = None  # play() started it; wait_track_change() reports it next
         self._paused = False
         self._pending: list[Track] | None = None  # play_next(): what starts when the current track ends
         self._started: list[str] = []  # the URIs Spotify has now: the started ones, then those queued since
+        self._before: list[str] = []  # the list started before (Spotify may report its track a moment longer)
         self._rest: list[str] = []  # the rest of the mood list, queued as the started ones run out
         self._volume_refused = False  # the device refused a volume change once: not asked again
-        self._ours = False  # what plays is a list we started (another app pausing it is the owner taking over)
+        self._ours = False  # what plays is a list we started (the owner's hand is told apart from it)
 
     @classmethod
-    def from_config(cls, cfg: SpotifyConfig, *, sleep: Callable[[float], None] = time.sleep,
-                    budget_s: float = CALL_BUDGET_S) -> SpotifyPlayer:
+    def from_config(cls, cfg: SpotifyConfig, *, budget_s: float = BUDGET_S) -> SpotifyPlayer:
         token = HeadlessToken(make_auth_manager(cfg))
-        timeout = min(REQUEST_TIMEOUT_S, budget_s / 2)  # room for a second try within the budget
+        timeout = min(REQUEST_TIMEOUT_S, budget_s / 2)  # room for a second request (a repeat) within the budget
         session = requests.Session()
         session.hooks["response"].append(_refuse_unreadable)
         client = spotipy.Spotify(auth_manager=token, requests_session=session, requests_timeout=timeout)
-        return cls(client, token, cfg.device_name, max_attempts=cfg.max_attempts, poll_s=cfg.poll_s, sleep=sleep,
-                   budget_s=budget_s)
+        return cls(client, token, cfg.device_name, poll_s=cfg.poll_s, budget_s=budget_s)
 
-    # --- the Player port -------------------------------------------------------------------------------------
+    # --- the Player port: each a command ---------------------------------------------------------------------
 
+    @command
     async def playlist_tracks(self, playlist: str) -> list[Track]:
-        return await self._in_thread(self._playlist_tracks, playlist)
+        return await self._thread(self._playlist_tracks, playlist)
 
+    @command
     async def play(self, tracks: list[Track]) -> None:
         if not tracks:
             raise ValueError("play() needs at least one track")
         self._pending = None
-        await self._in_thread(self._play, [t.uri for t in tracks])
+        await self._thread(self._play, [t.uri for t in tracks])
         self._unreported = tracks[0]
 
+    @command
     async def play_next(self, tracks: list[Track]) -> None:
         """Start `tracks` when the current track ends. Spotify cannot replace the rest of a queue, so the switch is
         made by wait_track_change(), which times its last poll to the end of the track (or sees a skip)."""
-        if not tracks:
-            raise ValueError("play_next() needs at least one track")
-        state = await self._in_thread(self._playback)
+        state = await self._thread(self._playback)
         if not state or not _track(state.get("item")):
             await self.play(tracks)
         else:
             self._pending = list(tracks)
 
+    @command
     async def next(self) -> None:
-        await self._in_thread(self._on_device, "skip to the next track", lambda d: self.client.next_track(device_id=d))
+        await self._thread(self._on_device, "skip to the next track", lambda d: self.client.next_track(device_id=d))
 
+    @command
     async def toggle_pause(self) -> None:
-        await self._in_thread(self._toggle_pause)
+        await self._thread(self._toggle_pause)
 
+    @command
     async def set_volume(self, level: int) -> None:
         """PUT /me/player/volume. Some Connect devices refuse it (403 VOLUME_CONTROL_DISALLOW): said once, then
         the volume is left to the device."""
         if self._volume_refused:
             return
         try:
-            await self._in_thread(self._on_device, "set the volume",
-                                  lambda d: self.client.volume(max(0, min(100, level)), device_id=d))
+            await self._thread(self._on_device, "set the volume",
+                               lambda d: self.client.volume(max(0, min(100, level)), device_id=d))
         except Forbidden as exc:
             self._volume_refused = True
             raise PlayerError(f"the Spotify Connect device {self.device_name!r} does not let apps set its volume "
                               f"({exc}); set it on the device; the speaker stops trying") from None
 
+    @command
     async def volume(self) -> int | None:
-        state = await self._in_thread(self._playback)
+        state = await self._thread(self._playback)
         device = state.get("device") if state else None
         level = device.get("volume_percent") if isinstance(device, dict) else None
         return int(level) if isinstance(level, int | float) else None
 
+    @command
     async def current(self) -> Track | None:
-        state = await self._in_thread(self._playback)
+        state = await self._thread(self._playback)
         track = _track(state.get("item")) if state else None
         if track:
             self._last_uri = track.uri
         return track
 
+    @command
     async def like(self, track: Track) -> None:
         """PUT /me/library?uris=<track URI> (spotipy 2.26's current_user_saved_tracks_add)."""
-        await self._in_thread(self._call, "save the track to your library", self.client.current_user_saved_tracks_add,
-                              [track.uri])
+        await self._thread(self._call, "save the track to your library", self.client.current_user_saved_tracks_add,
+                           [track.uri])
 
     async def wait_track_change(self) -> Track | OwnerTookOver | None:
         """Poll every `poll_s` (Spotify has no push) until another track plays (-> it) or playback stops (-> None),
-        or another app paused our music (-> OwnerTookOver, once; then it is the owner's until we play again).
+        or the owner's hand is seen (-> OwnerTookOver, once). Each poll is a command; after a failed one the back-off
+        is slept out first.
 
         With a play_next() list waiting, the track's end (or a skip, or a stop) starts that list instead.
         The first track of a list play() started is reported at once.
@@ -250,12 +255,14 @@ class SpotifyPlayer:
                 if self._unreported is not None:  # the first track play() started is a change too (as on MPD)
                     track, self._unreported = self._unreported, None
                     return track
-            state = await self._in_thread(self._playback)
+            await self.calls.wait_turn()
+            state = await self.calls(self._thread, self._playback)
             item = _track(state.get("item")) if state else None
             stopped = item is None or (not state["is_playing"] and not self._paused and not state.get("progress_ms"))
-            if self._ours and not stopped and not state["is_playing"] and not self._paused:
+            if self._ours and not stopped and (took_over := self._owners_hand(state, item.uri)):
                 self._ours, self._pending = False, None
-                return OwnerTookOver("paused")
+                log.info("spotify: another app %s; the speaker yields", took_over)
+                return OwnerTookOver(took_over)
             if self._pending and (stopped or item.uri != self._last_uri):
                 return await self._start_pending()
             if stopped:
@@ -263,7 +270,7 @@ class SpotifyPlayer:
             if item.uri != self._last_uri:
                 self._last_uri = item.uri
                 if self._rest:
-                    await self._in_thread(self._top_up, item.uri)
+                    await self.calls(self._thread, self._top_up, item.uri)
                 return item
             if self._pending and state["is_playing"]:
                 remaining_s = (state["item"]["duration_ms"] - (state.get("progress_ms") or 0)) / 1000
@@ -272,16 +279,24 @@ class SpotifyPlayer:
                     if self._pending:  # a play() meanwhile replaced it: poll again
                         return await self._start_pending()
 
+    def _owners_hand(self, state: dict[str, Any], uri: str) -> str | None:
+        """What another app did to our music, if anything (as the module's docstring says)."""
+        if not state["is_playing"] and not self._paused:
+            return "paused"
+        context = state.get("context")
+        ours = uri in self._started or uri in self._before or (not self._rest and self._started[-1:] == [self._last_uri])
+        return "played something else" if (isinstance(context, dict) and context.get("uri")) or not ours else None
+
     async def _start_pending(self) -> Track:
         tracks, self._pending = self._pending, None
         assert tracks, "called with a play_next() list waiting"
-        await self._in_thread(self._play, [t.uri for t in tracks])
+        await self.calls(self._thread, self._play, [t.uri for t in tracks])
         return tracks[0]
 
     def carry_over(self, old: SpotifyPlayer) -> None:
         """The list `old` started, what it queues next, and whether the music is ours."""
-        self._started, self._rest, self._last_uri = list(old._started), list(old._rest), old._last_uri
-        self._pending = list(old._pending) if old._pending else None
+        self._started, self._before, self._rest = list(old._started), list(old._before), list(old._rest)
+        self._last_uri, self._pending = old._last_uri, list(old._pending) if old._pending else None
         self._paused, self._ours = old._paused, old._ours
 
     async def close(self) -> None:
@@ -290,93 +305,44 @@ class SpotifyPlayer:
             if isinstance(session, requests.Session):
                 session.close()
 
-    # --- synchronous work, in a worker thread ----------------------------------------------------------------
+    # --- synchronous work, in a worker thread, within the command's budget ------------------------------------
 
-    async def _in_thread(self, fn: Callable[..., R], *args: Any) -> R:
-        return await asyncio.to_thread(self._guarded, fn, *args)
+    async def _thread(self, fn: Callable[..., R], *args: Any) -> R:
+        return await asyncio.to_thread(self._locked, fn, *args)
 
-    def _guarded(self, fn: Callable[..., R], *args: Any) -> R:
-        """Run `fn` within one call's budget, waiting for the call before it within the same budget."""
-        deadline = self._clock() + self.budget_s
-        if self._clock() < self._blocked_until:  # honoured without asking, and without a log line each time
-            self.last_error = self._blocked_why
-            raise PlayerUnavailable(self._blocked_why)
+    def _locked(self, fn: Callable[..., R], *args: Any) -> R:
+        """`fn` once the request before it is answered, if that is within the command's budget."""
+        if not self._lock.acquire(timeout=max(0.0, min(remaining(), self.calls.budget_s))):
+            raise PlayerUnavailable(f"Spotify did not answer the previous request within {self.calls.budget_s:g} s")
         try:
-            if not self._lock.acquire(timeout=self.budget_s):
-                raise PlayerUnavailable(f"Spotify did not answer the previous request within {self.budget_s:g} s")
-            try:
-                self._deadline = deadline
-                result = fn(*args)
-            finally:
-                self._lock.release()
-        except BadAnswer as exc:
-            self.last_error = f"Spotify sent an answer the speaker cannot read ({exc}); it tries again later"
-            log.error("spotify: %s", self.last_error)
-            raise PlayerUnavailable(self.last_error) from None
-        except (PlayerError, PlayerUnavailable) as exc:
-            self.last_error = str(exc)
-            log.error("spotify: %s", exc)
+            return fn(*args)
+        finally:
+            self._lock.release()
+
+    def _call(self, what: str, fn: Callable[..., R], *args: Any, _refreshed: bool = False, **kwargs: Any) -> R:
+        """One Web API request, sent only if its timeout fits in the command's budget, with the rules in the module
+        docstring (repeated once after refreshing a rejected token). Other HTTP errors pass through."""
+        if remaining() < self.client.requests_timeout:  # no request may outlive the command
+            raise PlayerUnavailable(f"could not {what} on Spotify within {self.calls.budget_s:g} s")
+        try:
+            return fn(*args, **kwargs)
+        except SpotifyException as exc:
+            if exc.http_status == 401 and not _refreshed:
+                log.info("spotify: token rejected while trying to %s; refreshing it", what)
+                self.token.refresh()
+                return self._call(what, fn, *args, _refreshed=True, **kwargs)
+            if exc.http_status == 401:
+                raise PlayerError(f"Spotify rejected the login while trying to {what} (401): {RELOGIN}") from None
+            if exc.http_status == 403:
+                raise _forbidden(what, exc) from None
+            if exc.http_status == 429 and (wait := _retry_after(exc)) is not None:
+                raise RateLimited(f"Spotify rate-limits this app for {wait:.0f} s (Retry-After); the speaker waits "
+                                  "that long before asking again", wait) from None
+            if exc.http_status == 429 or exc.http_status >= 500:
+                raise PlayerUnavailable(f"could not {what} on Spotify: HTTP {exc.http_status}") from None
             raise
-        except SpotifyException as exc:  # a refusal no rule above covers (a like's 404 or 400)
-            self.last_error = f"Spotify refused ({exc.http_status}: {_message(exc)})"
-            log.error("spotify: %s", self.last_error)
-            raise PlayerError(self.last_error) from None
-        except requests.RequestException as exc:
-            self.last_error = f"Spotify could not be asked ({type(exc).__name__}); it tries again later"
-            raise PlayerUnavailable(self.last_error) from None
-        self.last_error = None
-        return result
-
-    def _call(self, what: str, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
-        """One Web API call with the retry rules in the module docstring. Other HTTP errors pass through."""
-        refreshed = False
-        for attempt in range(1, self.max_attempts + 1):
-            if not self._fits(0):  # the wait for the call before it took the budget: no request may outlive it
-                raise PlayerUnavailable(f"could not {what} on Spotify within {self.budget_s:g} s")
-            try:
-                return fn(*args, **kwargs)
-            except SpotifyException as exc:
-                if exc.http_status == 401 and not refreshed:
-                    log.info("spotify: token rejected while trying to %s; refreshing it", what)
-                    self.token.refresh()
-                    refreshed = True
-                    continue
-                if exc.http_status == 401:
-                    raise PlayerError(f"Spotify rejected the login while trying to {what} (401): {RELOGIN}") from None
-                if exc.http_status == 403:
-                    raise _forbidden(what, exc) from None
-                if exc.http_status == 429:
-                    wait = _retry_after(exc)
-                    if wait is None:
-                        wait = self._backoff(attempt)
-                    elif not self._fits(wait):
-                        self._blocked_until = self._clock() + wait
-                        self._blocked_why = (f"Spotify rate-limits this app for {wait:.0f} s (Retry-After); the "
-                                             "speaker waits that long before asking again")
-                        raise PlayerUnavailable(self._blocked_why) from None
-                    problem = f"rate limited (429), Retry-After {wait:g} s"
-                elif exc.http_status >= 500:
-                    wait, problem = self._backoff(attempt), f"server error {exc.http_status}"
-                else:
-                    raise
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                wait, problem = self._backoff(attempt), f"network error ({type(exc).__name__})"
-            if attempt == self.max_attempts:
-                raise PlayerUnavailable(f"could not {what} on Spotify after {attempt} tries: {problem}")
-            if not self._fits(wait):
-                raise PlayerUnavailable(f"could not {what} on Spotify within {self.budget_s:g} s ({attempt} tries): "
-                                        f"{problem}")
-            log.warning("spotify: %s while trying to %s; retrying in %.1f s", problem, what, wait)
-            self._sleep(wait)
-        raise PlayerError(f"could not {what} on Spotify: the login was refreshed but {RELOGIN}")
-
-    def _fits(self, wait: float) -> bool:
-        """Whether waiting `wait` s and then one more request (at most its timeout) ends within the call's budget."""
-        return self._clock() + wait + self.client.requests_timeout <= self._deadline
-
-    @staticmethod
-    def _backoff(attempt: int) -> float:
-        return min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (attempt - 1))
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise PlayerUnavailable(f"could not {what} on Spotify: network error ({type(exc).__name__})") from None
 
     def _device(self, refresh: bool = False) -> str:
         if self._device_id and not refresh:
@@ -399,22 +365,18 @@ class SpotifyPlayer:
         try:
             return self._call(what, command, device)
         except SpotifyException as exc:
-            if not _no_device(exc):
+            if exc.http_status != 404 or not (exc.reason == "NO_ACTIVE_DEVICE" or "device not found" in _message(exc).lower()):
                 raise PlayerError(f"Spotify refused to {what} ({exc.http_status}: {_message(exc)})") from None
         log.info("spotify: no active device; transferring playback to %r", self.device_name)
         device = self._device(refresh=True)
-        try:
-            self._call("transfer playback to the speaker", self.client.transfer_playback, device, force_play=False)
-            return self._call(what, command, device)
-        except SpotifyException as exc:
-            raise PlayerError(f"Spotify refused to {what} on {self.device_name!r} after transferring playback to it "
-                              f"({exc.http_status}: {_message(exc)})") from None
+        self._call("transfer playback to the speaker", self.client.transfer_playback, device, force_play=False)
+        return self._call(what, command, device)
 
     def _play(self, uris: list[str]) -> None:
         """Start the first START_URIS; the rest wait in `_rest` for `_top_up`."""
         first = uris[:START_URIS]
         self._on_device("start the mood playlist", lambda d: self.client.start_playback(device_id=d, uris=first))
-        self._started, self._rest = list(first), list(uris[START_URIS:])
+        self._started, self._before, self._rest = list(first), self._started, list(uris[START_URIS:])
         self._last_uri, self._paused, self._ours = first[0], False, True
 
     def _top_up(self, playing: str) -> None:
@@ -427,19 +389,13 @@ class SpotifyPlayer:
             self._started.append(uri)
 
     def _toggle_pause(self) -> None:
-        state = self._playback()
-        if state and state.get("is_playing"):
-            self._on_device("pause", lambda d: self.client.pause_playback(device_id=d))
-            self._paused = True
-        else:
-            self._on_device("resume", lambda d: self.client.start_playback(device_id=d))
-            self._paused = False
+        playing = bool((state := self._playback()) and state.get("is_playing"))
+        command = self.client.pause_playback if playing else self.client.start_playback
+        self._on_device("pause" if playing else "resume", lambda d: command(device_id=d))
+        self._paused = playing
 
     def _playback(self) -> dict[str, Any] | None:
-        try:
-            return _playback_state(self._call("read what is playing", self.client.current_playback))
-        except SpotifyException as exc:
-            raise PlayerError(f"Spotify refused to say what is playing ({exc.http_status}: {_message(exc)})") from None
+        return _playback_state(self._call("read what is playing", self.client.current_playback))
 
     def _playlist_tracks(self, playlist: str) -> list[Track]:
         try:

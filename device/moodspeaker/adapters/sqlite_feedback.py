@@ -151,20 +151,25 @@ class SqliteFeedbackStore:
             db.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
 
     def _set_aside(self) -> None:
-        """Rename the corrupt database (and its WAL and shared-memory files) to <name>.corrupt-<time>."""
+        """Rename the corrupt database (and its WAL and shared-memory files) to <name>.corrupt-<time>; a
+        FeedbackStoreError where it cannot be moved (a filesystem remounted read-only)."""
         stamp = time.strftime("%Y%m%d-%H%M%S")
         aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
         for suffix in ("", "-wal", "-shm"):
             src = self.path.with_name(self.path.name + suffix)
-            if src.exists():
-                src.rename(aside.with_name(aside.name + suffix))
+            try:
+                if src.exists():
+                    src.rename(aside.with_name(aside.name + suffix))
+            except OSError as exc:
+                raise FeedbackStoreError(f"{self.path} is corrupt and cannot be moved aside ({exc}); move it aside "
+                                         "or point [feedback] path elsewhere") from None
         log.error("%s is corrupt: moved it to %s and started a new feedback database; what the speaker had learnt "
                   "stays in the old file (sqlite3's .recover may get it back)", self.path, aside)
 
     def _recover_from_corruption(self, exc: sqlite3.Error) -> None:
         """While running: the database turned out corrupt. Set it aside and continue with a new one. If it cannot
-        be moved (a filesystem remounted read-only after I/O errors), keep the corrupt one open, so that the next
-        use tries again, and raise FeedbackNotSaved."""
+        be moved (a filesystem remounted read-only after I/O errors), raise FeedbackNotSaved; the next use tries
+        again."""
         if not self._move_corrupt_aside:
             raise CorruptFeedbackDatabase(f"{self.path}: corrupt feedback database ({exc}); move it aside") from None
         assert self._db is not None
@@ -172,9 +177,8 @@ class SqliteFeedbackStore:
         self._db = None
         try:
             self._set_aside()
-        except OSError as failure:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            raise self._not_saved(f"{self.path} is corrupt ({exc}) and cannot be moved aside ({failure})") from None
+        except FeedbackStoreError as failure:  # closed: the next use opens it again, and tries to move it (_connection)
+            raise self._not_saved(f"{failure} (SQLite: {exc})") from None
         self._db = self._connection()  # a new database; with no room, events wait and the next one tries again
 
     def _connection(self) -> sqlite3.Connection:
@@ -201,14 +205,15 @@ class SqliteFeedbackStore:
             self._flush()
 
     def _flush(self) -> None:
-        try:
-            self._insert(self._unsaved)
-        except sqlite3.Error as exc:
-            if not _corrupt(exc):
-                cause = "the disk is full" if _no_room(exc) else "cannot write"
-                raise self._not_saved(f"{self.path}: {cause} ({exc})") from None
-            self._recover_from_corruption(exc)
-            self._insert(self._unsaved)
+        for recovered in (False, True):  # once more into a new database, after a corrupt one was moved aside
+            try:
+                self._insert(self._unsaved)
+                break
+            except sqlite3.Error as exc:
+                if recovered or not _corrupt(exc):
+                    cause = "the disk is full" if _no_room(exc) else "cannot write"
+                    raise self._not_saved(f"{self.path}: {cause} ({exc})") from None
+                self._recover_from_corruption(exc)
         if len(self._unsaved) > 1:
             log.info("%s: wrote %d feedback events kept in memory", self.path, len(self._unsaved))
         self._unsaved.clear()

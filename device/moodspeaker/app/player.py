@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from moodspeaker.adapters.backend_call import BUDGET_S
 from moodspeaker.config import Config, PlayerConfig, VolumeConfig
 from moodspeaker.core.domain import ButtonAction, OwnerTookOver, Track
 from moodspeaker.core.feedback import rank
@@ -47,10 +48,10 @@ log = logging.getLogger(__name__)
 
 TICK_S = 0.5  # the loop wakes at least this often: cool-downs expire, status is reported, the watchdog is fed
 WATCH_RETRY_S = 2.0  # pause before watching the backend again after it failed in a way it cannot retry itself
-# The longest one backend command may take. The adapters keep their own calls within a budget (MPD 10 s,
-# Spotify 12 s) and fail cleanly; this is the backstop above those, for a command of several calls or a backend
-# that hangs in a way its adapter does not catch.
-CALL_TIMEOUT_S = 13.0
+# The longest one backend command may take. The adapters keep each port call within backend_call.BUDGET_S and
+# fail cleanly; this is the backstop above that, for a command of several calls or a backend that hangs in a way
+# its adapter does not catch.
+CALL_TIMEOUT_S = BUDGET_S + 3.0
 FADE_STEP_S = {"mpd": 0.05, "spotify": 0.5}  # one volume step per this long while fading (Spotify: one request each)
 MOOD_BACKLOG = 32  # mood events waiting at most (a burst of datagrams must not keep the speaker switching)
 REPEAT_LOG_S = 60.0  # a failure that repeats unchanged is logged this often, with its count
