@@ -8,6 +8,7 @@ installed: make test's apt packages) starts on it and reads the fifo.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -153,10 +154,12 @@ def test_snapserver_starts_on_the_recipes_conf_and_reads_the_fifo(tmp_path: Path
     writer.start()
     try:
         assert opened.wait(10), f"snapserver did not open the fifo within 10 s; see {tmp_path / 'snapserver.log'}"
-        deadline = time.monotonic() + 10
-        while (stream := _rpc(control, "Server.GetStatus")["server"]["streams"])[0]["status"] != "playing":
+        deadline, stream = time.monotonic() + 10, None
+        while stream is None or stream[0]["status"] != "playing":
             assert time.monotonic() < deadline, f"the stream never played: {stream}"
             time.sleep(0.05)
+            with contextlib.suppress(ConnectionRefusedError):  # its control port opens after the fifo
+                stream = _rpc(control, "Server.GetStatus")["server"]["streams"]
         assert len(stream) == 1 and stream[0]["id"] == "moodspeaker" and stream[0]["uri"]["path"] == str(fifo)
     finally:
         stop.set()

@@ -563,7 +563,10 @@ class SystemTest:
         expect(now["MainPID"] == pid and now["NRestarts"] == restarts, f"the player was restarted: {now}")
         expect("watchdog" not in self.journal("moodspeaker-player", f"--since '{since}'").lower(),
                "the journal names the watchdog")
-        wait_for("music after MPD resumed", self.playing, 90)
+        # The player tries MPD again at its back-off's pace (the next attempt at most [mpd] reconnect_max_s after the
+        # hang; a command before it is refused at once, `moodspeaker volume` then says "volume unknown"): wait for it.
+        wait_for("music after MPD resumed, seen by the player",
+                 lambda: self.playing() and not self._player_status().get("last_error"), 90)
         # `moodspeaker volume` withdraws a request the player did not take within 3 s (as during the hang): ask again
         out = self.sh("moodspeaker volume 39", check=False, timeout=30)
         expect(out.returncode == 0 and "volume 39" in out.stdout, f"after the hang: {out.stdout}{out.stderr}")

@@ -3,8 +3,9 @@
 A port call is one command: it gets BUDGET_S in all, however many library calls it makes (a call made inside a
 command runs in that command's budget). Past it the backend counts as hung. A command that finds the backend away
 (PlayerUnavailable, a hang) starts a back-off that doubles from `first_s` to `max_s`, or lasts the server's
-Retry-After (RateLimited): until it is over every command fails at once, saying when the backend is tried again,
-and nothing is asked of the backend. The back-off is never slept inside a budget (a back-off longer than the budget
+Retry-After (RateLimited): until it is over every command fails at once with the failure's message, which says
+when the backend is tried again (the same text each time: the player logs a repeated failure once a minute), and
+nothing is asked of the backend. The back-off is never slept inside a budget (a back-off longer than the budget
 would leave no time for the attempt, and the backend would never be tried again): the track watcher sleeps it out
 with `wait_turn` before its next attempt, so a backend down for ten minutes is tried at the back-off's pace and is
 back within one back-off period of returning. The limit is `asyncio.timeout`, not `asyncio.wait_for`: Python 3.11's
@@ -70,14 +71,14 @@ class BackendCalls:
         self._clock, self._sleep = clock, sleep
         self.backoff_s = 0.0  # the last back-off (doubles while attempts fail)
         self.retry_at = -math.inf  # no attempt before then (self._clock's time)
-        self._why = ""  # why the backend is backed off
+        self._refusal = ""  # the failure that started the back-off, and when it ends
 
     async def __call__(self, work: Callable[..., Awaitable[R]], *args: Any) -> R:
         """`work(*args)` as one command, or within the command it is part of."""
         if _deadline.get() is not None:
             return await work(*args)
-        if (wait := self.retry_at - self._clock()) > 0:
-            raise PlayerUnavailable(f"{self._why}; trying again in {wait:.1f} s")
+        if self.retry_at > self._clock():
+            raise PlayerUnavailable(self._refusal)
         token = _deadline.set(time.monotonic() + self.budget_s)
         budget = asyncio.timeout(self.budget_s)
         try:
@@ -105,8 +106,8 @@ class BackendCalls:
             wait = error.retry_after_s
         else:
             wait = self.backoff_s = min(max(2 * self.backoff_s, self.first_s), self.max_s)
-        self.retry_at, self._why = self._clock() + wait, str(error)
-        return PlayerUnavailable(f"{error}; trying again in {wait:.1f} s")
+        self.retry_at, self._refusal = self._clock() + wait, f"{error}; trying again in {wait:.1f} s"
+        return PlayerUnavailable(self._refusal)
 
     async def wait_turn(self) -> None:
         """Sleep out the back-off (outside any budget): the watcher's next attempt comes at the back-off's pace."""
