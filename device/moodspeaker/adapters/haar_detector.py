@@ -22,10 +22,12 @@ from moodspeaker.core.domain import Box
 from moodspeaker.errors import FrameError, SetupError, library_reason
 
 CASCADE_NAME = "haarcascade_frontalface_default.xml"
-SCAN_MIN_FACE_PX = 48  # the smallest face wanted is scanned at this size (the cascade window is 24 px). A 36 px scan
+SCAN_MIN_FACE_PX = 48  # the smallest face wanted is scanned at this size (the cascade window is 24 px). At 36 it
 # held recall in full light but lost lamp-lit faces, whose few grey levels the shrink averages away: val faces of
 # 60 px at 640x480, ×0.3 light, σ6 noise: 35 of 60 found at 36, 43 at 48; sofa clips (seeds 17, 18) lamp-lit 72 px:
-# faces reached 7 and 10 at 36, 8 and 12 at 48 (full light 9 and 14 at 36, 11 and 15 at 48), for about 10% more time
+# faces reached 7 and 10 at 36, 8 and 12 at 48 (full light 9 and 14, then 11 and 15). Detection on the demo clip at
+# 640x480: 5.9 ms a frame at 36, 7.7 at 48 (the peer's: 18.5). Tracking at 36 and full scans at 48 took 6.5 ms
+# but reached 7 and 11 lamp-lit faces
 CASCADE_WINDOW_PX = 24  # the cascade's own window: no smaller face can be found
 FINE_BELOW_PX = 48  # faces smaller than this (in the frame) are left to the fine pass
 FINE_UPSCALE = 2.0  # the fine pass enlarges the frame this much: 24 px faces are scanned at 48 (1.5 found 34 and 36
