@@ -79,10 +79,10 @@ class PlayerApp:
 
     `on_privacy(on)` lets the owner of the camera turn it off (the vision daemon through the privacy flag, or
     vision in the same process). `camera_on()` says whether the camera really captures now; the LED follows it.
-    `swap(setup)` takes a reload's new setup (see Daemon.reload). A machine without usable GPIO runs without
-    buttons, with a warning. With `runtime_dir` it follows the owner's commands there: the privacy flag
-    (`moodspeaker privacy`) and volume requests (`moodspeaker volume`). With [mqtt] host set it runs the Home
-    Assistant bridge.
+    `swap(setup)` takes a reload's new setup (see Daemon.reload_off_loop). A machine without usable GPIO runs
+    without buttons, with a warning. With `runtime_dir` it follows the owner's commands there: the privacy flag
+    (`moodspeaker privacy`), volume and resume requests (`moodspeaker volume`, `resume`). With [mqtt] host set it
+    runs the Home Assistant bridge.
     """
 
     def __init__(self, config: Config, on_iteration: Callable[[dict[str, Any]], None] | None = None,
