@@ -221,7 +221,8 @@ class FakeSpotify:
             if self.active_device is None:
                 return 204, None, {}
             item = self.tracks.get(self.current) if self.current else None
-            return 200, {"device": {"id": self.active_device, "volume_percent": self.volume_percent},
+            name = next(d["name"] for d in self.devices if d["id"] == self.active_device)
+            return 200, {"device": {"id": self.active_device, "name": name, "volume_percent": self.volume_percent},
                          "is_playing": self.is_playing, "progress_ms": self.progress_ms, "item": item,
                          "context": {"uri": self.context} if self.context else None}, {}
         if path.startswith("/v1/me/player/"):

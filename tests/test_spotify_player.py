@@ -726,6 +726,25 @@ def test_the_owner_playing_other_music_from_the_phone_is_the_owner_taking_over(f
                                Track(owners[1], "Song 1", "Artist 1")]
 
 
+def test_the_owner_moving_the_music_to_the_phone_is_the_owner_taking_over(fake: FakeSpotify, tmp_path: Path) -> None:
+    """The phone's app moving our music to the phone (Spotify Connect's device picker) is the owner's choice: the
+    speaker yields instead of taking the music back to its device at the next mood."""
+    from moodspeaker.core.domain import OwnerTookOver
+
+    fake.active_device = "dev-speaker"
+    player = _player(fake, tmp_path)
+    tracks = run(player.playlist_tracks(PLAYLIST))
+
+    async def scenario() -> list:
+        await player.play(tracks[:3])
+        seen = [await player.wait_track_change()]
+        fake.active_device = "dev-phone"  # the same track goes on, on the phone
+        seen.append(await asyncio.wait_for(player.wait_track_change(), 5))
+        return seen
+
+    assert run(scenario()) == [tracks[0], OwnerTookOver("moved the music to Pixel")]
+
+
 def test_a_track_after_the_end_of_our_list_is_the_list_running_out_not_the_owner(fake: FakeSpotify,
                                                                                  tmp_path: Path) -> None:
     fake.active_device = "dev-speaker"

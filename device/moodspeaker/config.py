@@ -100,7 +100,8 @@ class MpdConfig:
     port: int = 6600  # TCP port; ignored for a unix socket
     password: str = field(default="", metadata=SECRET)  # MPD's password, if it has one
     liked_playlist: str = "liked"  # stored playlist that the like button adds to
-    reconnect_max_s: float = 30.0  # longest wait between reconnect attempts
+    # longest wait between reconnect attempts: MPD back after a restart plays again within this (plus a command)
+    reconnect_max_s: float = 15.0
     library: Literal["playlists", "folders", "tags"] = "playlists"  # a mood's music: stored playlists, a folder, a tag
     library_dir: str = "moods"  # folders: <music_directory>/moods/<name>/... for each [player] playlists name
     library_tag: str = "genre"  # tags: songs whose tag equals the name (any case): genre, mood, comment, ...

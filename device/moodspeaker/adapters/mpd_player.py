@@ -99,7 +99,7 @@ def _track(song: dict[str, Any]) -> Track:
 
 class MpdPlayer:
     def __init__(self, host: str = "localhost", port: int = 6600, password: str = "", liked_playlist: str = "liked",
-                 reconnect_max_s: float = 30.0, clock: Callable[[], float] = time.monotonic, *,
+                 reconnect_max_s: float = 15.0, clock: Callable[[], float] = time.monotonic, *,
                  library: str = "playlists", library_dir: str = "moods", library_tag: str = "genre",
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.host, self.port, self.password = host, port, password

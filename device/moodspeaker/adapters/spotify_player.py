@@ -16,9 +16,9 @@ a request is sent only when its timeout fits in what is left, and no wait is sle
   (spotipy reads a 200 whose body is not JSON as "no answer"; a response hook on our session refuses it first).
 spotipy's own urllib3 retries are switched off (a plain requests.Session) so that these rules are the only ones.
 
-The owner's hand: our music is a list of URIs without a context. Another app pausing it, or playing a context (a
-playlist, an album) or a track outside our list, is OwnerTookOver (once; then the music is the owner's until we
-play again). A track after the end of our list is the list running out (Spotify's autoplay), not the owner.
+The owner's hand: our music is a list of URIs without a context. Another app pausing it, moving it to another
+device, or playing a context (a playlist, an album) or a track outside our list, is OwnerTookOver (once; then the
+music is the owner's until we play again). A track after our list's end is Spotify's autoplay, not the owner.
 """
 
 from __future__ import annotations
@@ -182,8 +182,7 @@ class SpotifyPlayer:
 
     @command
     async def play(self, tracks: list[Track]) -> None:
-        if not tracks:
-            raise ValueError("play() needs at least one track")
+        assert tracks, "play() needs at least one track"
         self._pending = None
         await self._thread(self._play, [t.uri for t in tracks])
         self._unreported = tracks[0]
@@ -208,8 +207,7 @@ class SpotifyPlayer:
 
     @command
     async def set_volume(self, level: int) -> None:
-        """PUT /me/player/volume. Some Connect devices refuse it (403 VOLUME_CONTROL_DISALLOW): said once, then
-        the volume is left to the device."""
+        """PUT /me/player/volume. A device that refuses it (403 VOLUME_CONTROL_DISALLOW) is told once, then left be."""
         if self._volume_refused:
             return
         try:
@@ -281,6 +279,8 @@ class SpotifyPlayer:
 
     def _owners_hand(self, state: dict[str, Any], uri: str) -> str | None:
         """What another app did to our music, if anything (as the module's docstring says)."""
+        if self._device_id and isinstance(on := state.get("device"), dict) and on.get("id") not in {None, self._device_id}:
+            return f"moved the music to {on.get('name') or 'another device'}"
         if not state["is_playing"] and not self._paused:
             return "paused"
         context = state.get("context")
