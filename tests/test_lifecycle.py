@@ -773,3 +773,19 @@ def test_a_mood_transport_that_fails_is_fatal_and_not_read_again(caplog: pytest.
         writer.close()
     assert service.status()["fatal"] == "receiving mood events failed (OSError: recv failed); the player must be restarted"
     assert "receiving mood events failed" in caplog.text
+
+
+def test_a_watch_span_outlasts_every_pause_inside_a_backends_watch() -> None:
+    """A span's end cancels the backend's wait_track_change, which starts its pauses afresh when called again: a
+    span shorter than Spotify's poll (poll_s up to 60 s, then one command and its back-off) would never let it poll."""
+    from moodspeaker.adapters.backend_call import BUDGET_S
+    from moodspeaker.adapters.spotify_player import BACKOFF_MAX_S
+    from moodspeaker.app.player import WATCH_SPAN_S
+    from moodspeaker.config import parse_config
+    from moodspeaker.errors import ConfigError
+
+    spotify = '[player]\nbackend = "spotify"\n[spotify]\nclient_id = "x"\npoll_s = {}\n'
+    longest_poll = parse_config(spotify.format(60)).spotify.poll_s  # the longest the config accepts
+    with pytest.raises(ConfigError, match="poll_s"):
+        parse_config(spotify.format(60.5))
+    assert longest_poll + BUDGET_S + BACKOFF_MAX_S < WATCH_SPAN_S

@@ -385,3 +385,28 @@ def test_after_a_reload_the_owners_stop_is_still_told_from_the_queue_ending(mpd_
         assert mpd_view(mpd_server)[0] == "stop"
 
     serve(service, scenario)
+
+
+def test_a_watch_cancelled_at_every_span_end_on_a_real_mpd_misses_nothing(mpd_server: MpdServer, store,
+                                                                          seek_near_the_end) -> None:
+    """The track watcher's heartbeat comes from ending each wait after a span and waiting again (a cancel of
+    wait_track_change): on a real MPD, cancelled every 0.25 s, every track change is still seen, nothing is taken for
+    another client's hand, and nothing fails. (The span must outlast one look at MPD, a few round trips: spans of
+    30 ms under load let no look finish. In production it is WATCH_SPAN_S, 60 s.)"""
+    player = MpdPlayer(mpd_server.host, mpd_server.port, liked_playlist=f"liked-{mpd_server.port}", reconnect_max_s=0.5)
+    service = PlayerService(player, MoodPolicy(PLAYLISTS, cooldown_s=0.0), store, backend="mpd",
+                            rng=random.Random(7), watch_span_s=0.25)
+
+    async def scenario() -> None:
+        service.send(mood("happy"))
+        await until(lambda: service.session.tracks_started == 1)
+        service.send(mood("sad"))  # queued after this track: the watch must see the happy track end by itself
+        await until(lambda: [folder(f) for f in mpd_view(mpd_server)[2]] == ["happy", "sad", "sad", "sad"])
+        await asyncio.to_thread(seek_near_the_end)
+        await until(lambda: service.session.tracks_started == 2, timeout=6)
+        assert folder(mpd_view(mpd_server)[1]) == "sad"
+
+    serve(service, scenario)
+    assert service.errors == 0 and service.watch_failures == 0 and service.fatal == ""
+    assert service.status()["control"] == "speaker"
+    assert sum(c.get("full_play", 0) for c in store.counts("happy").values()) == 1

@@ -48,7 +48,10 @@ log = logging.getLogger(__name__)
 
 TICK_S = 0.5  # the loop wakes at least this often: cool-downs expire, status is reported, the watchdog is fed
 WATCH_RETRY_S = 2.0  # pause before watching the backend again after it failed in a way it cannot retry itself
-WATCH_SPAN_S = 60.0  # one wait for a track change lasts at most this long, then the watcher waits again (a heartbeat)
+# One wait for a track change lasts at most this long, then the watcher waits again (its heartbeat). Longer than any
+# one pause inside a backend's watch (Spotify's poll_s, up to 60 s, then a command and its back-off), so that a
+# span's end never keeps a backend from looking: a backend's watch starts its pauses afresh when called again.
+WATCH_SPAN_S = 120.0
 # The longest one backend command may take. The adapters keep each port call within backend_call.BUDGET_S and
 # fail cleanly; this is the backstop above that, for a command of several calls or a backend that hangs in a way
 # its adapter does not catch.
