@@ -116,12 +116,13 @@ def test_the_snapcast_recipe_leaves_one_source_on_the_fifo_in_debians_snapserver
 
 
 def _rpc(port: int, method: str) -> dict:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+    """One JSON-RPC call on snapserver's control port: one JSON object a line, and notifications (such as
+    Stream.OnUpdate) may come on the same connection before the answer, which is the line with our id."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn, conn.makefile("rb") as lines:
         conn.sendall(json.dumps({"id": 1, "jsonrpc": "2.0", "method": method}).encode() + b"\r\n")
-        answer = b""
-        while not answer.endswith(b"\n"):
-            answer += conn.recv(65536)
-    return json.loads(answer)["result"]
+        while (message := json.loads(lines.readline())).get("id") != 1:
+            pass
+    return message["result"]
 
 
 @pytest.mark.skipif(shutil.which("snapserver") is None, reason="snapserver is not installed (make test's apt packages)")
