@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from mood_wait import receive
 
 from moodspeaker.adapters.mood_socket import MoodSocketReceiver
 from moodspeaker.adapters.sqlite_feedback import FeedbackNotSaved, SqliteFeedbackStore
@@ -133,7 +134,7 @@ def test_case12_status_finds_a_daemon_whose_runtime_folder_is_full(disk: Disk, t
                                  "--source", str(load_clip_truth().video)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            assert receiver.receive(timeout=60) is not None  # it runs, and cannot write vision.json
+            assert receive(receiver, 60) is not None  # it runs, and cannot write vision.json
             assert not (disk.path / "vision.json").exists()
             out = subprocess.run([MOODSPEAKER, "status", "--config", str(config), "--json"], capture_output=True,
                                  text=True, timeout=60)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from crashing_model import crashing_copy
+from mood_wait import receive
 
 from moodspeaker.adapters.mood_socket import LoggingMoodSink, MoodSocketReceiver
 from moodspeaker.app.vision import build_vision
@@ -102,7 +103,7 @@ def test_case1_a_vision_reload_onto_a_crashing_model_is_refused_and_the_daemon_l
         proc = subprocess.Popen([sys.executable, "-m", "moodspeaker.cli", "vision", "--config", str(config),
                                  "--source", str(video)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            assert receiver.receive(timeout=60) is not None
+            assert receive(receiver, 60) is not None
             deadline = time.monotonic() + 30
             while not (tmp_path / "vision.json").exists():
                 assert time.monotonic() < deadline and proc.poll() is None
@@ -114,7 +115,7 @@ def test_case1_a_vision_reload_onto_a_crashing_model_is_refused_and_the_daemon_l
             assert proc.poll() is None
             state = json.loads((tmp_path / "vision.json").read_text())
             assert state["pid"] == proc.pid and state["status"]["model_sha"] == sha256_file(shipped_model)
-            assert receiver.receive(timeout=10) is not None  # still seeing, on the old model
+            assert receive(receiver, 10) is not None  # still seeing, on the old model
         finally:
             proc.terminate()
             proc.communicate(timeout=30)

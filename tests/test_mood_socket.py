@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from mood_wait import receive
 
 from moodspeaker.adapters.mood_socket import LoggingMoodSink, MoodSocketError, MoodSocketReceiver, MoodSocketSender
 from moodspeaker.core.mood import MAX_DATAGRAM, PROTOCOL_VERSION, MoodEvent
@@ -44,14 +45,14 @@ def test_round_trip(receiver: MoodSocketReceiver, sock_path: Path) -> None:
         tx.send(EVENT)
         heartbeat = MoodEvent(kind="heartbeat", mood="no_face", confidence=0.0, t=124.0, seq=8)
         tx.send(heartbeat)
-    assert receiver.receive(timeout=1.0) == EVENT
-    assert receiver.receive(timeout=1.0) == heartbeat
-    assert receiver.receive(timeout=0.05) is None
+    assert receive(receiver, 1.0) == EVENT
+    assert receive(receiver, 1.0) == heartbeat
+    assert receive(receiver, 0.05) is None
 
 
 def test_receive_times_out_without_events(receiver: MoodSocketReceiver) -> None:
     t0 = time.monotonic()
-    assert receiver.receive(timeout=0.2) is None
+    assert receive(receiver, 0.2) is None
     assert 0.15 <= time.monotonic() - t0 < 1.0
 
 
@@ -82,7 +83,7 @@ def test_a_bad_datagram_is_dropped_with_one_log_line(receiver: MoodSocketReceive
     raw_send(sock_path, data)
     raw_send(sock_path, EVENT.to_bytes())
     with caplog.at_level(logging.WARNING, logger="moodspeaker.adapters.mood_socket"):
-        assert receiver.receive(timeout=1.0) == EVENT  # the valid event behind it still arrives
+        assert receive(receiver, 1.0) == EVENT  # the valid event behind it still arrives
     drops = [r for r in caplog.records if "dropped a mood datagram" in r.getMessage()]
     assert len(drops) == 1
     assert receiver.dropped == 1
@@ -91,7 +92,7 @@ def test_a_bad_datagram_is_dropped_with_one_log_line(receiver: MoodSocketReceive
 def test_only_bad_datagrams_time_out_to_none(receiver: MoodSocketReceiver, sock_path: Path) -> None:
     for data in BAD_DATAGRAMS.values():
         raw_send(sock_path, data)  # one at a time: the kernel queues only max_dgram_qlen (often 10) datagrams
-        assert receiver.receive(timeout=0.05) is None
+        assert receive(receiver, 0.05) is None
     assert receiver.dropped == len(BAD_DATAGRAMS)
 
 
@@ -125,7 +126,7 @@ def test_sender_never_blocks_when_the_listener_does_not_read(receiver: MoodSocke
         for _ in range(2000):  # far more than a unix datagram queue holds
             tx.send(EVENT)
         assert time.monotonic() - t0 < 2.0
-    assert receiver.receive(timeout=1.0) == EVENT
+    assert receive(receiver, 1.0) == EVENT
 
 
 def test_sender_reaches_a_listener_that_appears_later(sock_path: Path) -> None:
@@ -134,25 +135,25 @@ def test_sender_reaches_a_listener_that_appears_later(sock_path: Path) -> None:
         with MoodSocketReceiver(sock_path) as rx:
             later = MoodEvent(kind="heartbeat", mood="happy", confidence=0.7, t=130.0, seq=9)
             tx.send(later)
-            assert rx.receive(timeout=1.0) == later
+            assert receive(rx, 1.0) == later
         # and again after the listener restarted
         with MoodSocketReceiver(sock_path) as rx:
             tx.send(EVENT)
-            assert rx.receive(timeout=1.0) == EVENT
+            assert receive(rx, 1.0) == EVENT
 
 
 def test_receiver_replaces_a_stale_socket(sock_path: Path) -> None:
     MoodSocketReceiver(sock_path)._sock.close()
     with MoodSocketReceiver(sock_path) as rx, MoodSocketSender(sock_path) as tx:
         tx.send(EVENT)
-        assert rx.receive(timeout=1.0) == EVENT
+        assert receive(rx, 1.0) == EVENT
 
 
 def test_receiver_refuses_a_live_socket(receiver: MoodSocketReceiver, sock_path: Path) -> None:
     with pytest.raises(MoodSocketError, match="already listening"):
         MoodSocketReceiver(sock_path)
     raw_send(sock_path, EVENT.to_bytes())  # the first listener is untouched
-    assert receiver.receive(timeout=1.0) == EVENT
+    assert receive(receiver, 1.0) == EVENT
 
 
 def test_receiver_refuses_to_replace_a_regular_file(tmp_path: Path) -> None:
@@ -195,9 +196,9 @@ def test_a_flood_of_bad_datagrams_is_logged_as_counts_not_line_by_line(sock_path
             clock.t = i * 0.003  # 1,000 datagrams in 3 s
             assert receiver.receive_nowait() is None
         raw_send(sock_path, EVENT.to_bytes())
-        assert receiver.receive(timeout=1.0) == EVENT  # reception is alive
+        assert receive(receiver, 1.0) == EVENT  # reception is alive
         clock.t = 20.0
-        assert receiver.receive(timeout=0.01) is None  # the flood stopped: its count is logged
+        assert receive(receiver, 0.01) is None  # the flood stopped: its count is logged
     lines = [r.getMessage() for r in caplog.records]
     assert receiver.dropped == 1000 and len(lines) == 2
     assert lines[0].startswith("dropped a mood datagram") and "nested too deeply" in lines[0]

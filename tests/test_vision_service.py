@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from mood_wait import receive
 
 from moodspeaker.adapters.haar_detector import HaarFaceDetector
 from moodspeaker.adapters.litert_classifier import LiteRTClassifier
@@ -333,7 +334,7 @@ def test_the_demo_clip_end_to_end_over_the_mood_socket(model: Path, truth, tmp_p
 
         def listen() -> None:
             while not stop.is_set():
-                if (event := receiver.receive(0.1)) is not None:
+                if (event := receive(receiver, 0.1)) is not None:
                     received.append(event)
 
         listener = threading.Thread(target=listen, daemon=True)
@@ -374,7 +375,7 @@ def test_the_vision_daemon_reloads_on_sighup_and_stops_cleanly_on_sigterm(model:
         proc = subprocess.Popen([sys.executable, "-m", "moodspeaker.cli", "vision", "--config", str(config),
                                  "--source", str(truth.video)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            first = receiver.receive(timeout=30)
+            first = receive(receiver, 30)
             assert first is not None and first.kind == "heartbeat"
             wait_for(lambda: (tmp_path / "vision.json").exists())  # written right after the first frame's event
             state = json.loads((tmp_path / "vision.json").read_text())
@@ -384,7 +385,7 @@ def test_the_vision_daemon_reloads_on_sighup_and_stops_cleanly_on_sigterm(model:
             assert proc.poll() is None and json.loads((tmp_path / "vision.json").read_text())["reload_error"] is None
             while receiver.receive_nowait() is not None:
                 pass  # what was sent until the rebuild finished
-            assert receiver.receive(timeout=10) is not None  # still sending after the rebuild
+            assert receive(receiver, 10) is not None  # still sending after the rebuild
             proc.send_signal(signal.SIGTERM)
             _, err = proc.communicate(timeout=10)
         finally:

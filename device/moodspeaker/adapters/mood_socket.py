@@ -13,7 +13,6 @@ import contextlib
 import errno
 import logging
 import os
-import select
 import socket
 import stat
 import tempfile
@@ -104,18 +103,6 @@ class MoodSocketReceiver:
     def fileno(self) -> int:
         """For an event loop that waits on the socket itself (asyncio `add_reader`), then calls `receive_nowait`."""
         return self._sock.fileno()
-
-    def receive(self, timeout: float | None) -> MoodEvent | None:
-        """The next valid event, or None when `timeout` seconds pass without one (None = wait forever)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            if (event := self.receive_nowait()) is not None:
-                return event
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                self._log_drops()  # a flood that stopped still gets its count logged
-                return None
-            select.select([self._sock], [], [], left)
 
     def receive_nowait(self) -> MoodEvent | None:
         """A valid event if one is queued; drops (and logs) malformed ones in front of it. Nothing left: the drops
