@@ -9,7 +9,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import mpd
 import pytest
@@ -520,9 +522,12 @@ class DyingWatchPlayer(MemoryPlayer):
         raise asyncio.CancelledError
 
 
-def test_a_dead_track_watcher_is_reported_and_the_watchdog_is_no_longer_fed(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """Issue 18, 2: a player whose watcher died went on feeding the watchdog, deaf to every track for good."""
+def serve_until_fatal(tmp_path: Path, player: MemoryPlayer, *, fail: Callable[[], None] = lambda: None,
+                      at_fatal: Callable[[PlayerService], None] = lambda service: None,
+                      release: Callable[[], None] = lambda: None, **service_args: Any) -> dict:
+    """A PlayerService on `player` reporting through a real notify socket: WATCHDOG=1 while it is well; after
+    `fail()` its status turns fatal (`at_fatal` looks at it then), and three more loop turns, each reported, send
+    no WATCHDOG=1. `release()` lets the backend go before the stop. Returns the state file."""
     import os
     import tempfile
 
@@ -537,21 +542,22 @@ def test_a_dead_track_watcher_is_reported_and_the_watchdog_is_no_longer_fed(
     sock = NotifySocket(address)
     runtime = ServiceRuntime("player", ServiceConfig(runtime_dir=str(tmp_path), status_interval=0.1),
                              SystemdNotifier({"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "30000000"}))
-    player = DyingWatchPlayer()
     service = PlayerService(player, MoodPolicy({"happy": "mood-happy"}, cooldown_s=0.0), MemoryStore(),  # type: ignore[arg-type]
-                            backend="mpd", on_iteration=runtime.iteration)
+                            backend="mpd", on_iteration=runtime.iteration, **service_args)
 
     async def main() -> None:
         task = asyncio.create_task(service.run())
         try:
-            await asyncio.to_thread(sock.wait_for, "WATCHDOG", "1", 5)  # fed while the watcher lives
-            player.die.set()
+            await asyncio.to_thread(sock.wait_for, "WATCHDOG", "1", 5)  # fed while the player is well
+            fail()
             await until(lambda: service.fatal != "")
+            at_fatal(service)
             sock.messages()
             turns = service.turns
             await until(lambda: service.turns >= turns + 3)  # three more loop turns, each one reported
             assert not any("WATCHDOG" in m for m in sock.messages())
         finally:
+            release()
             service.stop()
             await asyncio.wait_for(task, 5)
 
@@ -561,7 +567,14 @@ def test_a_dead_track_watcher_is_reported_and_the_watchdog_is_no_longer_fed(
         sock.sock.close()
         os.unlink(address)
         os.rmdir(folder)
-    state = json.loads((tmp_path / "player.json").read_text())
+    return json.loads((tmp_path / "player.json").read_text())
+
+
+def test_a_dead_track_watcher_is_reported_and_the_watchdog_is_no_longer_fed(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 18, 2: a player whose watcher died went on feeding the watchdog, deaf to every track for good."""
+    player = DyingWatchPlayer()
+    state = serve_until_fatal(tmp_path, player, fail=player.die.set)
     assert "watching mpd for track changes was cancelled" in state["errors"]["fatal"]
     assert caplog.text.count("watching mpd for track changes was cancelled") == 1  # once, as a warning
     assert "WARNING" in caplog.text
@@ -589,46 +602,13 @@ def test_a_track_watcher_hung_past_its_cancel_is_a_stale_heartbeat_and_stops_the
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Issue 18, 2: a watcher alive but stuck in a backend call that ignored its cancel never saw a track again, and
     the loop went on feeding the watchdog."""
-    import os
-    import tempfile
-
-    from test_sd_notify import NotifySocket
-
-    from moodspeaker.adapters.sd_notify import SystemdNotifier
-    from moodspeaker.app.lifecycle import ServiceRuntime
-    from moodspeaker.config import ServiceConfig
-
-    folder = tempfile.mkdtemp(prefix="notify-", dir="/tmp")
-    address = os.path.join(folder, "notify.sock")
-    sock = NotifySocket(address)
-    runtime = ServiceRuntime("player", ServiceConfig(runtime_dir=str(tmp_path), status_interval=0.1),
-                             SystemdNotifier({"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "30000000"}))
     player = HungWatchPlayer()
-    service = PlayerService(player, MoodPolicy({"happy": "mood-happy"}, cooldown_s=0.0), MemoryStore(),  # type: ignore[arg-type]
-                            backend="mpd", on_iteration=runtime.iteration, call_timeout_s=0.2, watch_span_s=0.3)
 
-    async def main() -> None:
-        task = asyncio.create_task(service.run())
-        try:
-            await asyncio.to_thread(sock.wait_for, "WATCHDOG", "1", 5)  # fed while the heartbeat is fresh
-            await until(lambda: service.fatal != "")  # the span ended, the cancel was ignored: no heartbeat since
-            assert player.cancels_ignored >= 1 and not service._watcher.done()  # alive, but stuck
-            sock.messages()
-            turns = service.turns
-            await until(lambda: service.turns >= turns + 3)  # three more loop turns, each one reported
-            assert not any("WATCHDOG" in m for m in sock.messages())
-        finally:
-            player.release.set()
-            service.stop()
-            await asyncio.wait_for(task, 5)
+    def stuck_but_alive(service: PlayerService) -> None:  # the span ended, the cancel was ignored: no heartbeat since
+        assert player.cancels_ignored >= 1 and not service._watcher.done()
 
-    try:
-        asyncio.run(main())
-    finally:
-        sock.sock.close()
-        os.unlink(address)
-        os.rmdir(folder)
-    state = json.loads((tmp_path / "player.json").read_text())
+    state = serve_until_fatal(tmp_path, player, at_fatal=stuck_but_alive, release=player.release.set,
+                              call_timeout_s=0.2, watch_span_s=0.3)
     assert "watching mpd for track changes is stuck: no heartbeat for" in state["errors"]["fatal"]
     assert state["status"]["fatal"].endswith("the player must be restarted")
     assert caplog.text.count("is stuck: no heartbeat") == 1

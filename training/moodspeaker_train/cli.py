@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from moodspeaker.errors import MoodspeakerError
@@ -155,13 +156,8 @@ def _cmd_living_room(args: argparse.Namespace) -> int:
     print(table)
     print(f"wrote {args.out / 'living_room.md'}, living_room.json, " + ", ".join(f.name for f in figures))
     if args.card:
-        card_path = args.model.with_suffix(".json")
-        card = json.loads(card_path.read_text())
-        where = args.out / "living_room.md"
-        card["living_room"] = living_room.card_summary(result, str(where.relative_to(REPO) if where.is_relative_to(REPO)
-                                                                     else where))
-        card_path.write_text(json.dumps(card, indent=1) + "\n")
-        print(f"summary in {card_path} (living_room)")
+        _summarise_in_card(args.model, "living_room", lambda where: living_room.card_summary(result, where),
+                           args.out / "living_room.md")
     return 0
 
 
@@ -178,14 +174,21 @@ def _cmd_sofa_clips(args: argparse.Namespace) -> int:
     print(table)
     print(f"wrote {args.out / 'sofa_clips.md'}, sofa_clips.json")
     if args.card:
-        card_path = args.model.with_suffix(".json")
-        card = json.loads(card_path.read_text())
-        where = args.out / "sofa_clips.md"
-        card["sofa_clips"] = sofa_clips.card_summary(result, str(where.relative_to(REPO) if where.is_relative_to(REPO)
-                                                                 else where))
-        card_path.write_text(json.dumps(card, indent=1) + "\n")
-        print(f"summary in {card_path} (sofa_clips)")
+        _summarise_in_card(args.model, "sofa_clips", lambda where: sofa_clips.card_summary(result, where),
+                           args.out / "sofa_clips.md")
     return 0
+
+
+def _summarise_in_card(model: Path, section: str, summary: Callable[[str], dict], table: Path) -> None:
+    """Put `summary(where the full table lives, relative to the repo)` into the model's card as `section`; the
+    model file and its SHA stay as they are."""
+    import json
+
+    card_path = model.with_suffix(".json")
+    card = json.loads(card_path.read_text())
+    card[section] = summary(str(table.relative_to(REPO) if table.is_relative_to(REPO) else table))
+    card_path.write_text(json.dumps(card, indent=1) + "\n")
+    print(f"summary in {card_path} ({section})")
 
 
 def build_parser() -> argparse.ArgumentParser:
