@@ -11,14 +11,16 @@ Everything lives in a temporary directory that is removed at the end.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from moodspeaker.adapters.sd_notify import SystemdNotifier
+from moodspeaker.app.lifecycle import Daemon, ServiceRuntime
 from moodspeaker.app.run import run_together
 from moodspeaker.config import parse_config
 from moodspeaker.core.emotions import EMOTIONS
@@ -74,6 +76,9 @@ path = "{work / "feedback.db"}"
 [buttons]
 enabled = false
 
+[service]
+runtime_dir = "{work / "run"}"
+
 [camera]
 fps = {fps * speed}   # analysis rate in wall time: the clip's every frame, {speed}x as fast as real time
 """
@@ -98,7 +103,11 @@ def main() -> int:
             print(f"demo: private MPD on {mpd.host}:{mpd.port} (null output)", flush=True)
             config = parse_config(demo_config(work, mpd, args.speed, truth.fps), work / "demo.toml")
             narrator = Narrator()
-            status = run_together(config, truth.video, threading.Event(), watch=narrator, on_iteration=narrator.on_status)
+            (work / "run").mkdir()
+            runtime = ServiceRuntime("demo", config.service, notifier=SystemdNotifier({}))  # state file in the work dir
+            with Daemon("demo", config, runtime) as daemon:  # Ctrl-C stops it cleanly
+                status = asyncio.run(run_together(config, truth.video, daemon, watch=narrator,
+                                                  on_iteration=narrator.on_status))
     expected = [s.mood for s in truth.segments]
     print(f"demo: the clip shows {' -> '.join(expected)}")
     card = load_card(card_path_for(Path(config.model.path) if config.model.path else default_model()))

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -13,6 +16,8 @@ from moodspeaker.config import parse_config
 from moodspeaker.core.mood import NO_FACE
 from moodspeaker.dev.benchmark import EventLog
 from moodspeaker.dev.demo_clip import DEFAULT_TRUTH, load_clip_truth, score
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_clip_and_ground_truth_are_committed_and_agree() -> None:
@@ -87,3 +92,16 @@ def test_the_demo_verdict_names_found_and_missed_moods_against_the_models_recall
     assert result.as_expected and f"missed {segments[2].mood}" in result.line() and "as expected" in result.line()
     assert not verdict(truth, [], recall).as_expected  # nothing but no_face: far below what the model does
     assert "missed more than" in verdict(truth, [], recall).line()
+
+
+def test_the_demo_script_runs_end_to_end() -> None:
+    """`make demo`'s script as the README runs it: a private MPD, the demo clip through vision and the player in one
+    process; it finds at least 7 of the 9 moods, starts tracks and reports no error. (A change to run_together's
+    signature once broke it while every other test passed.)"""
+    result = subprocess.run([sys.executable, "scripts/demo.py"], cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    found = re.search(r"demo: found (\d) of 9", result.stdout)
+    assert found and int(found[1]) >= 7, result.stdout[-2000:]
+    summary = re.search(r"demo: (\d+) mood changes, (\d+) tracks started, (\d+) errors", result.stdout)
+    assert summary and int(summary[2]) > 0 and summary[3] == "0", result.stdout[-2000:]
+    assert "WARNING" not in result.stderr, result.stderr[-2000:]

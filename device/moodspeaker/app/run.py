@@ -19,9 +19,21 @@ from typing import Any
 from moodspeaker.app.lifecycle import Daemon
 from moodspeaker.config import Config
 from moodspeaker.core.domain import Frame
-from moodspeaker.ports import FrameSource
+from moodspeaker.core.mood import MoodEvent
+from moodspeaker.ports import FrameSource, MoodSink
 
 log = logging.getLogger(__name__)
+
+
+class TeeMoodSink:
+    """MoodSink that hands each event to several sinks in order (the demo's narrator, then the player)."""
+
+    def __init__(self, *sinks: MoodSink) -> None:
+        self.sinks = sinks
+
+    def send(self, event: MoodEvent) -> None:
+        for sink in self.sinks:
+            sink.send(event)
 
 
 class ResumingSource:
@@ -63,16 +75,16 @@ class ResumingSource:
         self._file = self._frames = None
 
 
-async def run_together(config: Config, source: Path | None, daemon: Daemon, *,
+async def run_together(config: Config, source: Path | None, daemon: Daemon, *, watch: MoodSink | None = None,
                        on_iteration: Callable[[dict[str, Any]], None] | None = None, runtime_dir: str | None = None,
                        on_vision_iteration: Callable[[dict[str, Any]], None] | None = None,
                        call_timeout_s: float | None = None) -> dict[str, Any]:
     """Serve until the daemon's SIGTERM/SIGINT (taken by this loop) or the source's end; returns the player's final
-    status. SIGHUP rebuilds vision and player in a worker thread beside the running ones and swaps both only if both
-    built (a `source` file goes on where it was). `on_iteration` gets the player's status after each of its loop
-    iterations, `on_vision_iteration` vision's after each frame. With `runtime_dir` the player follows the owner's
-    commands there and keeps the privacy flag, as the player daemon does. Vision's start-up errors (model,
-    cascade) re-raise here.
+    status. `watch` sees every mood event before the player does. SIGHUP rebuilds vision and player in a worker
+    thread beside the running ones and swaps both only if both built (a `source` file goes on where it was).
+    `on_iteration` gets the player's status after each of its loop iterations, `on_vision_iteration` vision's after
+    each frame. With `runtime_dir` the player follows the owner's commands there and keeps the privacy flag, as the
+    player daemon does. Vision's start-up errors (model, cascade) re-raise here.
     """
     from moodspeaker.adapters.privacy_flag import PrivacyFlag
     from moodspeaker.app.player import CALL_TIMEOUT_S
@@ -98,7 +110,7 @@ async def run_together(config: Config, source: Path | None, daemon: Daemon, *,
 
     def build_seeing(fresh: Config) -> VisionSetup:
         nonlocal resuming
-        seeing = build_vision(fresh, app.service, source=source)
+        seeing = build_vision(fresh, app.service if watch is None else TeeMoodSink(watch, app.service), source=source)
         if source is None:
             return seeing
         if resuming is None:
