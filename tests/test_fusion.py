@@ -125,3 +125,23 @@ def test_a_face_that_changes_in_place_stays_confirmed(faces: np.ndarray) -> None
     changed = _feed(fuser, 0.3, faces[90])
     assert changed.restarted == "changed" and changed.frames == 1 and changed.confirmed
     assert _feed(fuser, 0.4, faces[90], Box(400, 80, 72, 72)).confirmed is False  # a jump: a new box to confirm
+
+
+def test_a_confirmed_face_found_again_in_place_counts_at_once(faces: np.ndarray) -> None:
+    """A dim face the detector finds only now and then: after a gap longer than max_gap_s, a box where the confirmed
+    face was, within resume_s, counts from its first frame (fusion still starts over); one elsewhere, or after
+    resume_s, waits confirm_frames again."""
+    params = FusionParams(confirm_frames=3, max_gap_s=0.6, resume_s=2.0)
+    fuser = CropFuser(params)
+    assert [_feed(fuser, i / 10, faces[2]).confirmed for i in range(3)] == [False, False, True]
+    fuser.miss(1.2)  # lost for a second: the next box starts fusion over
+    again = _feed(fuser, 1.3, faces[2], Box(BOX.x + 2, BOX.y - 1, BOX.w, BOX.h))
+    assert again.restarted == "new face" and again.frames == 1 and again.confirmed
+    fuser.miss(3.0)
+    elsewhere = _feed(fuser, 3.1, faces[2], Box(BOX.x + 3 * BOX.w, BOX.y, BOX.w, BOX.h))
+    assert elsewhere.restarted == "new face" and not elsewhere.confirmed
+    fuser.miss(9.0)
+    late = _feed(fuser, 9.1, faces[2], BOX)  # where the confirmed face was, but 7.8 s later
+    assert not late.confirmed
+    with pytest.raises(ValueError, match="resume_s"):
+        FusionParams(resume_s=-1)
