@@ -168,3 +168,38 @@ def test_a_part_of_a_face_the_coarse_pass_nearly_found_is_not_a_face(fer_tiny: P
         patch.setattr(haar, "INNER_RATIO", 1e9)
         found = HaarFaceDetector(DetectorConfig(track=False)).detect(frame)
     assert [box_placement(b, (300, 200, 72)) for b in found] == ["no face"] and found[0].w < 36
+
+
+def _scene(face: np.ndarray, x: int, y: int, side: int) -> np.ndarray:
+    from moodspeaker_train.scenes import paste_face, room
+
+    rng = np.random.default_rng(5)
+    scene = room(rng, 640, 480).astype(np.float32)
+    paste_face(scene, face, x, y, side)
+    return np.clip(np.rint(scene + rng.normal(0, 2, scene.shape)), 0, 255).astype(np.uint8)
+
+
+def test_a_box_hanging_below_a_face_just_found_is_not_a_face(fer_tiny: Path) -> None:
+    """A face boxed at 58 px, then (as lamp-lit faces are, every few frames) a box 1.7 times larger holding it in its
+    upper half: that box is the face with its chin and neck, not a face; the face where it was is still found. Alone,
+    after unrelated frames (tracking off), or without the check, it is boxed."""
+    import moodspeaker.adapters.haar_detector as haar
+
+    with np.load(fer_tiny / "val.npz") as data:
+        face = data["images"][1]
+    first, below = _scene(face, 300, 150, 60), _scene(face, 280, 170, 110)
+    detector = HaarFaceDetector()
+    (found,) = detector.detect(first)
+    assert _on_face(found, 300, 150, 60)
+    assert detector.detect(below) == []
+    assert _on_face(detector.detect(first)[0], 300, 150, 60)
+    (alone,) = HaarFaceDetector().detect(below)
+    assert alone.w > 1.4 * found.w
+    unrelated = HaarFaceDetector(DetectorConfig(track=False))  # eval --fullframe: frames say nothing of each other
+    unrelated.detect(first)
+    assert unrelated.detect(below) == [alone]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(haar, "SLID_RATIO", 1e9)
+        unchecked = HaarFaceDetector()
+        unchecked.detect(first)
+        assert unchecked.detect(below) == [alone]
