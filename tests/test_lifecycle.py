@@ -198,9 +198,12 @@ def test_run_reloads_on_sighup(mpd_server: MpdServer, tmp_path: Path, shipped_mo
 class MemoryPlayer:
     """An in-memory backend: playing a list starts its first track; `end_track()` moves to the next."""
 
+    fade_step_s = 0.0
+
     def __init__(self) -> None:
         self.queue: list[Track] = []
         self.changes: asyncio.Queue[Track | None] = asyncio.Queue()
+        self.restores: list[tuple[list[Track], int]] = []
 
     async def playlist_tracks(self, playlist: str) -> list[Track]:
         return [Track(f"{playlist}/{i}") for i in range(3)]
@@ -219,11 +222,44 @@ class MemoryPlayer:
     async def volume(self) -> int | None:
         return None  # no mixer
 
-    def carry_over(self, old: MemoryPlayer) -> None:
-        pass  # nothing to carry: each test's backend starts afresh
+    async def restore(self, tracks: list[Track], index: int, elapsed_s: float, paused: bool) -> None:
+        self.restores.append((tracks, index))
+        if self.queue != tracks[index:]:  # a new backend after a reload: it plays on from there
+            self.queue = list(tracks[index:])
 
     async def close(self) -> None:
         pass
+
+
+def test_a_reload_to_another_kind_of_backend_hands_it_none_of_the_old_ones_tracks() -> None:
+    """MPD file names mean nothing to Spotify (and the reverse): the new backend is not told to restore them; when
+    it reports nothing playing, the mood's music starts on it. A reload to the same kind restores."""
+    policy = MoodPolicy({"happy": "mood-happy"}, cooldown_s=0.0)
+    first, same_kind, other_kind = MemoryPlayer(), MemoryPlayer(), MemoryPlayer()
+    swaps = iter([(same_kind, "mpd"), (other_kind, "spotify")])
+
+    async def swap() -> None:
+        player, backend = next(swaps)
+        service.replace(player, MemoryStore(), policy, 30.0, backend)
+
+    service = PlayerService(first, policy, MemoryStore(), backend="mpd", on_reload=swap)  # type: ignore[arg-type]
+
+    async def main() -> None:
+        task = asyncio.create_task(service.run())
+        service.send(mood("happy"))
+        await until(lambda: service.session.tracks_started == 1)
+        service.request_reload()
+        await until(lambda: same_kind.restores != [])
+        assert same_kind.restores == [(first.queue, 0)] and same_kind.queue == first.queue
+        service.request_reload()
+        await until(lambda: service.player is other_kind)
+        other_kind.changes.put_nowait(None)  # it reports nothing playing
+        await until(lambda: other_kind.queue != [])
+        assert other_kind.restores == [] and {t.uri for t in other_kind.queue} == {f"mood-happy/{i}" for i in range(3)}
+        service.stop()
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(main())
 
 
 class FullDiskStore(MemoryStore):

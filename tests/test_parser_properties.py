@@ -188,16 +188,16 @@ def test_any_text_is_a_card_or_a_model_error(tmp_path_factory, text: str) -> Non
     _load(tmp_path_factory.mktemp("card"), text)
 
 
-# --- Spotify's answers (adapters/spotify_player.py): a proxy or a broken server may send anything ---
+# --- Spotify's answers (adapters/spotify_answers.py): a proxy or a broken server may send anything ---
 
 @FAST
 @given(json_values)
 def test_any_playback_state_is_read_or_refused_as_a_bad_answer(state) -> None:
-    from moodspeaker.adapters.spotify_player import BadAnswer, _playback_state, _track
+    from moodspeaker.adapters.spotify_answers import BadAnswer, playback_state, track_of
 
     with contextlib.suppress(BadAnswer):
-        assert _playback_state(state) in (None, state)
-    track = _track(state)
+        assert playback_state(state) in (None, state)
+    track = track_of(state)
     assert track is None or (isinstance(track.uri, str) and track.uri)
 
 
@@ -206,7 +206,7 @@ def test_any_playback_state_is_read_or_refused_as_a_bad_answer(state) -> None:
 def test_any_retry_after_header_is_a_bounded_wait_or_none(header) -> None:
     from spotipy.exceptions import SpotifyException
 
-    from moodspeaker.adapters.spotify_player import RETRY_AFTER_MAX_S, _retry_after
+    from moodspeaker.adapters.spotify_answers import RETRY_AFTER_MAX_S, retry_after
 
-    wait = _retry_after(SpotifyException(429, -1, "rate limited", headers={"Retry-After": header}))
+    wait = retry_after(SpotifyException(429, -1, "rate limited", headers={"Retry-After": header}))
     assert wait is None or 0.0 <= wait <= RETRY_AFTER_MAX_S

@@ -38,11 +38,16 @@ def mood(name: str, confidence: float = 0.9) -> MoodEvent:
 
 def mpd_view(server: MpdServer) -> tuple[str, str, list[str]]:
     """(state, current file, queue files) as MPD itself reports them."""
+    status, song, queue = mpd_status(server)
+    return status["state"], song.get("file", ""), queue
+
+
+def mpd_status(server: MpdServer) -> tuple[dict, dict, list[str]]:
+    """MPD's own status, current song and queue files."""
     client = mpd.MPDClient()
     client.connect(server.host, server.port)
     try:
-        status, song = client.status(), client.currentsong()
-        return status["state"], song.get("file", ""), [s["file"] for s in client.playlistinfo()]
+        return client.status(), client.currentsong(), [s["file"] for s in client.playlistinfo()]
     finally:
         client.disconnect()
 
@@ -270,6 +275,35 @@ def test_a_mood_that_arrives_while_mpd_is_down_plays_once_it_is_back(mpd_server:
     serve(service, scenario)
     assert folder(mpd_view(mpd_server)[1]) == "happy"
     assert service.status()["last_error"] == "" and service.errors >= 1  # recovered: the error no longer shows
+
+
+def test_mpd_killed_mid_track_and_restarted_plays_on_where_the_music_stopped(mpd_server: MpdServer, store) -> None:
+    """Build 1 and J end to end: the session restores what it played (the adapter only reports MPD's return), at
+    the position where the music stopped (about 1 s in), not where it would be after the 2 s outage, and not from
+    the start. MPD without our queue is no stop: nothing is counted as a full play, no new music is chosen."""
+    service = make_service(mpd_server, store)
+    state = {}
+
+    async def scenario() -> None:
+        service.send(mood("happy"))
+        await until(lambda: service.session.tracks_started == 1)
+        service.submit_action(ButtonAction.SKIP)  # the second track, so the song position matters
+        await until(lambda: service.session.tracks_started == 2)
+        await asyncio.sleep(1.0)  # it plays for a second
+        await asyncio.to_thread(mpd_server.kill)
+        await until(lambda: service.watch_failures >= 1)  # the watcher found MPD gone
+        await asyncio.sleep(2.0)  # down for 2 s
+        await asyncio.to_thread(mpd_server.start)
+        await until(lambda: mpd_view(mpd_server)[0] == "play")
+        state["status"] = mpd_status(mpd_server)
+        state["playing"] = service.session.playing
+
+    serve(service, scenario)
+    status, song, queue = state["status"]
+    assert queue == [t.uri for t in service.session.queue] and song["file"] == service.session.queue[1].uri
+    assert 0.9 <= float(status["elapsed"]) <= 2.0
+    assert state["playing"].track.uri == song["file"] and service.session.tracks_started == 2
+    assert store.counts("happy") == {service.session.queue[0].uri: {"early_skip": 1}}
 
 
 def test_a_failing_track_watch_is_a_warning_with_its_reason_and_counted_in_status(

@@ -169,17 +169,15 @@ def test_privacy_the_owner_turned_on_outlasts_the_quiet_hours() -> None:
 
 
 def test_what_a_mood_queued_after_the_track_is_handed_to_a_backend_a_reload_brings() -> None:
-    from moodspeaker.core.session import QueueNext
+    """E: a reload dropped what play_next() left waiting. The new backend is told the whole queue."""
+    from moodspeaker.core.session import Restore
 
     s = session(cooldown_s=0.0)
     play(s, "happy", 0.0, ["h1", "h2"])
-    assert s.backend_replaced() == []
     (command,) = s.on_mood("sad", 0.9, 1.0)
     assert isinstance(command, PlaySwitch) and not command.switch.at_once
     s.queued(command.switch, [Track("s1"), Track("s2")])
-    assert s.backend_replaced() == [QueueNext((Track("s1"), Track("s2")))]  # not started yet: not lost
-    s.on_track(Track("s1"), 2.0, 2.0)
-    assert s.backend_replaced() == []  # started: the backend has it
+    assert s.returned(2.0) == [Restore((Track("h1"), Track("s1"), Track("s2")), 0, 2.0, False)]
 
 
 def test_the_owner_stops_the_music_and_the_speaker_stays_stopped_through_mood_changes() -> None:
@@ -235,3 +233,62 @@ def test_status_names_the_track_and_who_is_in_control() -> None:
     assert (s.status()["track"], s.status()["title"]) == ("Band - Sunny", "Sunny")
     s.on_owner(OwnerTookOver("paused"))
     assert s.status()["control"] == "owner (paused from another client)" and s.status()["paused"] is True
+
+
+def test_a_backend_that_comes_back_is_told_the_track_and_how_far_it_had_played_when_it_was_lost() -> None:
+    """Build 1: the restore after a backend comes back is the session's. The position counts play time only: not
+    the pause, not the time after the backend was found unreachable (the music stopped then, at the latest)."""
+    from moodspeaker.core.session import Restore
+
+    s = session()
+    play(s, "happy", 0.0, ["h1", "h2", "h3"])
+    s.on_track(Track("h2"), 200.0, 200.0)
+    assert s.on_action(ButtonAction.PAUSE, 215.0, 0.0) == [TogglePause()]  # 15 s in
+    s.on_action(ButtonAction.PAUSE, 300.0, 0.0)  # resumed after 85 s
+    s.backend_lost(310.0)  # 25 s in
+    s.backend_lost(330.0)  # still away: the first one counts
+    queue = (Track("h1"), Track("h2"), Track("h3"))
+    assert s.returned(400.0) == [Restore(queue, 1, 25.0, False)]
+    assert s.returned(410.0) == [Restore(queue, 1, 35.0, False)]  # back again without a loss (a reload): 10 s on
+
+
+def test_a_paused_track_comes_back_paused_where_it_was_and_a_failed_pause_kept_the_clock_running() -> None:
+    from moodspeaker.core.session import Restore
+
+    s = session()
+    play(s, "happy", 0.0, ["h1", "h2"])
+    s.on_action(ButtonAction.PAUSE, 40.0, 0.0)
+    s.failed(TogglePause(), transient=True)  # the pause did not happen: the track played on
+    s.on_action(ButtonAction.PAUSE, 50.0, 0.0)  # this one did, 50 s in
+    s.backend_lost(90.0)
+    assert s.returned(95.0) == [Restore((Track("h1"), Track("h2")), 0, 50.0, True)]
+
+
+def test_after_a_mood_queued_after_the_track_the_restore_has_the_queue_up_to_it_then_the_moods_tracks() -> None:
+    from moodspeaker.core.session import Restore
+
+    s = session(cooldown_s=0.0)
+    play(s, "happy", 0.0, ["h1", "h2", "h3"])
+    s.on_track(Track("h2"), 100.0, 100.0)
+    (command,) = s.on_mood("sad", 0.9, 110.0)
+    s.queued(command.switch, [Track("s1"), Track("s2")])  # after h2: the backend's queue is h1 h2 s1 s2
+    queue = (Track("h1"), Track("h2"), Track("s1"), Track("s2"))
+    assert s.returned(120.0) == [Restore(queue, 1, 20.0, False)]
+    s.on_track(Track("s1"), 300.0, 300.0)
+    assert s.returned(301.0) == [Restore(queue, 2, 1.0, False)]
+
+
+def test_nothing_is_restored_while_the_owner_is_in_control_after_the_queue_ran_out_or_before_anything_played() -> None:
+    """J: after an MPD restart the speaker restored the owner's queue as its own."""
+    from moodspeaker.core.domain import OwnerTookOver
+
+    s = session()
+    assert s.returned(1.0) == []  # nothing played yet
+    play(s, "happy", 0.0, ["h1"])
+    s.on_owner(OwnerTookOver("changed the queue"))
+    s.on_track(Track("owner-1"), 5.0, 5.0)
+    assert s.returned(10.0) == []
+    s = session()
+    play(s, "happy", 0.0, ["h1"])
+    s.on_track(None, 200.0, 200.0)  # ran out; the policy's new music is not queued yet
+    assert s.returned(201.0) == []

@@ -21,7 +21,7 @@ from moodspeaker.adapters.spotify_auth import TokenFile
 from moodspeaker.adapters.spotify_player import SpotifyPlayer
 from moodspeaker.cli import main
 from moodspeaker.config import SpotifyConfig
-from moodspeaker.core.domain import Track
+from moodspeaker.core.domain import BackendReturned, Track
 from moodspeaker.errors import PlayerError, PlayerUnavailable
 
 PLAYLIST = "spotify:playlist:moodsad"
@@ -73,17 +73,16 @@ def test_no_active_device_transfers_playback_then_starts_our_order(fake: FakeSpo
     assert plays[0].time < transfers[0].time < plays[1].time
     assert plays[1].query["device_id"] == ["dev-speaker"]
     assert plays[1].body == {"uris": [t.uri for t in tracks]}
-    assert fake.queue == [t.uri for t in tracks] and fake.is_playing
-    assert run(player.current()) == tracks[0]
+    assert fake.queue == [t.uri for t in tracks] and fake.is_playing and fake.current == tracks[0].uri
 
 
-def test_next_pause_resume_and_current(fake: FakeSpotify, tmp_path: Path) -> None:
+def test_next_pause_and_resume(fake: FakeSpotify, tmp_path: Path) -> None:
     fake.active_device = "dev-speaker"
     player = _player(fake, tmp_path)
     tracks = run(player.playlist_tracks(PLAYLIST))
     run(player.play(tracks))
     run(player.next())
-    assert run(player.current()) == tracks[1]
+    assert fake.current == tracks[1].uri
     assert fake.calls("POST", "/v1/me/player/next")[0].query["device_id"] == ["dev-speaker"]
     run(player.toggle_pause())
     assert not fake.is_playing and fake.calls("PUT", "/v1/me/player/pause")
@@ -270,6 +269,8 @@ def test_spotify_down_for_ten_minutes_is_tried_at_the_back_off_pace_and_back_wit
         fake.failures.clear()  # Spotify is back; the listener skipped to the next track meanwhile
         fake.position = 1
         back_at = clock.now
+        assert await player.wait_track_change() == BackendReturned()
+        await player.restore(tracks, 0, 1.0, False)  # as the session answers it: the device carried on, left alone
         return polls_at, sent_meanwhile, clock.now - back_at, await player.wait_track_change()
 
     polls_at, sent_meanwhile, _, changed = run(scenario())
@@ -277,13 +278,38 @@ def test_spotify_down_for_ten_minutes_is_tried_at_the_back_off_pace_and_back_wit
     assert gaps[:4] == [0.5, 1.0, 2.0, 4.0] and set(gaps[4:]) == {BACKOFF_MAX_S}  # doubling from 0.5 s, then 8 s
     assert len(polls_at) > 60 and set(sent_meanwhile) == {0}
     assert changed == tracks[1] and clock.now - polls_at[-1] <= BACKOFF_MAX_S
+    assert len(fake.calls("PUT", "/v1/me/player/play")) == 1  # the restore started nothing
+
+
+def test_a_device_that_lost_its_music_while_spotify_was_away_gets_the_list_back_where_it_was(
+        fake: FakeSpotify, tmp_path: Path) -> None:
+    """Build 1 on Spotify: raspotify restarted while the network was down. Before, the first poll that worked found
+    nothing playing: a stop, the track counted as a full play, the mood's list started from its first track."""
+    fake.active_device = "dev-speaker"
+    player = _player(fake, tmp_path)
+    tracks = run(player.playlist_tracks(PLAYLIST))
+
+    async def scenario() -> object:
+        await player.play(tracks)
+        assert await player.wait_track_change() == tracks[0]
+        fake.fail("GET", "/v1/me/player", 503)
+        with pytest.raises(PlayerUnavailable, match="HTTP 503"):
+            await player.wait_track_change()
+        fake.active_device, fake.queue, fake.is_playing = None, [], False  # the Connect device restarted
+        returned = await player.wait_track_change()
+        await player.restore(tracks, 1, 42.5, True)
+        return returned
+
+    assert run(scenario()) == BackendReturned()
+    assert fake.calls("PUT", "/v1/me/player/play")[-1].body == {"uris": [t.uri for t in tracks[1:]], "position_ms": 42500}
+    assert fake.current == tracks[1].uri and fake.active_device == "dev-speaker" and not fake.is_playing
 
 
 def test_401_even_after_refreshing_is_a_clear_player_error(fake: FakeSpotify, tmp_path: Path) -> None:
     player = _player(fake, tmp_path)
     fake.fail("GET", "/v1/me/player", 401, times=2)
     with pytest.raises(PlayerError, match=r"rejected the login.*moodspeaker spotify-login"):
-        run(player.current())
+        run(player.volume())
     assert len(fake.calls("POST", "/api/token")) == 1  # one refresh attempt, no loop
 
 
@@ -292,7 +318,7 @@ def test_a_revoked_refresh_token_is_a_clear_player_error(fake: FakeSpotify, tmp_
     old["expires_at"] = int(time.time()) - 10
     fake.refresh_tokens.clear()
     with pytest.raises(PlayerError, match=r"refused to refresh the login \(invalid_grant\).*spotify-login"):
-        run(_player(fake, tmp_path, token=old).current())
+        run(_player(fake, tmp_path, token=old).volume())
 
 
 @pytest.mark.parametrize(("path", "reason", "message", "says"), [
@@ -316,7 +342,7 @@ def test_an_editorial_playlist_404_says_to_copy_it(fake: FakeSpotify, tmp_path: 
 
 def test_no_login_says_to_log_in(fake: FakeSpotify, tmp_path: Path) -> None:
     with pytest.raises(PlayerError, match=r"not logged in to Spotify.*spotify-login"):
-        run(_player(fake, tmp_path, token=False).current())
+        run(_player(fake, tmp_path, token=False).volume())
 
 
 def test_playlists_are_read_in_pages_of_at_most_50(fake: FakeSpotify, tmp_path: Path) -> None:
@@ -380,15 +406,15 @@ def test_a_long_retry_after_is_honoured_without_blocking_the_loop(fake: FakeSpot
     player = _clocked(fake, tmp_path, clock)
     fake.fail("GET", "/v1/me/player", 429, retry_after=retry_after)
     with pytest.raises(PlayerUnavailable, match=f"rate-limits this app for {retry_after} s"):
-        run(player.current())
+        run(player.volume())
     assert clock.slept == []  # not slept through: the call returned at once
     for _ in range(5):  # the loop keeps asking; nobody asks Spotify before Retry-After is over
         clock.now += retry_after / 10
         with pytest.raises(PlayerUnavailable, match=f"rate-limits this app for {retry_after} s"):
-            run(player.current())
+            run(player.volume())
     assert len(fake.calls("GET", "/v1/me/player")) == 1
     clock.now += retry_after / 2 + 1
-    assert run(player.current()) is None  # over: asks again
+    assert run(player.volume()) is None  # over: asks again
     assert len(fake.calls("GET", "/v1/me/player")) == 2
 
 
@@ -400,7 +426,7 @@ def test_slow_answers_end_the_call_within_its_budget(fake: FakeSpotify, tmp_path
     fake.fail("GET", "/v1/me/player", 503, delay_s=3.0, times=5)  # answers after 3 s: three budgets
     started = time.monotonic()
     with pytest.raises(PlayerUnavailable, match="ReadTimeout"):
-        run(player.current())
+        run(player.volume())
     assert time.monotonic() - started < 1.0 + 0.5
 
 
@@ -446,7 +472,7 @@ def test_verbose_logs_carry_no_token_or_secret(fake: FakeSpotify, tmp_path: Path
     run(player.playlist_tracks(PLAYLIST))
     fake.fail("GET", "/v1/me/player", 500)
     with pytest.raises(PlayerUnavailable):
-        run(player.current())
+        run(player.volume())
     cached = json.loads(Path(player.token.cache.path).read_text())
     secrets = [old["access_token"], old["refresh_token"], cached["access_token"], fake.client_secret]
     logged = "\n".join(r.getMessage() for r in caplog.records)
@@ -562,7 +588,7 @@ def test_the_login_date_survives_refreshes_and_status_warns_before_six_months(fa
     player = _player(fake, tmp_path, token=old)
     logged_in = time.time() - 175 * 86400  # 175 days ago: a week left
     assert player.token.cache.record_login(logged_in) == logged_in + LOGIN_LIFETIME_S
-    run(player.current())  # refreshes the expired access token: spotipy writes a new token_info
+    run(player.volume())  # refreshes the expired access token: spotipy writes a new token_info
     assert json.loads(Path(player.token.cache.path).read_text())["logged_in_at"] == logged_in
     config = parse_config(f'[player]\nbackend = "spotify"\n[spotify]\nclient_id = "{fake.client_id}"\n'
                           f'token_cache = "{player.token.cache.path}"\n')
@@ -608,7 +634,7 @@ def test_a_call_that_waited_out_its_budget_for_the_one_before_sends_nothing(fake
     player._lock.acquire()  # the call before it, still talking to Spotify
     threading.Timer(0.7, player._lock.release).start()  # ... until 0.7 s of the 1 s budget are gone
     with pytest.raises(PlayerUnavailable, match="within 1 s"):
-        run(player.current())
+        run(player.volume())
     assert fake.calls("GET", "/v1/me/player") == []
 
 
@@ -666,7 +692,7 @@ def test_a_reload_keeps_the_list_a_mood_queued_after_the_track(fake: FakeSpotify
             service.send(MoodEvent("mood", "happy", 0.9, 0.0))
             await until(lambda: service.session.tracks_started == 1)
             service.send(MoodEvent("mood", "sad", 0.9, 0.0))  # waits for the happy track to end
-            await until(lambda: len(fake.calls("GET", "/v1/me/player")) > 2 and service.session.upcoming)
+            await until(lambda: any(t.uri in fake.playlists["moodsad"] for t in service.session.queue))
             service.request_reload()
             await until(lambda: service.player is new and old not in service._retired)
             fake.progress_ms = 180_000 - 100  # the happy track ends
@@ -763,3 +789,24 @@ def test_a_track_after_the_end_of_our_list_is_the_list_running_out_not_the_owner
         return seen
 
     assert run(scenario()) == [tracks[0], tracks[1], Track(autoplay[0], "Song 0", "Artist 0")]
+
+
+def test_a_reloads_new_backend_takes_the_music_as_ours_and_sees_a_move_to_the_phone_at_once(
+        fake: FakeSpotify, tmp_path: Path) -> None:
+    """After a reload the new backend knew its device only at the next play: a move to the phone right after went
+    unseen. The session's restore now tells it what plays: taken as ours, its device known, nothing restarted."""
+    from moodspeaker.core.domain import OwnerTookOver
+
+    fake.active_device = "dev-speaker"
+    old, new = _player(fake, tmp_path), _player(fake, tmp_path)
+    tracks = run(old.playlist_tracks(PLAYLIST))
+
+    async def scenario() -> object:
+        await old.play(tracks)
+        assert await old.wait_track_change() == tracks[0]
+        await new.restore(tracks, 0, 12.0, False)  # as the session answers a reload
+        fake.active_device = "dev-phone"
+        return await asyncio.wait_for(new.wait_track_change(), 5)
+
+    assert run(scenario()) == OwnerTookOver("moved the music to Pixel")
+    assert len(fake.calls("PUT", "/v1/me/player/play")) == 1  # the restore started nothing

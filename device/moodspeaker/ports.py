@@ -12,7 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
-from moodspeaker.core.domain import Box, Frame, OwnerTookOver, Track
+from moodspeaker.core.domain import BackendReturned, Box, Frame, OwnerTookOver, Track
 from moodspeaker.core.mood import MoodEvent
 
 
@@ -70,8 +70,11 @@ class Player(Protocol):
     """A music backend (MPD or Spotify Connect). Async because MPD's client is; Spotify runs in a thread.
 
     Backends reconnect/retry by themselves where that can succeed (a command meanwhile raises
-    PlayerUnavailable); they raise PlayerError for what the user must fix.
+    PlayerUnavailable); they raise PlayerError for what the user must fix. They report what plays and carry out
+    one command at a time; what should be playing is core.session's.
     """
+
+    fade_step_s: float  # one volume step per this long while fading (each step is one command)
 
     async def playlist_tracks(self, playlist: str) -> list[Track]:
         """The tracks of a stored playlist (MPD name or Spotify playlist URI), in stored order."""
@@ -92,10 +95,6 @@ class Player(Protocol):
 
     async def toggle_pause(self) -> None: ...
 
-    async def current(self) -> Track | None:
-        """The track playing (or paused) now."""
-        ...
-
     async def like(self, track: Track) -> None:
         """Save the track to the listener's library (Spotify) or 'liked' playlist (MPD)."""
         ...
@@ -108,14 +107,15 @@ class Player(Protocol):
         """The volume now, 0..100; None where the backend has none."""
         ...
 
-    async def wait_track_change(self) -> Track | OwnerTookOver | None:
+    async def wait_track_change(self) -> Track | OwnerTookOver | BackendReturned | None:
         """Block until the current track changes (or playback stops: None, or another client stopped or paused
-        our music or changed our queue: OwnerTookOver, once; then the music is theirs until we play again)."""
+        our music or changed our queue: OwnerTookOver, once; then the music is theirs until we play again; or the
+        backend is reachable again after losing what it played: BackendReturned, answered with `restore`)."""
         ...
 
-    def carry_over(self, old: Player) -> None:
-        """A reload's new backend of the same kind takes over what `old` knew: which music is ours (so another
-        client's stop or queue is still told apart), what waits to play."""
+    async def restore(self, tracks: list[Track], index: int, elapsed_s: float, paused: bool) -> None:
+        """Play `tracks` from `index`, `elapsed_s` into it, paused or not, and take the queue as ours again;
+        a backend that already plays this queue in that state is left alone (it carried on by itself)."""
         ...
 
     async def close(self) -> None: ...

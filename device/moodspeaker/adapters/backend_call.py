@@ -11,7 +11,8 @@ with `wait_turn` before its next attempt, so a backend down for ten minutes is t
 back within one back-off period of returning. The limit is `asyncio.timeout`, not `asyncio.wait_for`: Python 3.11's
 wait_for drops a cancel that lands in the loop turn its work finishes in (a reload or a stop then hung).
 Work in a worker thread reads `remaining()` (the command's budget travels into `asyncio.to_thread` with the context)
-so that no request outlives it.
+so that no request outlives it. The first command to reach the backend after a failed one notes that it is back
+(`back`): its watcher reports BackendReturned, since what it played may be lost (a restart, a dropped connection).
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ class BackendCalls:
         self.backoff_s = 0.0  # the last back-off (doubles while attempts fail)
         self.retry_at = -math.inf  # no attempt before then (self._clock's time)
         self._refusal = ""  # the failure that started the back-off, and when it ends
+        self._failed = False  # the last attempt failed: the next to reach the backend sets `back`
+        self.back = False  # the backend was reached again after a failure; the watcher reports it and clears it
 
     async def __call__(self, work: Callable[..., Awaitable[R]], *args: Any) -> R:
         """`work(*args)` as one command, or within the command it is part of."""
@@ -85,6 +88,7 @@ class BackendCalls:
             async with budget:
                 if self._before is not None:
                     await self._before()
+                self.back, self._failed = self.back or self._failed, False
                 result = await work(*args)
         except Exception as exc:
             if budget.expired():
@@ -102,6 +106,7 @@ class BackendCalls:
         return result
 
     def _back_off(self, error: PlayerUnavailable) -> PlayerUnavailable:
+        self._failed = True
         if isinstance(error, RateLimited):
             wait = error.retry_after_s
         else:

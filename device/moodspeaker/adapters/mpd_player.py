@@ -1,13 +1,13 @@
 """ports.Player on MPD through python-mpd2's asyncio client (the sync client cannot leave `idle`).
 
 One connection carries commands and a background `idle player` listener. When MPD restarts or drops
-the connection, the next command or `wait_track_change` reconnects and restores what should be playing: our queue,
-the song and the position where it was when the connection was lost (extrapolated from the last status seen),
-paused or not; an MPD that carried on by itself is left alone. Each port call is one command of backend_call's:
-within its budget (a hung MPD costs one budget, then the connection is dropped), and while a failed attempt's
-back-off runs it fails at once as PlayerUnavailable; the watcher sleeps the back-off out before its next attempt.
-The restore happens under the lock, before anything is observed, so a recovered restart is not reported as a track
-change or a stop; `play` holds the lock too, so its clear-and-load is not seen as playback stopping.
+the connection, the next command or `wait_track_change` reconnects, and the watcher's next look reports
+BackendReturned before anything else (so a restart is not reported as a stop); the session answers with `restore`:
+our queue, the song and the position it says, paused or not; an MPD that carried on by itself is left alone.
+Each port call is one command of backend_call's: within its budget (a hung MPD costs one budget, then the
+connection is dropped), and while a failed attempt's back-off runs it fails at once as PlayerUnavailable; the
+watcher sleeps the back-off out before its next attempt. `play` and `restore` hold the lock, so that their
+clear-and-load is not seen as playback stopping.
 MPD's refusals (ACK) become MpdRefused, a PlayerError: nothing from python-mpd2 crosses the port. Mopidy-MPD is
 served too: it may report `song: None` (read as "no song position"); library modes need protocol 0.21 (it speaks
 0.19), and are refused at the connection with what to use instead.
@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
 from typing import Any
 
 from moodspeaker.adapters.backend_call import BackendCalls, command
 from moodspeaker.config import MpdConfig
-from moodspeaker.core.domain import OwnerTookOver, Track
+from moodspeaker.core.domain import BackendReturned, OwnerTookOver, Track
 from moodspeaker.errors import MoodspeakerError, PlayerError, PlayerUnavailable
 
 log = logging.getLogger(__name__)
@@ -44,29 +44,6 @@ QUEUE_CAP = 2000  # the most tracks one mood queues: MPD refuses more than 16,38
 
 class MpdRefused(PlayerError):
     """MPD understood a command and refused it (an ACK: no such playlist, no such file, ...)."""
-
-
-@dataclass
-class _Playback:
-    """What should be playing, as last seen: restored after a reconnect."""
-
-    queue: list[str]  # file URIs in our order
-    pos: int = 0
-    elapsed: float = 0.0
-    duration: float = 0.0
-    state: str = "stop"  # play | pause | stop
-    seen_at: float = 0.0
-    lost_at: float | None = None  # when the connection dropped since it was seen: the music stopped then, at the latest
-
-    def position(self, now: float) -> tuple[int, float]:
-        """Song and seconds into it now, assuming it kept playing since it was seen until the connection was lost."""
-        if self.state != "play":
-            return self.pos, self.elapsed
-        until = now if self.lost_at is None else min(now, self.lost_at)
-        elapsed = self.elapsed + (until - self.seen_at)
-        if self.duration and elapsed >= self.duration:
-            return self.pos + 1, 0.0
-        return self.pos, elapsed
 
 
 def _filter_value(text: str) -> str:
@@ -97,7 +74,18 @@ def _track(song: dict[str, Any]) -> Track:
     return Track(uri=song["file"], title=_tag(song, "title"), artist=_tag(song, "artist"))
 
 
+def _positions(uris: list[str], added: list[str]) -> dict[int, int]:
+    """Where each of `uris` landed in the queue, given `added` (the same order, with the files MPD lacks left out)."""
+    landed, at = {}, 0
+    for i, uri in enumerate(uris):
+        if at < len(added) and added[at] == uri:
+            landed[i], at = at, at + 1
+    return landed
+
+
 class MpdPlayer:
+    fade_step_s = 0.05  # a volume step is one short round trip
+
     def __init__(self, host: str = "localhost", port: int = 6600, password: str = "", liked_playlist: str = "liked",
                  reconnect_max_s: float = 15.0, clock: Callable[[], float] = time.monotonic, *,
                  library: str = "playlists", library_dir: str = "moods", library_tag: str = "genre",
@@ -108,12 +96,11 @@ class MpdPlayer:
         self.liked_playlist = liked_playlist
         self.calls = BackendCalls(f"MPD at {self.where}", first_s=FIRST_BACKOFF_S, max_s=reconnect_max_s, clock=clock,
                                   sleep=sleep, before=self._connected, translate=self._translate, on_hung=self._drop)
-        self._clock = clock
         self._client: Any = None
         self._lock = asyncio.Lock()
         self._changed = asyncio.Event()
         self._listener: asyncio.Task[None] | None = None
-        self._playback = _Playback(queue=[])
+        self._song_pos = 0  # MPD's song position as last seen (-1: none)
         self._known: tuple[str, int] | None = None  # (file, pos) last reported by wait_track_change
         self.connect_attempts = 0
         self.reconnects = 0  # connections after the first
@@ -140,7 +127,7 @@ class MpdPlayer:
         """Connect (at start-up; every command connects first): PlayerUnavailable, or PlayerError (a bad password)."""
 
     async def _connected(self) -> None:
-        """Connect, if not connected, and put back what should be playing (under the lock, as the module says)."""
+        """Connect, if not connected; a connection after a lost one is reported as BackendReturned."""
         from mpd import CommandError
         from mpd.asyncio import MPDClient
 
@@ -164,12 +151,10 @@ class MpdPlayer:
                     raise PlayerError(f"MPD at {self.where} rejected the password ({exc}); fix [mpd] password") from None
             if self._client is not None:  # a connection before this one
                 self.reconnects += 1
+                self.calls.back = True  # even with no failed attempt between (a quick restart): our queue may be gone
                 log.info("reconnected to MPD at %s", self.where)
             self._client, self._queue_version = client, None
             self._listener = asyncio.get_running_loop().create_task(self._listen(client))
-            if self._playback.queue:
-                await self._restore()
-            await self._observe()
 
     async def _listen(self, client: Any) -> None:
         """Wake `wait_track_change` on every player change, and once more when the connection drops; forget the
@@ -184,32 +169,7 @@ class MpdPlayer:
             if client is self._client and client.connected:  # not our own close or drop
                 log.warning("MPD at %s: watching for changes failed (%r); reconnecting", self.where, exc)
         finally:
-            if client is self._client and self._playback.lost_at is None:
-                self._playback.lost_at = self._clock()
             self._changed.set()
-
-    async def _restore(self) -> None:
-        """Put back what should be playing, after MPD restarted or lost our queue."""
-        from mpd import CommandError
-
-        pb = self._playback
-        pos, elapsed = pb.position(self._clock())
-        files = [song["file"] for song in await self._client.playlistinfo()]
-        try:
-            if files != pb.queue:
-                await self._load(pb.queue)
-            status = await self._client.status()
-            self._queue_version = status.get("playlist")  # ours again (MPD counts versions afresh when it restarts)
-            if pos >= len(pb.queue) or pb.state == "stop":
-                return
-            if status.get("state") != pb.state:  # the same state on our queue: MPD carried on by itself
-                await self._client.seek(pos, f"{elapsed:.1f}")
-                if pb.state == "pause":
-                    self._paused_by_us = True
-                    await self._client.pause(1)
-            log.info("restored MPD queue of %d tracks at #%d %.1fs (%s)", len(pb.queue), pos, elapsed, pb.state)
-        except CommandError as exc:
-            log.warning("could not restore MPD playback: %s", exc)
 
     def _translate(self, exc: Exception) -> MoodspeakerError | None:
         """The boundary: what python-mpd2 raises leaves as ours. A lost connection (OS errors, timeouts, python-mpd2's
@@ -228,16 +188,10 @@ class MpdPlayer:
         if self._client is not None:
             self._client.disconnect()
 
-    async def _observe(self) -> dict[str, Any]:
-        """Read MPD's status into what should be playing; returns the status."""
+    async def _status(self) -> dict[str, Any]:
+        """MPD's status, noting its song position."""
         status = await self._client.status()
-        pb = self._playback
-        pb.state = status.get("state", "stop")
-        pb.pos = int(_number(status.get("song"), pb.pos))
-        pb.elapsed = _number(status.get("elapsed"), 0.0)
-        pb.duration = _number(status.get("duration"), 0.0)
-        pb.seen_at = self._clock()
-        pb.lost_at = None
+        self._song_pos = int(_number(status.get("song"), self._song_pos))
         return status
 
     # --- ports.Player: each a command ---------------------------------------------
@@ -316,16 +270,15 @@ class MpdPlayer:
             if not added:
                 raise PlayerError(f"none of the {len(tracks)} tracks is in MPD's database; run `mpc update` "
                                   "or fix the stored playlist")
-            self._playback.queue = self._playback.queue[:first] + added
             if now:
                 await self._client.play(0)
                 self._paused_by_us = False
-            self._queue_version = (await self._observe()).get("playlist")
+            self._queue_version = (await self._status()).get("playlist")
 
     @command
     async def next(self) -> None:
         await self._client.next()
-        await self._observe()
+        await self._status()
 
     @command
     async def toggle_pause(self) -> None:
@@ -333,9 +286,34 @@ class MpdPlayer:
         self._paused_by_us = state == "play"  # before the command: the watcher must not take it for the owner's
         if state != "stop":
             await self._client.pause(int(state == "play"))
-        elif self._playback.queue:
-            await self._client.play(self._playback.pos)
-        await self._observe()
+        elif self._queue_version is not None:
+            await self._client.play(max(self._song_pos, 0))
+        await self._status()
+
+    @command
+    async def restore(self, tracks: list[Track], index: int, elapsed_s: float, paused: bool) -> None:
+        """Under the lock: unless MPD plays this queue in the wanted state (it carried on, from its own state file),
+        the queue loaded again if MPD lacks it, then tracks[index] (or the next one MPD has) from `elapsed_s`, or
+        the one after it if it would have ended by then; paused or not. Then the queue is ours."""
+        async with self._lock:
+            uris, wanted = [t.uri for t in tracks], "pause" if paused else "play"
+            files = [song["file"] for song in await self._client.playlistinfo()]
+            if files != uris or (await self._client.status()).get("state") != wanted:
+                if files != uris:
+                    files = await self._load(uris)
+                landed = _positions(uris, files)
+                present = [i for i in range(index, len(uris)) if i in landed]
+                if present:
+                    pos, elapsed = landed[present[0]], elapsed_s if present[0] == index else 0.0
+                    if elapsed >= _number((await self._client.playlistinfo(pos))[0].get("duration"), math.inf):
+                        pos, elapsed = pos + 1, 0.0
+                    if pos < len(files):
+                        await self._client.seek(pos, f"{elapsed:.1f}")
+                        if paused:
+                            await self._client.pause(1)
+                        log.info("restored MPD queue of %d tracks at #%d %.1fs (%s)", len(files), pos, elapsed, wanted)
+            self._paused_by_us = paused
+            self._queue_version = (await self._status()).get("playlist")  # ours (versions count afresh on a restart)
 
     @command
     async def set_volume(self, level: int) -> None:
@@ -353,11 +331,6 @@ class MpdPlayer:
         return None if level < 0 else level  # -1: an output without a mixer
 
     @command
-    async def current(self) -> Track | None:
-        song = await self._client.currentsong()
-        return _track(song) if song else None
-
-    @command
     async def like(self, track: Track) -> None:
         from mpd import CommandError
 
@@ -368,16 +341,16 @@ class MpdPlayer:
         if track.uri not in liked:
             await self._client.playlistadd(self.liked_playlist, track.uri)
 
-    async def wait_track_change(self) -> Track | OwnerTookOver | None:
-        """Block until another song plays (or playback stops). A lost connection is made again (and playback
-        restored) here, at the back-off's pace; while MPD is away or hung, each failed attempt raises
+    async def wait_track_change(self) -> Track | OwnerTookOver | BackendReturned | None:
+        """Block until another song plays (or playback stops). A lost connection is made again here, at the
+        back-off's pace, and reported as BackendReturned; while MPD is away or hung, each failed attempt raises
         PlayerUnavailable."""
         while True:
             if not self.connected:
                 await self.calls.wait_turn()  # outside the budget: the attempt itself gets all of it
             self._changed.clear()
             song = await self.calls(self._look)
-            if isinstance(song, OwnerTookOver):
+            if isinstance(song, OwnerTookOver | BackendReturned):
                 return song
             key = (song["file"], int(_number(song.get("pos"), 0))) if song else None
             if key != self._known:
@@ -385,12 +358,15 @@ class MpdPlayer:
                 return _track(song) if song else None
             await self._changed.wait()
 
-    async def _look(self) -> dict[str, Any] | OwnerTookOver:
-        """The song playing now ({} when stopped), with what should be playing updated from MPD's status; or what
-        another client did to our music."""
+    async def _look(self) -> dict[str, Any] | OwnerTookOver | BackendReturned:
+        """The song playing now ({} when stopped); or what another client did to our music; or, first after a new
+        connection, that MPD is back."""
         async with self._lock:  # not halfway through a restore or a play()
-            pos_before = self._playback.pos
-            status = await self._observe()
+            if self.calls.back:  # connected again after a failure (see the module's docstring)
+                self.calls.back = False
+                return BackendReturned()
+            pos_before = self._song_pos
+            status = await self._status()
             if (took_over := self._took_over(status)) is not None:
                 return took_over
             if status.get("state") == "stop":
@@ -399,7 +375,7 @@ class MpdPlayer:
                 # Mopidy plays a song it had prepared before play_next() deleted it, outside the queue, and then
                 # goes on at the queue's start: drop what already played there, so our next song follows.
                 await self._client.delete((0, pos_before + 1))
-                self._playback.queue, self._playback.pos = self._playback.queue[pos_before + 1:], -1
+                self._song_pos = -1
                 self._queue_version = (await self._client.status()).get("playlist")
             return await self._client.currentsong()
 
@@ -408,7 +384,6 @@ class MpdPlayer:
         if self._queue_version is None:  # nothing of ours plays
             return None
         if status.get("playlist") != self._queue_version:
-            self._playback.queue = []  # the owner's queue: never restored as ours
             what = "changed the queue"
         elif status.get("state") == "stop" and _number(status.get("song"), -1) >= 0:  # the queue's end has no song
             what = "stopped"
@@ -419,12 +394,6 @@ class MpdPlayer:
         self._queue_version = None
         log.info("MPD at %s: another client %s; the speaker yields", self.where, what)
         return OwnerTookOver(what)
-
-    def carry_over(self, old: MpdPlayer) -> None:
-        """What should be playing, as `old` saw it: the first connection checks it is still ours (restore)."""
-        if old.where == self.where:  # a copy: the old one's listener still notes when its connection ends
-            self._playback = replace(old._playback, queue=list(old._playback.queue))
-            self._paused_by_us = old._paused_by_us
 
     async def close(self) -> None:
         self._drop()

@@ -19,13 +19,15 @@ spotipy's own urllib3 retries are switched off (a plain requests.Session) so tha
 The owner's hand: our music is a list of URIs without a context. Another app pausing it, moving it to another
 device, or playing a context (a playlist, an album) or a track outside our list, is OwnerTookOver (once; then the
 music is the owner's until we play again). A track after our list's end is Spotify's autoplay, not the owner.
+
+Spotify back after failed polls is reported as BackendReturned: the Connect device may have lost its playback
+meanwhile (raspotify restarted, the network dropped); `restore` then starts the session's list again where it was.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -36,123 +38,44 @@ import spotipy
 from spotipy.exceptions import SpotifyException
 
 from moodspeaker.adapters.backend_call import BUDGET_S, BackendCalls, RateLimited, command, remaining
+from moodspeaker.adapters.spotify_answers import (
+    BadAnswer,
+    Forbidden,
+    forbidden,
+    playback_state,
+    refuse_unreadable,
+    retry_after,
+    spotify_message,
+    track_of,
+    translate,
+)
 from moodspeaker.adapters.spotify_auth import RELOGIN, REQUEST_TIMEOUT_S, HeadlessToken, make_auth_manager
 from moodspeaker.config import SpotifyConfig
-from moodspeaker.core.domain import OwnerTookOver, Track
-from moodspeaker.errors import MoodspeakerError, PlayerError, PlayerUnavailable
+from moodspeaker.core.domain import BackendReturned, OwnerTookOver, Track
+from moodspeaker.errors import PlayerError, PlayerUnavailable
 
 log = logging.getLogger(__name__)
 
 R = TypeVar("R")
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 8.0
-RETRY_AFTER_MAX_S = 86_400.0  # the longest rate limit believed (Spotify's are up to hours)
 PAGE_SIZE = 50  # Spotify answers 400 for a playlist page of more than 50 items
 START_URIS = 100  # the most track URIs one start-playback request carries
 TOP_UP_AHEAD = 2  # when the current track is this close to the end of what Spotify has, queue more
 TOP_UP_BATCH = 5  # tracks added to Spotify's queue per top-up (one request each)
 
 
-class BadAnswer(Exception):
-    """Spotify answered, but not with what the endpoint returns."""
-
-
-def _refuse_unreadable(response: requests.Response, *_args: Any, **_kwargs: Any) -> None:
-    """A requests response hook: a GET answered 200 with a body that is not JSON (a captive portal, a proxy's page)
-    is BadAnswer; spotipy would read it as None, which for GET /me/player means "nothing plays"."""
-    if response.request.method == "GET" and response.status_code == 200 and response.content.strip():
-        try:
-            response.json()
-        except ValueError:
-            raise BadAnswer(f"HTTP 200 with a body that is not JSON: {response.text[:60]!r}") from None
-
-
-class Forbidden(PlayerError):
-    """A 403; `why` is premium | login | other (for a playlist, other means one the account may not read)."""
-
-    def __init__(self, message: str, why: str) -> None:
-        super().__init__(message)
-        self.why = why
-
-
-def _track(item: Any) -> Track | None:
-    if not isinstance(item, dict) or item.get("type", "track") != "track" or item.get("is_local"):
-        return None
-    uri = item.get("uri")
-    if not isinstance(uri, str) or not uri:
-        return None
-    artists = item.get("artists")
-    names = [a.get("name", "") for a in artists if isinstance(a, dict)] if isinstance(artists, list) else []
-    return Track(uri=uri, title=str(item.get("name", "")), artist=", ".join(map(str, names)))
-
-
-def _playback_state(state: Any) -> dict[str, Any] | None:
-    """GET /me/player: None for nothing playing (204); a dict with a bool is_playing; else BadAnswer."""
-    if state is None:
-        return None
-    if not isinstance(state, dict) or not isinstance(state.get("is_playing"), bool):
-        raise BadAnswer(f"playback state without is_playing: {str(state)[:80]!r}")
-    progress = state.get("progress_ms")
-    if progress is not None and not isinstance(progress, int | float):
-        raise BadAnswer(f"playback state with progress_ms {progress!r}")
-    item = state.get("item")
-    if isinstance(item, dict) and item.get("type", "track") == "track" and not item.get("is_local") and (
-            _track(item) is None or not isinstance(item.get("duration_ms"), int | float)):
-        raise BadAnswer(f"playing item without a uri or duration: {str(item)[:80]!r}")
-    return state
-
-
-def _retry_after(exc: SpotifyException) -> float | None:
-    """The Retry-After header in seconds, at most RETRY_AFTER_MAX_S; None where there is no usable number (then the
-    back-off applies): "inf" or "1e400" would otherwise block Spotify until the player restarts."""
-    value = (exc.headers or {}).get("Retry-After")
-    try:
-        seconds = float(value) if value is not None else math.nan
-    except (TypeError, ValueError):
-        return None
-    return min(max(0.0, seconds), RETRY_AFTER_MAX_S) if math.isfinite(seconds) else None
-
-
-def _message(exc: SpotifyException) -> str:
-    """Spotify's error message without the request URL spotipy puts in front of it."""
-    return str(exc.msg).splitlines()[-1].strip()
-
-
-def _forbidden(what: str, exc: SpotifyException) -> Forbidden:
-    """Spotify's 403s, told apart: each has a different fix."""
-    message = _message(exc)
-    lowered = message.lower()
-    if exc.reason == "PREMIUM_REQUIRED" or "premium" in lowered:
-        return Forbidden(f"Spotify refused to {what} (403: {message}): the account needs Spotify Premium to control "
-                           "playback, and a development-mode app works only while its owner's Premium is active; "
-                           "renew Premium, then the speaker carries on by itself", "premium")
-    if "scope" in lowered or "registered" in lowered or "user may not" in lowered:
-        return Forbidden(f"Spotify refused to {what} (403: {message}): the login lacks a permission or the account "
-                           "is not in the app's User Management list (at most 5 users in development mode); add it "
-                           f"there if needed, then {RELOGIN}", "login")
-    return Forbidden(f"Spotify refused to {what} (403: {message}); if this keeps happening, {RELOGIN}", "other")
-
-
-def _translate(exc: Exception) -> MoodspeakerError | None:
-    """The boundary: what spotipy and requests raise, and what no rule in _call covers, leaves as ours."""
-    if isinstance(exc, BadAnswer):
-        return PlayerUnavailable(f"Spotify sent an answer the speaker cannot read ({exc})")
-    if isinstance(exc, SpotifyException):  # a refusal no rule covers (a like's 404 or 400)
-        return PlayerError(f"Spotify refused ({exc.http_status}: {_message(exc)})")
-    if isinstance(exc, requests.RequestException):
-        return PlayerUnavailable(f"Spotify could not be asked ({type(exc).__name__})")
-    return None
-
-
 class SpotifyPlayer:
     """The Player port on Spotify Connect. Build it with `SpotifyPlayer.from_config(config.spotify)`."""
+
+    fade_step_s = 0.5  # each volume step is one Web API request
 
     def __init__(self, client: spotipy.Spotify, token: HeadlessToken, device_name: str, *, poll_s: float = 2.0,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                  budget_s: float = BUDGET_S) -> None:
         self.client, self.token, self.device_name, self.poll_s = client, token, device_name, poll_s
         self.calls = BackendCalls("Spotify", first_s=BACKOFF_FIRST_S, max_s=BACKOFF_MAX_S, budget_s=budget_s,
-                                  translate=_translate, clock=clock, sleep=sleep)
+                                  translate=translate, clock=clock, sleep=sleep)
         self._lock = threading.Lock()  # one Web API conversation at a time (the session is shared)
         self._device_id: str | None = None
         self._last_uri: str | None = None  # the track last seen playing
@@ -170,7 +93,7 @@ class SpotifyPlayer:
         token = HeadlessToken(make_auth_manager(cfg))
         timeout = min(REQUEST_TIMEOUT_S, budget_s / 2)  # room for a second request (a repeat) within the budget
         session = requests.Session()
-        session.hooks["response"].append(_refuse_unreadable)
+        session.hooks["response"].append(refuse_unreadable)
         client = spotipy.Spotify(auth_manager=token, requests_session=session, requests_timeout=timeout)
         return cls(client, token, cfg.device_name, poll_s=cfg.poll_s, budget_s=budget_s)
 
@@ -192,7 +115,7 @@ class SpotifyPlayer:
         """Start `tracks` when the current track ends. Spotify cannot replace the rest of a queue, so the switch is
         made by wait_track_change(), which times its last poll to the end of the track (or sees a skip)."""
         state = await self._thread(self._playback)
-        if not state or not _track(state.get("item")):
+        if not state or not track_of(state.get("item")):
             await self.play(tracks)
         else:
             self._pending = list(tracks)
@@ -226,26 +149,38 @@ class SpotifyPlayer:
         return int(level) if isinstance(level, int | float) else None
 
     @command
-    async def current(self) -> Track | None:
-        state = await self._thread(self._playback)
-        track = _track(state.get("item")) if state else None
-        if track:
-            self._last_uri = track.uri
-        return track
-
-    @command
     async def like(self, track: Track) -> None:
         """PUT /me/library?uris=<track URI> (spotipy 2.26's current_user_saved_tracks_add)."""
         await self._thread(self._call, "save the track to your library", self.client.current_user_saved_tracks_add,
                            [track.uri])
 
-    async def wait_track_change(self) -> Track | OwnerTookOver | None:
+    @command
+    async def restore(self, tracks: list[Track], index: int, elapsed_s: float, paused: bool) -> None:
+        """A device on another track is left alone (it moved on, or the owner's hand is on it: the watcher tells).
+        One on tracks[index] plays on; a new backend (a reload) takes it as ours, the rest to start when it ends.
+        One without a track starts tracks[index:] `elapsed_s` in (Spotify moves on past the end), paused or not."""
+        state = await self._thread(self._playback)
+        if state and (item := track_of(state.get("item"))):
+            if not self._ours and item.uri == tracks[index].uri:
+                await self._thread(self._device)  # a move to the phone is seen from now on
+                self._started, self._last_uri, self._ours, self._paused = [item.uri], item.uri, True, paused
+                self._pending = tracks[index + 1:] or None
+            return
+        self._pending = None
+        await self._thread(self._play, [t.uri for t in tracks[index:]], round(elapsed_s * 1000))
+        if paused:
+            await self._thread(self._on_device, "pause", lambda d: self.client.pause_playback(device_id=d))
+            self._paused = True
+        log.info("spotify: restored the list at %s, %.1f s in", tracks[index].label, elapsed_s)
+
+    async def wait_track_change(self) -> Track | OwnerTookOver | BackendReturned | None:
         """Poll every `poll_s` (Spotify has no push) until another track plays (-> it) or playback stops (-> None),
         or the owner's hand is seen (-> OwnerTookOver, once). Each poll is a command; after a failed one the back-off
         is slept out first.
 
         With a play_next() list waiting, the track's end (or a skip, or a stop) starts that list instead.
-        The first track of a list play() started is reported at once.
+        The first track of a list play() started is reported at once; the first poll that works after failed ones
+        reports BackendReturned.
         """
         while True:
             for pause in (0.0, self.poll_s):  # a play() during the pause is seen before the next poll
@@ -255,7 +190,10 @@ class SpotifyPlayer:
                     return track
             await self.calls.wait_turn()
             state = await self.calls(self._thread, self._playback)
-            item = _track(state.get("item")) if state else None
+            if self.calls.back:
+                self.calls.back = False
+                return BackendReturned()
+            item = track_of(state.get("item")) if state else None
             stopped = item is None or (not state["is_playing"] and not self._paused and not state.get("progress_ms"))
             if self._ours and not stopped and (took_over := self._owners_hand(state, item.uri)):
                 self._ours, self._pending = False, None
@@ -293,12 +231,6 @@ class SpotifyPlayer:
         await self.calls(self._thread, self._play, [t.uri for t in tracks])
         return tracks[0]
 
-    def carry_over(self, old: SpotifyPlayer) -> None:
-        """The list `old` started, what it queues next, and whether the music is ours."""
-        self._started, self._before, self._rest = list(old._started), list(old._before), list(old._rest)
-        self._last_uri, self._pending = old._last_uri, list(old._pending) if old._pending else None
-        self._paused, self._ours = old._paused, old._ours
-
     async def close(self) -> None:
         for holder in (self.client, self.token.manager):
             session = getattr(holder, "_session", None)
@@ -334,8 +266,8 @@ class SpotifyPlayer:
             if exc.http_status == 401:
                 raise PlayerError(f"Spotify rejected the login while trying to {what} (401): {RELOGIN}") from None
             if exc.http_status == 403:
-                raise _forbidden(what, exc) from None
-            if exc.http_status == 429 and (wait := _retry_after(exc)) is not None:
+                raise forbidden(what, exc) from None
+            if exc.http_status == 429 and (wait := retry_after(exc)) is not None:
                 raise RateLimited(f"Spotify rate-limits this app for {wait:.0f} s (Retry-After); the speaker waits "
                                   "that long before asking again", wait) from None
             if exc.http_status == 429 or exc.http_status >= 500:
@@ -365,17 +297,19 @@ class SpotifyPlayer:
         try:
             return self._call(what, command, device)
         except SpotifyException as exc:
-            if exc.http_status != 404 or not (exc.reason == "NO_ACTIVE_DEVICE" or "device not found" in _message(exc).lower()):
-                raise PlayerError(f"Spotify refused to {what} ({exc.http_status}: {_message(exc)})") from None
+            reason = spotify_message(exc)
+            if exc.http_status != 404 or not (exc.reason == "NO_ACTIVE_DEVICE" or "device not found" in reason.lower()):
+                raise PlayerError(f"Spotify refused to {what} ({exc.http_status}: {reason})") from None
         log.info("spotify: no active device; transferring playback to %r", self.device_name)
         device = self._device(refresh=True)
         self._call("transfer playback to the speaker", self.client.transfer_playback, device, force_play=False)
         return self._call(what, command, device)
 
-    def _play(self, uris: list[str]) -> None:
-        """Start the first START_URIS; the rest wait in `_rest` for `_top_up`."""
+    def _play(self, uris: list[str], position_ms: int = 0) -> None:
+        """Start the first START_URIS (the first `position_ms` in); the rest wait in `_rest` for `_top_up`."""
         first = uris[:START_URIS]
-        self._on_device("start the mood playlist", lambda d: self.client.start_playback(device_id=d, uris=first))
+        self._on_device("start the mood playlist", lambda d: self.client.start_playback(
+            device_id=d, uris=first, position_ms=position_ms or None))
         self._started, self._before, self._rest = list(first), self._started, list(uris[START_URIS:])
         self._last_uri, self._paused, self._ours = first[0], False, True
 
@@ -395,7 +329,7 @@ class SpotifyPlayer:
         self._paused = playing
 
     def _playback(self) -> dict[str, Any] | None:
-        return _playback_state(self._call("read what is playing", self.client.current_playback))
+        return playback_state(self._call("read what is playing", self.client.current_playback))
 
     def _playlist_tracks(self, playlist: str) -> list[Track]:
         try:
@@ -407,7 +341,7 @@ class SpotifyPlayer:
                     raise BadAnswer(f"playlist page {str(page)[:80]!r}")
                 for entry in page.get("items", []):
                     # Spotify's newer playlist-item objects call it "item", older ones "track".
-                    track = _track(entry.get("item") or entry.get("track")) if isinstance(entry, dict) else None
+                    track = track_of(entry.get("item") or entry.get("track")) if isinstance(entry, dict) else None
                     if track:
                         tracks.append(track)
                 page = self._call("read the playlist", self.client.next, page) if page.get("next") else None
@@ -422,6 +356,6 @@ class SpotifyPlayer:
                 raise PlayerError(f"Spotify playlist {playlist!r} was not found (404): it does not exist, or it is one "
                                   "of Spotify's own (editorial or generated) playlists, which apps cannot read; copy "
                                   "it into a playlist of your own and put that one in [player] playlists") from None
-            raise PlayerError(f"Spotify playlist {playlist!r} cannot be read ({exc.http_status}: {_message(exc)}); check "
+            raise PlayerError(f"Spotify playlist {playlist!r} cannot be read ({exc.http_status}: {spotify_message(exc)}); check "
                               "[player] playlists (a spotify:playlist:... URI the logged-in account can see)") from None
         return tracks

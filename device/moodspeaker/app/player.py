@@ -34,12 +34,12 @@ from typing import Any
 
 from moodspeaker.adapters.backend_call import BUDGET_S
 from moodspeaker.config import VolumeConfig
-from moodspeaker.core.domain import ButtonAction, OwnerTookOver, Track
+from moodspeaker.core.domain import BackendReturned, ButtonAction, OwnerTookOver, Track
 from moodspeaker.core.feedback import rank
 from moodspeaker.core.mood import MoodEvent
 from moodspeaker.core.policy import MoodPolicy
 from moodspeaker.core.repeats import RepeatLog
-from moodspeaker.core.session import Command, Like, Next, PlaySwitch, QueueNext, Record, Session, SetPrivacy, TogglePause
+from moodspeaker.core.session import Command, Like, Next, PlaySwitch, Record, Restore, Session, SetPrivacy, TogglePause
 from moodspeaker.core.volume import VolumePlan
 from moodspeaker.errors import MoodspeakerError, PlayerError, PlayerUnavailable
 from moodspeaker.ports import FeedbackStore, MoodSource, Player
@@ -56,7 +56,6 @@ WATCH_SPAN_S = 120.0
 # fail cleanly; this is the backstop above that, for a command of several calls or a backend that hangs in a way
 # its adapter does not catch.
 CALL_TIMEOUT_S = BUDGET_S + 3.0
-FADE_STEP_S = {"mpd": 0.05, "spotify": 0.5}  # one volume step per this long while fading (Spotify: one request each)
 MOOD_BACKLOG = 32  # mood events waiting at most (a burst of datagrams must not keep the speaker switching)
 
 
@@ -102,8 +101,9 @@ class Failure:
     error: Exception
 
 
-# What reaches the loop; OwnerTookOver is the backend's report that another client took the music over.
-Message = MoodArrived | ButtonPressed | TrackChanged | OwnerTookOver | VolumeAsked | PrivacySet | Resume | Reload | Failure
+# What reaches the loop; OwnerTookOver and BackendReturned are the backend's reports beside track changes.
+Message = (MoodArrived | ButtonPressed | TrackChanged | OwnerTookOver | BackendReturned | VolumeAsked | PrivacySet | Resume
+           | Reload | Failure)
 
 
 def local_minute() -> int:
@@ -142,6 +142,7 @@ class PlayerService:
         self._stop = threading.Event()
         self._watcher: asyncio.Task[None] | None = None
         self._watch_beat = 0.0  # when the watcher last came back from the backend (time.monotonic: real time)
+        self._answered = asyncio.Event()  # set when the loop has handled a BackendReturned (made anew by run())
         self._retired: list[Player] = []  # backends replaced by a reload, closed by the loop
         self._repeats = RepeatLog()
         self._backend_failing = False  # last_error is the backend's
@@ -208,8 +209,6 @@ class PlayerService:
             self.volume_config, self.plan.rules = volume, volume.rules()
         self.feedback, self.backend = feedback, backend
         if player is not self.player:
-            if type(player) is type(self.player):  # the same kind of backend: it goes on with what the old one knew
-                player.carry_over(self.player)
             self._retired.append(self.player)
             self.player = player
 
@@ -221,7 +220,7 @@ class PlayerService:
 
     async def run(self, source: MoodSource | None = None) -> None:
         """Serve until stop(); then close the player. `source`: mood events, read by the loop when they wait."""
-        self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
+        self._loop, self._wake, self._answered = asyncio.get_running_loop(), asyncio.Event(), asyncio.Event()
         self._start_watching()
         if source is not None:
             self._loop.add_reader(source.fileno(), self._read_moods, source)
@@ -276,7 +275,9 @@ class PlayerService:
 
     async def _watch_tracks(self, player: Player) -> None:
         """Hand the backend's track changes to the loop. Each wait lasts at most watch_span_s (a longer track is
-        waited for again), so the heartbeat moves at least that often unless a call hangs past its cancel."""
+        waited for again), so the heartbeat moves at least that often unless a call hangs past its cancel. After a
+        BackendReturned it watches again only once the loop has answered it (what it sees before the restore, an
+        empty queue, is no track change)."""
         while True:
             self._watch_beat = time.monotonic()
             span = asyncio.timeout(self.watch_span_s)
@@ -292,14 +293,20 @@ class PlayerService:
                 self._submit(Failure(exc))
                 await asyncio.sleep(WATCH_RETRY_S)
                 continue
-            self._submit(report if isinstance(report, OwnerTookOver) else TrackChanged(report))
+            if not isinstance(report, BackendReturned):
+                self._submit(report if isinstance(report, OwnerTookOver) else TrackChanged(report))
+                continue
+            self._answered.clear()
+            self._submit(report)
+            await self._answered.wait()
 
     async def _stop_watching(self) -> None:
         """Cancel the track watcher and wait for it, at most one call's time limit: a backend that ignores the
         cancel (as Python 3.11's wait_for may) must not keep a reload or a stop waiting for ever."""
-        assert self._watcher is not None
-        self._watcher.cancel()
-        done, _ = await asyncio.wait({self._watcher}, timeout=self.call_timeout_s)
+        watcher, self._watcher = self._watcher, None
+        assert watcher is not None
+        watcher.cancel()
+        done, _ = await asyncio.wait({watcher}, timeout=self.call_timeout_s)
         if not done:
             log.error("player: watching %s did not stop when cancelled; left behind", self.backend)
 
@@ -333,6 +340,12 @@ class PlayerService:
                 if track is not None and self.session.tracks_started != before:
                     log.info("track: %s", track.label)
                 await self._execute(commands)
+            case BackendReturned():
+                self._recovered()
+                try:
+                    await self._execute(self.session.returned(now))
+                finally:
+                    self._answered.set()
             case OwnerTookOver(what):
                 self._recovered()
                 log.info("another client %s: the owner is in control until a button press or `moodspeaker resume`", what)
@@ -348,16 +361,20 @@ class PlayerService:
             case Reload():
                 await self._reload()
             case Failure(error):
+                if isinstance(error, PlayerUnavailable):
+                    self.session.backend_lost(now)
                 self._failed(error)
             case _:
                 raise TypeError(f"player: no handler for the message {message!r} (a bug)")
 
     async def _reload(self) -> None:
         """`on_reload` builds beside (in a thread) and swaps on success, saying how it went; meanwhile the loop
-        reports (the watchdog is fed). A new backend is watched instead of the old and gets what waits to play."""
+        reports (the watchdog is fed). A new backend is told what should be playing (unless it is of another kind:
+        the old one's tracks mean nothing to it; it starts the mood's music when it reports nothing playing), then
+        watched instead of the old."""
         if self._on_reload is None:
             return
-        before = self.player
+        before, kind = self.player, self.backend
         building = asyncio.ensure_future(self._on_reload())
         while not (await asyncio.wait({building}, timeout=TICK_S))[0]:
             self._report()
@@ -366,8 +383,9 @@ class PlayerService:
             self._failed(exc)
         if self.player is not before:
             await self._stop_watching()
+            if self.backend == kind:
+                await self._execute(self.session.returned(self._clock()))
             self._start_watching()
-            await self._execute(self.session.backend_replaced())
         await self._close_retired()
 
     async def _execute(self, commands: list[Command]) -> None:
@@ -401,8 +419,8 @@ class PlayerService:
                     await self._play(command)
                 case Next():
                     await self.player.next()
-                case QueueNext(tracks):
-                    await self.player.play_next(list(tracks))
+                case Restore(tracks, index, elapsed_s, paused):
+                    await self.player.restore(list(tracks), index, elapsed_s, paused)
                 case TogglePause():
                     await self.player.toggle_pause()
                 case Like(track):
@@ -443,7 +461,7 @@ class PlayerService:
         """Fade the current track out, start `tracks`, fade them in (VolumePlan.fade). A play that fails leaves the
         volume low; the plan still holds the level, and the next _keep_volume restores it."""
         self.plan.was_read(await self.player.volume())  # another client's volume is the level to come back to
-        fade_out, fade_in = self.plan.fade(self.volume_config.fade_s, FADE_STEP_S.get(self.backend, 0.1))
+        fade_out, fade_in = self.plan.fade(self.volume_config.fade_s, self.player.fade_step_s)
         await self._set_volumes(fade_out)
         await self.player.play(tracks)
         await self._set_volumes(fade_in)

@@ -51,6 +51,12 @@ class OwnerTookOver:
     what: str  # "stopped" | "paused" | "changed the queue"
 
 
+@dataclass(frozen=True)
+class BackendReturned:
+    """What a backend reports (instead of a track change) when it is reachable again after losing its connection,
+    and as a reload's new backend: what it plays now may not be what the session wants (Session.returned says)."""
+
+
 class ButtonAction(StrEnum):
     SKIP = "skip"  # skip press: next track, negative feedback
     PAUSE = "pause"  # skip hold: pause/resume

@@ -12,6 +12,13 @@ started, replaced or un-paused, and nothing is restarted when playback stops. Co
 press or `moodspeaker resume` (`resume`), or by itself when the owner's queue has run out and the speaker has
 been silent for `owner_quiet_s` (five minutes by default); then the current mood's music starts at once.
 
+What should be playing is the session's: the speaker's queue (what it asked the backend to play, in order), which
+of its tracks plays, and how far into it (the time it has played, not counting pauses). A backend that lost its
+connection and has it again, or a reload's new one, reports so (`returned`); the session then tells it what to
+play (`Restore`): the track that played, where it would be had it played on until the connection was lost (the
+music stopped then, at the latest), paused or not. A backend that carried on by itself is left alone; nothing is
+restored while the owner is in control or after the speaker's queue ran out.
+
 Privacy, who wins: the owner's latest choice (the like button held, `moodspeaker privacy`, Home Assistant) wins
 over quiet hours until the quiet window it was made in ends. Quiet hours with `quiet_camera_off` turn privacy on
 when they begin (unless the owner chose within this window) and off when they end only if they turned it on.
@@ -41,13 +48,6 @@ class Next:
 
 
 @dataclass(frozen=True)
-class QueueNext:
-    """Hand a new backend (after a reload) the tracks a mood queued after the current track, not started yet."""
-
-    tracks: tuple[Track, ...]
-
-
-@dataclass(frozen=True)
 class TogglePause:
     pass
 
@@ -70,7 +70,18 @@ class SetPrivacy:
     on: bool
 
 
-Command = PlaySwitch | Next | QueueNext | TogglePause | Like | Record | SetPrivacy
+@dataclass(frozen=True)
+class Restore:
+    """Make a backend that came back play `tracks` (the speaker's queue) from `index`, `elapsed_s` into that track,
+    paused or not; a backend that already plays this queue in that state carried on by itself and is left alone."""
+
+    tracks: tuple[Track, ...]
+    index: int
+    elapsed_s: float
+    paused: bool
+
+
+Command = PlaySwitch | Next | TogglePause | Like | Record | SetPrivacy | Restore
 
 
 @dataclass(frozen=True)
@@ -98,7 +109,12 @@ class Session:
         self.tracks_started = 0
         self._emotion_of: dict[str, str] = {}  # track URI -> the mood it was queued for
         self._expected_change: str | None = None  # "skip" or "switch": the next track change is ours, not an end
-        self.upcoming: tuple[Track, ...] = ()  # queued after the current track by a mood, not started yet
+        self.queue: tuple[Track, ...] = ()  # the speaker's queue as it asked the backend to play it
+        self._index: int | None = None  # which of `queue` plays (None: nothing of the speaker's queue plays)
+        self._played_s = 0.0  # how long the current track played until `_running_since` (or until paused)
+        self._running_since: float | None = None  # when it last started or resumed (None: paused or stopped)
+        self._pause_undo: tuple[float, float | None] | None = None  # the position before a pause, until it worked
+        self._lost_at: float | None = None  # when the backend was first found unreachable since it last answered
         self._camera_off_hours = False  # inside quiet hours that turn the camera off (as last told by `quiet_hours`)
         self._privacy_by_quiet_hours = False  # privacy is on because quiet hours turned it on
         self._owner_chose_in_window = False  # the owner set privacy within the current camera-off quiet window
@@ -136,7 +152,8 @@ class Session:
     def on_owner(self, took_over: OwnerTookOver) -> list[Command]:
         """Another client took over: the speaker yields (see the module docstring)."""
         self.owner, self._hand_back_at = took_over, None
-        self.upcoming, self._expected_change, self._emotion_of = (), None, {}  # what plays now is not ours to rate
+        self._expected_change, self._emotion_of = None, {}  # what plays now is not ours to rate
+        self.queue, self._index, self._lost_at = (), None, None  # nor ours to restore
         if self.playing is not None:
             self.playing = Playing(self.playing.track, None, self.playing.started_at)
         self.paused = took_over.what == "paused"
@@ -155,21 +172,54 @@ class Session:
         ended, reason = self.playing, self._expected_change
         if track is not None and ended is not None and reason is None and track.uri == ended.track.uri:
             return []  # the same track reported again (a reconnect, a new backend after a reload), not a change
-        self._expected_change = None
-        self.upcoming = ()
+        self._expected_change, self._lost_at = None, None
         commands: list[Command] = []
         if ended is not None and reason is None and ended.emotion is not None:
             commands.append(Record(ended.emotion, ended.track.uri, FULL_PLAY, wall))
         if track is None:
-            self.playing = None
+            self.playing, self._index, self._running_since = None, None, None
             if self.owner is not None:  # the owner's queue ran out: theirs until the quiet has passed
                 self._hand_back_at = now + self.owner_quiet_s
                 return commands
             return commands + self._switch(self.policy.on_queue_end(now))
         self._hand_back_at = None
         self.playing = Playing(track, self._emotion_of.get(track.uri), now)
+        self._index = self._find(track.uri)
+        self._played_s, self._running_since = 0.0, None if self.paused else now
         self.tracks_started += 1
         return commands
+
+    def _find(self, uri: str) -> int | None:
+        """Where `uri` is in the speaker's queue: the first place after the track before, else the first."""
+        places = [i for i, t in enumerate(self.queue) if t.uri == uri]
+        after = [i for i in places if self._index is None or i > self._index]
+        return (after or places or [None])[0]
+
+    def backend_lost(self, now: float) -> None:
+        """The backend could not be reached: music on it stopped by now, at the latest."""
+        if self._lost_at is None:
+            self._lost_at = now
+
+    def returned(self, now: float) -> list[Command]:
+        """The backend is back, or new after a reload: what it should play, if anything is the speaker's to play
+        (a mood's tracks queued after the current one included: a reload must not lose them)."""
+        lost_at, self._lost_at = self._lost_at, None
+        if self.owner is not None or self.playing is None or self._index is None:
+            return []
+        played = self._played(lost_at if lost_at is not None else now)
+        self._played_s, self._running_since = played, None if self.paused else now
+        return [Restore(self.queue, self._index, played, self.paused)]
+
+    def _played(self, at: float) -> float:
+        running = max(0.0, at - self._running_since) if self._running_since is not None else 0.0
+        return self._played_s + running
+
+    def _set_paused(self, paused: bool, now: float) -> None:
+        if paused and self._running_since is not None:
+            self._played_s, self._running_since = self._played(now), None
+        elif not paused and self._running_since is None and self.playing is not None:
+            self._running_since = now
+        self.paused = paused
 
     def on_action(self, action: ButtonAction, now: float, wall: float) -> list[Command]:
         if self.owner is not None and action != ButtonAction.PRIVACY:  # a press hands back; the owner's track is
@@ -182,7 +232,8 @@ class Session:
                 return [Record(playing.emotion, playing.track.uri, event, wall), Next()]
             return [Next()]
         if action == ButtonAction.PAUSE:
-            self.paused = not self.paused
+            self._pause_undo = (self._played_s, self._running_since)
+            self._set_paused(not self.paused, now)
             return [TogglePause()]
         if action == ButtonAction.LIKE:
             if playing is None:
@@ -217,19 +268,19 @@ class Session:
         self.privacy = on
         return [SetPrivacy(on)]
 
-    def backend_replaced(self) -> list[Command]:
-        """A reload brought a new backend: what a mood queued after the current track must not be lost."""
-        return [QueueNext(self.upcoming)] if self.upcoming else []
-
     def queued(self, switch: Switch, tracks: list[Track]) -> None:
         """The service carried out `switch` with these tracks in this order."""
         track_uris = [t.uri for t in tracks]
-        self.upcoming = () if switch.at_once else tuple(tracks)
+        if switch.at_once or self.playing is None:
+            self.queue, self._index = tuple(tracks), None  # its first track's start is reported next
+        else:  # after the current track: the backend's queue up to it, then these
+            head = self.queue[:self._index + 1] if self._index is not None else (self.playing.track,)
+            self.queue, self._index = head + tuple(tracks), len(head) - 1
         emotion = switch.selection.emotion
         if switch.at_once:
             self._emotion_of = dict.fromkeys(track_uris, emotion)
             self._expected_change = "switch" if self.playing else None
-            self.paused = False
+            self.paused, self._pause_undo = False, None
         else:
             keep = {self.playing.track.uri: self.playing.emotion} if self.playing and self.playing.emotion else {}
             self._emotion_of = {**dict.fromkeys(track_uris, emotion), **keep}
@@ -242,6 +293,8 @@ class Session:
             self._expected_change = None
         elif isinstance(command, TogglePause):
             self.paused = not self.paused
+            if self._pause_undo is not None:
+                self._played_s, self._running_since = self._pause_undo
 
     def _switch(self, switch: Switch | None) -> list[Command]:
         """A switch becomes a command, unless the owner is in control (the policy still follows the mood, so the
