@@ -105,6 +105,47 @@ def test_a_reload_keeps_the_track_privacy_and_counters_and_a_failed_one_keeps_th
     assert privacy_calls == [True]  # turned on once, never reset by a reload
 
 
+def test_a_reload_is_ready_only_once_the_new_backend_knows_what_plays_so_a_stop_right_after_is_the_owners(
+        mpd_server: MpdServer, tmp_path: Path) -> None:
+    """System check 24 failed once: the new backend was told what plays after READY, so an `mpc stop` right after
+    `systemctl reload` returned was undone by that restore. The restore now comes before READY."""
+    path = tmp_path / "config.toml"
+    path.write_text(player_config(tmp_path, mpd_server))
+    config = load_config(path)
+    daemon = Daemon("player", config)
+    state = lambda: json.loads((tmp_path / "player.json").read_text())  # noqa: E731
+    phases_while_settling: list[str] = []
+
+    async def settle() -> None:
+        phases_while_settling.append(state()["phase"])
+        await app.service.settle()
+
+    app = PlayerApp(config, on_iteration=daemon.runtime.iteration, pin_factory=MockFactory(),
+                    on_reload=lambda: daemon.reload_off_loop(build_setup, app.swap, app.discard, settle))
+    service = app.service
+
+    async def scenario() -> None:
+        service.send(mood("happy"))
+        await until(lambda: service.session.tracks_started == 1)
+        service.request_reload()
+        await until(lambda: state()["reloads"] == 1)  # READY: what `systemctl reload` waits for
+        client = mpd.MPDClient()
+        client.connect(mpd_server.host, mpd_server.port)
+        client.stop()  # the owner's phone, at once
+        client.disconnect()
+        await until(lambda: service.status()["control"] == "owner (stopped from another client)")
+
+    try:
+        serve(service, scenario, stop_within=10)
+    finally:
+        app.close()
+    assert phases_while_settling == ["reloading"]
+    client = mpd.MPDClient()
+    client.connect(mpd_server.host, mpd_server.port)
+    assert client.status()["state"] == "stop"
+    client.disconnect()
+
+
 class StuckPlayer:
     """An in-memory backend whose commands never answer (a hung MPD, a Spotify stuck in Retry-After)."""
 

@@ -20,7 +20,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, TypeVar
@@ -317,15 +317,23 @@ class Daemon:
         return self._swap(*built, swap, discard)
 
     async def reload_off_loop(self, build: Callable[[Config], S], swap: Callable[[S], None],
-                              discard: Callable[[S], None] | None = None) -> bool:
+                              discard: Callable[[S], None] | None = None,
+                              settle: Callable[[], Awaitable[None]] | None = None) -> bool:
         """`reload` for an asyncio daemon: the config is read and the setup built in a worker thread (a feedback
-        database's check, a model's proof take seconds), and swapped in on the loop."""
+        database's check, a model's proof take seconds), and swapped in on the loop. `settle` (it must not raise)
+        lets the new setup take over before READY: the player tells a new backend what should be playing, so that
+        `systemctl reload` returns once it has (another client's stop right after is then seen as the owner's)."""
         self.runtime.reloading()
         try:
-            built = await asyncio.to_thread(self._build, build)
+            fresh, new = await asyncio.to_thread(self._build, build)
         except Exception as exc:
             return self._build_failed(exc)
-        return self._swap(*built, swap, discard)
+        if not self._swapped_in(new, swap, discard):
+            return False
+        if settle is not None:
+            await settle()
+        self._reloaded(fresh)
+        return True
 
     def _build(self, build: Callable[[Config], S]) -> tuple[Config, S]:
         fresh = load_config(self.config.source)
@@ -339,6 +347,12 @@ class Daemon:
         return False
 
     def _swap(self, fresh: Config, new: S, swap: Callable[[S], None], discard: Callable[[S], None] | None) -> bool:
+        if not self._swapped_in(new, swap, discard):
+            return False
+        self._reloaded(fresh)
+        return True
+
+    def _swapped_in(self, new: S, swap: Callable[[S], None], discard: Callable[[S], None] | None) -> bool:
         try:
             swap(new)
         except Exception as exc:  # a swap must never leave the daemon in "reloading": systemctl reload would hang
@@ -350,9 +364,11 @@ class Daemon:
                     log.exception("%s: closing the new setup that failed to swap in failed too", self.name)
             self.runtime.reloaded(False, f"swapping in the new setup failed: {describe_error(exc)}")
             return False
+        return True
+
+    def _reloaded(self, fresh: Config) -> None:
         self.config = fresh
         self.runtime.reloaded(True)
-        return True
 
     def __enter__(self) -> Daemon:
         return self

@@ -144,6 +144,7 @@ class PlayerService:
         self._watch_beat = 0.0  # when the watcher last came back from the backend (time.monotonic: real time)
         self._answered = asyncio.Event()  # set when the loop has handled a BackendReturned (made anew by run())
         self._retired: list[Player] = []  # backends replaced by a reload, closed by the loop
+        self._replaced_kind: str | None = None  # a reload's new backend is not settled yet: the old one's kind
         self._repeats = RepeatLog()
         self._backend_failing = False  # last_error is the backend's
         self.mood_heard_at: float | None = None  # when the last mood event arrived (vision is seen)
@@ -207,10 +208,23 @@ class PlayerService:
         self.session.reconfigure(policy, early_skip_s)
         if volume is not None:
             self.volume_config, self.plan.rules = volume, volume.rules()
-        self.feedback, self.backend = feedback, backend
         if player is not self.player:
+            self._replaced_kind = self._replaced_kind or self.backend
             self._retired.append(self.player)
             self.player = player
+        self.feedback, self.backend = feedback, backend
+
+    async def settle(self) -> None:
+        """A new backend `replace` brought is told what should be playing (unless it is of another kind: the old
+        one's tracks mean nothing to it; it starts the mood's music when it reports nothing playing), then watched
+        instead of the old. From the reload before READY (Daemon.reload_off_loop), else when the reload is over."""
+        if self._replaced_kind is None:
+            return
+        kind, self._replaced_kind = self._replaced_kind, None
+        await self._stop_watching()
+        if self.backend == kind:
+            await self._execute(self.session.returned(self._clock()))
+        self._start_watching()
 
     def retire(self, player: Player) -> None:
         """Close `player` (a backend never used: a reload that failed to swap in) at the loop's next turn."""
@@ -369,23 +383,16 @@ class PlayerService:
 
     async def _reload(self) -> None:
         """`on_reload` builds beside (in a thread) and swaps on success, saying how it went; meanwhile the loop
-        reports (the watchdog is fed). A new backend is told what should be playing (unless it is of another kind:
-        the old one's tracks mean nothing to it; it starts the mood's music when it reports nothing playing), then
-        watched instead of the old."""
+        reports (the watchdog is fed). A new backend is settled (`settle`) if on_reload did not."""
         if self._on_reload is None:
             return
-        before, kind = self.player, self.backend
         building = asyncio.ensure_future(self._on_reload())
         while not (await asyncio.wait({building}, timeout=TICK_S))[0]:
             self._report()
         if (exc := building.exception()) is not None:  # a bug while swapping: report it, keep serving
             log.error("player: reload failed", exc_info=exc)
             self._failed(exc)
-        if self.player is not before:
-            await self._stop_watching()
-            if self.backend == kind:
-                await self._execute(self.session.returned(self._clock()))
-            self._start_watching()
+        await self.settle()
         await self._close_retired()
 
     async def _execute(self, commands: list[Command]) -> None:

@@ -144,7 +144,8 @@ async def run_together(config: Config, source: Path | None, daemon: Daemon, *, w
     with daemon.signals_on_loop():
         app = await asyncio.to_thread(
             PlayerApp, config, on_iteration=on_iteration, on_privacy=privacy, camera_on=camera_on,
-            on_reload=lambda: daemon.reload_off_loop(build_both, swap_both), runtime_dir=runtime_dir,
+            on_reload=lambda: daemon.reload_off_loop(build_both, swap_both, settle=app.service.settle),
+            runtime_dir=runtime_dir,
             call_timeout_s=CALL_TIMEOUT_S if call_timeout_s is None else call_timeout_s)
         vision = VisionService(lambda: build_seeing(config), on_iteration=on_vision_iteration)
         daemon.on_stop, daemon.on_reload = app.service.stop, app.service.request_reload

@@ -63,7 +63,7 @@ async def _serve(daemon: Daemon) -> None:
     with daemon.signals_on_loop():
         app = await asyncio.to_thread(
             PlayerApp, config, on_iteration=daemon.runtime.iteration, on_privacy=privacy.set,
-            on_reload=lambda: daemon.reload_off_loop(build_setup, app.swap, app.discard),
+            on_reload=lambda: daemon.reload_off_loop(build_setup, app.swap, app.discard, app.service.settle),
             camera_on=vision_captures(config.service.runtime_dir, fresh_s=3 * config.service.status_interval + 2),
             call_timeout_s=call_timeout(daemon.runtime.watchdog_interval), runtime_dir=config.service.runtime_dir)
         daemon.on_stop, daemon.on_reload = app.service.stop, app.service.request_reload
