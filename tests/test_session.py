@@ -292,3 +292,21 @@ def test_nothing_is_restored_while_the_owner_is_in_control_after_the_queue_ran_o
     play(s, "happy", 0.0, ["h1"])
     s.on_track(None, 200.0, 200.0)  # ran out; the policy's new music is not queued yet
     assert s.returned(201.0) == []
+
+
+def test_music_a_mood_just_started_is_restored_before_its_first_track_is_reported() -> None:
+    """A reload (or a reconnect) in the moment between a mood's play and the report of its first track: the new
+    backend was told nothing, so it never took the queue as ours, and another client's stop right after went
+    unseen (system check 24, now and then). With music before and from silence."""
+    from dataclasses import replace
+
+    from moodspeaker.core.session import Restore
+
+    for playing_before in (True, False):
+        s = session(cooldown_s=0.0)
+        if playing_before:
+            play(s, "happy", 0.0, ["h1", "h2"])
+        (command,) = s.on_mood("sad", 0.9, 50.0)
+        assert isinstance(command, PlaySwitch)
+        s.queued(replace(command.switch, at_once=True), [Track("s1"), Track("s2")])
+        assert s.returned(51.0) == [Restore((Track("s1"), Track("s2")), 0, 0.0, False)]

@@ -595,8 +595,14 @@ class SystemTest:
 
     def check_24_the_owner_stops_the_music_and_it_stays_stopped(self) -> str:
         wait_for("MPD playing", self.playing, 120)
+        since = self.sh("date '+%Y-%m-%d %H:%M:%S'").stdout.strip()
         self.mpc("stop")  # another client: the owner's phone
-        wait_for("status says the owner is in control", lambda: str(self.status().get("control")).startswith("owner"), 15)
+        try:
+            wait_for("status says the owner is in control",
+                     lambda: str(self.status().get("control")).startswith("owner"), 15)
+        except Failed as exc:
+            raise Failed(f"{exc}; mpc: {self.mpc()}; the player since the stop:\n"
+                         f"{self.journal('moodspeaker-player', f'--since {since!r}')[-2500:]}") from None
         changes = self._player_status().get("mood_changes", 0)
         wait_for("a mood change", lambda: self._player_status().get("mood_changes", 0) > changes, 180)
         time.sleep(3)

@@ -204,7 +204,7 @@ class Session:
         """The backend is back, or new after a reload: what it should play, if anything is the speaker's to play
         (a mood's tracks queued after the current one included: a reload must not lose them)."""
         lost_at, self._lost_at = self._lost_at, None
-        if self.owner is not None or self.playing is None or self._index is None:
+        if self.owner is not None or self._index is None:
             return []
         played = self._played(lost_at if lost_at is not None else now)
         self._played_s, self._running_since = played, None if self.paused else now
@@ -271,8 +271,8 @@ class Session:
     def queued(self, switch: Switch, tracks: list[Track]) -> None:
         """The service carried out `switch` with these tracks in this order."""
         track_uris = [t.uri for t in tracks]
-        if switch.at_once or self.playing is None:
-            self.queue, self._index = tuple(tracks), None  # its first track's start is reported next
+        if switch.at_once or self.playing is None:  # the first plays now: ours to restore before it is reported
+            self.queue, self._index, self._played_s, self._running_since = tuple(tracks), 0, 0.0, None
         else:  # after the current track: the backend's queue up to it, then these
             head = self.queue[:self._index + 1] if self._index is not None else (self.playing.track,)
             self.queue, self._index = head + tuple(tracks), len(head) - 1
