@@ -235,3 +235,20 @@ def test_a_leaning_head_is_found_on_the_turned_frame_and_tracked_at_its_roll(fer
     first = next(i for i, boxes in enumerate(found) if boxes)
     assert first < search_frames
     assert all(len(boxes) == 1 and _on_face(boxes[0], 300, 180, 80) for boxes in found[first:])
+
+
+def test_a_point_of_the_turned_frame_maps_back_to_where_it_was() -> None:
+    """The box of a face found on the turned frame is placed by `_unturned`, the inverse of the pixels `_turned_pixels`
+    shows: a marked pixel, turned either way, maps back to within a pixel of where it was; the centre stays."""
+    from moodspeaker.adapters.haar_detector import _turned_pixels, _unturned
+
+    height, width = 61, 80
+    for turn in (1, -1):
+        index = _turned_pixels(height, width, turn)
+        for y, x in [(30, 39), (5, 60), (50, 12), (20, 20)]:
+            frame = np.zeros((height, width), np.uint8)
+            frame[y, x] = 255
+            (ty, tx), *_ = np.argwhere(np.take(frame, index).reshape(height, width) == 255)
+            back_x, back_y = _unturned(float(tx), float(ty), height, width, turn)
+            assert abs(back_x - x) <= 1 and abs(back_y - y) <= 1
+    assert _unturned((width - 1) / 2, (height - 1) / 2, height, width, 1) == ((width - 1) / 2, (height - 1) / 2)

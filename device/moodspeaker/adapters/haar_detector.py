@@ -224,12 +224,17 @@ class HaarFaceDetector:
 def _turned_pixels(height: int, width: int, turn: int) -> np.ndarray:
     """For each pixel of an image of this size turned `turn` ways about its centre, the flat index of the pixel it
     shows (the nearest; edges repeated). Integer arithmetic on twice the offsets from the centre: exact everywhere."""
-    y2 = 2 * np.arange(height, dtype=np.int64)[:, None] - (height - 1)
-    x2 = 2 * np.arange(width, dtype=np.int64)[None, :] - (width - 1)
-    d = 2 * TURN_HYP
-    x = (TURN_COS * x2 - turn * TURN_SIN * y2 + TURN_HYP * width) // d  # floor(x' + 1/2): the nearest pixel
-    y = (turn * TURN_SIN * x2 + TURN_COS * y2 + TURN_HYP * height) // d
-    return (np.clip(y, 0, height - 1) * width + np.clip(x, 0, width - 1)).ravel()
+    y2 = (2 * np.arange(height, dtype=np.int32) - (height - 1))[:, None]
+    x2 = (2 * np.arange(width, dtype=np.int32) - (width - 1))[None, :]
+    x = TURN_COS * x2 - turn * TURN_SIN * y2 + TURN_HYP * width  # in place from here: two frame-sized arrays at most
+    x //= 2 * TURN_HYP  # floor(x' + 1/2): the nearest pixel
+    np.clip(x, 0, width - 1, out=x)
+    y = turn * TURN_SIN * x2 + TURN_COS * y2 + TURN_HYP * height
+    y //= 2 * TURN_HYP
+    np.clip(y, 0, height - 1, out=y)
+    y *= width
+    y += x
+    return y.ravel()
 
 
 def _unturned(x: float, y: float, height: int, width: int, turn: int) -> tuple[float, float]:
