@@ -169,8 +169,7 @@ class SpotifyPlayer:
         self._pending = None
         await self._thread(self._play, [t.uri for t in tracks[index:]], round(elapsed_s * 1000))
         if paused:
-            await self._thread(self._on_device, "pause", lambda d: self.client.pause_playback(device_id=d))
-            self._paused = True
+            await self._thread(self._pause, True)
         log.info("spotify: restored the list at %s, %.1f s in", tracks[index].label, elapsed_s)
 
     async def wait_track_change(self) -> Track | OwnerTookOver | BackendReturned | None:
@@ -323,10 +322,13 @@ class SpotifyPlayer:
             self._started.append(uri)
 
     def _toggle_pause(self) -> None:
-        playing = bool((state := self._playback()) and state.get("is_playing"))
-        command = self.client.pause_playback if playing else self.client.start_playback
-        self._on_device("pause" if playing else "resume", lambda d: command(device_id=d))
-        self._paused = playing
+        self._pause(bool((state := self._playback()) and state.get("is_playing")))
+
+    def _pause(self, pause: bool) -> None:
+        """Pause the device, or resume it."""
+        command = self.client.pause_playback if pause else self.client.start_playback
+        self._on_device("pause" if pause else "resume", lambda d: command(device_id=d))
+        self._paused = pause
 
     def _playback(self) -> dict[str, Any] | None:
         return playback_state(self._call("read what is playing", self.client.current_playback))
