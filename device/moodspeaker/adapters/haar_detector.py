@@ -105,8 +105,7 @@ class HaarFaceDetector:
             raise DetectorError(f"{self.cascade_path}: not a readable Haar cascade XML")
         self._last: Box | None = None
         self._turn = 0  # the way the last face was found: upright (0), on the frame turned one way (1) or the other (-1)
-        self._next_turn = 1  # the way the next search turns the frame
-        self._searches = 0  # searches for faces missed upright (TURN_EVERY-th of them turns the frame)
+        self._searches = 0  # searches for faces missed upright (every TURN_EVERY-th turns the frame, each way in turn)
         self._since_full = 0
         self._since_fine = 0
         self._frame = 0
@@ -179,8 +178,7 @@ class HaarFaceDetector:
         self._searches += 1
         if self._searches % TURN_EVERY:
             return ()
-        self._next_turn = -self._next_turn
-        return (self._next_turn,)
+        return ((-1) ** (self._searches // TURN_EVERY),)
 
     def _around(self, gray: np.ndarray, last: Box, turn: int) -> list[Box]:
         pad_x, pad_y = round(last.w * self.config.track_margin), round(last.h * self.config.track_margin)
