@@ -80,6 +80,17 @@ def test_the_crop_box_is_the_mean_of_the_tracks_jittering_boxes() -> None:
     assert got[0] == boxes[0] and got[-1] == Box(101, 80, 73, 73)
 
 
+def test_a_box_that_flickers_in_size_is_still_the_same_face(faces: np.ndarray) -> None:
+    """The detector's box on one face flickers by a step or two of its scan (a lamp-lit 48 px face: 44, 50, 51, then
+    38 px): measured against the track's mean box it is the same face, not a jump that starts fusion over and leaves
+    the face uncounted for frames (which also restarts the smoother's dwell)."""
+    fuser = CropFuser(FusionParams(confirm_frames=3))
+    for i, side in enumerate((44, 44, 53)):
+        _feed(fuser, i / 10, faces[1], Box(300, 80, side, side))
+    flicker = _feed(fuser, 0.3, faces[1], Box(302, 82, 40, 40))  # 53 / 40 = 1.33 from the last box, 1.18 from the mean
+    assert flicker.restarted is None and flicker.confirmed and flicker.frames == 4
+
+
 def test_a_face_is_confirmed_after_confirm_frames_in_a_row(faces: np.ndarray) -> None:
     fuser = CropFuser(FusionParams(confirm_frames=3))
     assert [_feed(fuser, i / 10, faces[2]).confirmed for i in range(4)] == [False, False, True, True]

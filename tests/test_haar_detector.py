@@ -205,36 +205,38 @@ def test_a_box_hanging_below_a_face_just_found_is_not_a_face(fer_tiny: Path) -> 
         assert unchecked.detect(below) == [alone]
 
 
-def _leaning(face: np.ndarray, roll: float, noise_seed: int) -> np.ndarray:
-    """The face turned by `roll` degrees, 80 px at (300, 180) of a 640x480 room, fresh σ2 noise per frame."""
+def _leaning(face: np.ndarray, roll: float, noise_seed: int, side: int) -> np.ndarray:
+    """The face turned by `roll` degrees, `side` px at (300, 180) of a 640x480 room, fresh σ2 noise per frame."""
     from moodspeaker_train.scenes import paste_face, room
 
     scene = room(np.random.default_rng(1), 640, 480).astype(np.float32)
     turned = cv2.warpAffine(face, cv2.getRotationMatrix2D((24, 24), roll, 1.0), (48, 48), borderMode=cv2.BORDER_REPLICATE)
-    paste_face(scene, turned, 300, 180, 80)
+    paste_face(scene, turned, 300, 180, side)
     noise = np.random.default_rng(noise_seed).normal(0, 2, scene.shape)
     return np.clip(np.rint(scene + noise), 0, 255).astype(np.uint8)
 
 
-def test_a_leaning_head_is_found_on_the_turned_frame_and_tracked_at_its_roll(fer_tiny: Path) -> None:
-    """A val face the cascade finds upright, leaning 15 degrees: upright passes alone never box it. The search with
-    nobody in view turns the frame every TURN_EVERY-th time, one way then the other, so it is found within a few
-    searches; the tracker then follows it at its roll, through the whole-frame scans every `full_every` frames too."""
+@pytest.mark.parametrize("side", [80, 36], ids=["coarse pass", "fine pass"])
+def test_a_leaning_head_is_found_on_the_turned_frame_and_tracked_at_its_roll(fer_tiny: Path, side: int) -> None:
+    """A val face the cascade finds upright, leaning 15 degrees: upright passes alone never box it, near (80 px) or on
+    the sofa (36 px, the fine pass's). The search with nobody in view turns the frame every TURN_EVERY-th time, one way
+    then the other, so it is found within a few searches; the tracker then follows it at its roll, through the
+    whole-frame scans every `full_every` frames too."""
     import moodspeaker.adapters.haar_detector as haar
 
     with np.load(fer_tiny / "val.npz") as data:
         face = data["images"][1]
-    assert _on_face(HaarFaceDetector(DetectorConfig(track=False)).detect(_leaning(face, 0, 0))[0], 300, 180, 80)
+    assert _on_face(HaarFaceDetector(DetectorConfig(track=False)).detect(_leaning(face, 0, 0, side))[0], 300, 180, side)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(HaarFaceDetector, "_turns", lambda self: ())
-        assert HaarFaceDetector(DetectorConfig(track=False)).detect(_leaning(face, -15, 0)) == []
+        assert HaarFaceDetector(DetectorConfig(track=False)).detect(_leaning(face, -15, 0, side)) == []
     config = DetectorConfig(track=True)
     detector = HaarFaceDetector(config)
     search_frames = 2 * haar.TURN_EVERY * config.fine_every  # both ways turned once
-    found = [detector.detect(_leaning(face, -15, seed)) for seed in range(search_frames + 3 * config.full_every)]
+    found = [detector.detect(_leaning(face, -15, seed, side)) for seed in range(search_frames + 3 * config.full_every)]
     first = next(i for i, boxes in enumerate(found) if boxes)
     assert first < search_frames
-    assert all(len(boxes) == 1 and _on_face(boxes[0], 300, 180, 80) for boxes in found[first:])
+    assert all(len(boxes) == 1 and _on_face(boxes[0], 300, 180, side) for boxes in found[first:])
 
 
 def test_a_point_of_the_turned_frame_maps_back_to_where_it_was() -> None:

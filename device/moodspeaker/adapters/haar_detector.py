@@ -24,8 +24,11 @@ A head on the sofa leans: the frontal cascade was trained on upright faces and m
 resting on a hand, looking down sideways; the tests' val face leaning 15 degrees is never boxed upright). When the
 upright passes find nobody, the search also scans the frame turned by 12.7 degrees (sin 9/41: the turn is integer
 arithmetic and the nearest pixel, so ARM and x86 turn the same pixels), one way then the other on every TURN_EVERY-th
-search (both, every time, with tracking off), and the tracker follows a face found that way at its turn. Its box is
-the upright square around the turned one; the model reads tilted faces (it was trained on FER2013's).
+search (both, every time, with tracking off): the coarse pass, then, if it runs, the fine pass, each after its upright
+scan; the tracker follows a face found that way at its turn. Its box is the upright square around the turned one; the
+model reads tilted faces (it was trained on FER2013's). The tracker looks for a face smaller than FINE_BELOW_PX on its
+margin enlarged by FINE_UPSCALE, as the fine pass found it: at the frame's own size it lost the tests' leaning
+36 px face again within frames.
 """
 
 from __future__ import annotations
@@ -59,7 +62,11 @@ TURN_SIN, TURN_COS, TURN_HYP = 9, 40, 41  # the search's turn of the frame: sin 
 # added went to faces already reached, or to a face still found too seldom to hold a mood (seed 17's lamp-lit sad face,
 # 2 -> 23 of 40 frames). Whole 640x480 frames (`moodspeaker-train living-room`, 600 val faces in synthetic rooms,
 # tracking off: both turns): 120 px faces found 78% -> 86%, moods right 0.510 -> 0.565; 72 px 75% -> 85%, 0.472 -> 0.525;
-# still no face in empty rooms. Smaller faces would need the turn enlarged, as the fine pass is (18 ms here): not done
+# still no face in empty rooms. The fine pass turned too (turned, then enlarged: 18 ms at 640x480 here, 0.7 ms a frame
+# on the demo clip), with small faces tracked enlarged: sofa clips seeds 17-20, full light 36 px faces reached 44 -> 47
+# of 64 (frames with the face boxed 1744 -> 1840), lamp-lit 48 px 39 -> 38 (1760 -> 1846), 72 px clips unchanged;
+# wrong moods 13 -> 13; boxes on no face 7 -> 14 of about 7,700 (a 26 px mouth inside a face the coarse pass lost,
+# tracked for 0.7 s at a clip's end, 1 frame of it counted)
 TURN_EVERY = 2  # every this many searches turn the frame: a turn costs what the upright coarse pass costs (10 ms at
 # 640x480 here); on the demo clip 0.35 ms a frame on average
 TRACK_SCALE_RANGE = 1.3  # the tracked search looks for faces between 1/1.3 and 1.3 times the last one: fusion
@@ -146,7 +153,8 @@ class HaarFaceDetector:
     def _full(self, gray: np.ndarray) -> tuple[list[Box], int]:
         """The faces and the turn they were found at. The upright coarse pass for faces of FINE_BELOW_PX and up;
         only if it finds none (the largest face is the one that counts) and, while tracking finds nobody, every
-        `fine_every` frames: the coarse pass on the frame turned (`_turns`), then the fine pass for smaller faces."""
+        `fine_every` frames: the coarse pass on the frame turned (`_turns`), then the fine pass for smaller faces,
+        upright and turned."""
         cfg = self.config
         short = min(gray.shape)
         lo, hi = max(round(short * cfg.min_size), CASCADE_WINDOW_PX), round(short * cfg.max_size)
@@ -160,15 +168,20 @@ class HaarFaceDetector:
         if cfg.track and self._last is None and self._since_fine < cfg.fine_every:
             return faces, 0
         self._since_fine = 0
+        turns = self._turns()
         if hi >= FINE_BELOW_PX:
-            for turn in self._turns():
+            for turn in turns:
                 turned, _ = self._scan(gray, max(lo, FINE_BELOW_PX), hi, turn=turn)
                 if turned:
                     return turned, turn
         if lo >= FINE_BELOW_PX:
             return [], 0
-        small, _ = self._scan(gray, lo, min(FINE_BELOW_PX, hi), FINE_UPSCALE)
-        return [b for b in small if not any(_part_of(b, face) for face, _ in self._near)], 0
+        for turn in (0, *turns):
+            small, _ = self._scan(gray, lo, min(FINE_BELOW_PX, hi), FINE_UPSCALE, turn=turn)
+            small = [b for b in small if not any(_part_of(b, face) for face, _ in self._near)]
+            if small:
+                return small, turn
+        return [], 0
 
     def _turns(self) -> tuple[int, ...]:
         """The ways this search turns the frame: every TURN_EVERY-th search one way, the next time the other;
@@ -186,26 +199,29 @@ class HaarFaceDetector:
         x1, y1 = min(last.x + last.w + pad_x, gray.shape[1]), min(last.y + last.h + pad_y, gray.shape[0])
         side = max(last.w, last.h)
         lo = max(round(side / TRACK_SCALE_RANGE), CASCADE_WINDOW_PX)
-        faces, _ = self._scan(gray[y0:y1, x0:x1], lo, max(round(side * TRACK_SCALE_RANGE), lo), turn=turn)
+        scale = FINE_UPSCALE if side < FINE_BELOW_PX else None  # a small face is looked for enlarged, as the fine pass does
+        faces, _ = self._scan(gray[y0:y1, x0:x1], lo, max(round(side * TRACK_SCALE_RANGE), lo), scale, turn)
         return [Box(b.x + x0, b.y + y0, b.w, b.h) for b in faces]
 
     def _scan(self, gray: np.ndarray, min_side: int, max_side: int, scale: float | None = None,
               turn: int = 0) -> tuple[list[Box], list[Box]]:
         """Faces between min_side and max_side px, found on a copy resized by `scale`: by default so that the
         smallest is scanned at SCAN_MIN_FACE_PX (never enlarged), so the cost depends on the face sizes wanted,
-        not on the frame's resolution. Shrunk by area averaging, enlarged bit-exact linear, then turned one way (`turn`
-        1) or the other (-1) if asked; the boxes are then the upright ones around the turned boxes' centres. Also the
-        near-faces: areas that more than NEAR_NEIGHBORS but at most `min_neighbors` of the cascade's windows accepted."""
+        not on the frame's resolution. Shrunk by area averaging or enlarged bit-exact linear, and turned one way (`turn`
+        1) or the other (-1) if asked, at the smaller of the two sizes; the boxes are then the upright ones around the
+        turned boxes' centres. Also the near-faces: areas that more than NEAR_NEIGHBORS but at most `min_neighbors` of
+        the cascade's windows accepted."""
         if scale is None:
             scale = min(1.0, SCAN_MIN_FACE_PX / max(min_side, 1))
         lo, hi = max(round(min_side * scale), 1), max(round(max_side * scale), 1)
         try:
             if scale < 1.0:
                 gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-            elif scale > 1.0:
-                gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR_EXACT)
+            turned_shape = gray.shape  # turned at the smaller of the two sizes: the enlarged copy has scale² the pixels
             if turn:
-                gray = np.take(gray, _turned_pixels(*gray.shape, turn)).reshape(gray.shape)
+                gray = np.take(gray, _turned_pixels(*turned_shape, turn)).reshape(turned_shape)
+            if scale > 1.0:
+                gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR_EXACT)
             found, hits = self._cascade.detectMultiScale2(
                 gray, scaleFactor=self.config.scale_factor, minNeighbors=min(NEAR_NEIGHBORS, self.config.min_neighbors),
                 minSize=(lo, lo), maxSize=(hi, hi))
@@ -215,8 +231,9 @@ class HaarFaceDetector:
         near: list[Box] = []
         for (x, y, w, h), n in zip(found, hits, strict=True):
             if turn:  # the upright box around the turned one's centre
-                cx, cy = _unturned(x + (w - 1) / 2, y + (h - 1) / 2, *gray.shape, turn)
-                x, y = cx - (w - 1) / 2, cy - (h - 1) / 2
+                enlarged = max(scale, 1.0)
+                cx, cy = _unturned((x + (w - 1) / 2) / enlarged, (y + (h - 1) / 2) / enlarged, *turned_shape, turn)
+                x, y = cx * enlarged - (w - 1) / 2, cy * enlarged - (h - 1) / 2
             (faces if n > self.config.min_neighbors else near).append(Box(*(round(v / scale) for v in (x, y, w, h))))
         return sorted(faces, key=lambda b: b.area, reverse=True), near
 

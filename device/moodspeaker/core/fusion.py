@@ -5,7 +5,9 @@ with fresh sensor noise. Averaging n aligned crops divides that noise by about s
 the same, so the model sees a crop closer to a well-lit one (pixel fusion). Each new crop, at the model's
 input size, is registered on the running average by the integer shift (within `align_px`) that matches it
 best, then joins the last `frames` crops. Fusion starts over when the face leaves (no face for `max_gap_s`),
-jumps (its box moves by more than `max_jump` of its side or changes size by more than `max_scale`), or
+jumps (its box lies more than `max_jump` of its side from the mean of the track's recent boxes, or differs from
+that mean in size by more than `max_scale`: a single box of a face the detector sizes by a scan step or two
+either way is not a jump), or
 changes (the aligned crop differs from the average by far more than its noise explains: another person sat
 down, or the same one turned away).
 
@@ -43,8 +45,8 @@ class FusionParams:
     # A distant or dim face the detector finds only now and then (10-13 frames of 40) otherwise never counted long
     # enough to hold a mood: sofa clips seeds 17-20, faces reached +5 of 256 (seed 17 full light 11 -> 12, seed 18
     # 36 px 13 -> 14, seed 20 lamp-lit 72 px 10 -> 11, 36 px 11 -> 12, lamp-lit 48 px 8 -> 9), wrong moods +1 (seed 20 36 px)
-    max_jump: float = 0.35  # the box centre moved more than this fraction of its side: start over
-    max_scale: float = 1.3  # the box side grew or shrank by more than this ratio: start over
+    max_jump: float = 0.35  # the box centre lies over this fraction of its side from the track's mean box: start over
+    max_scale: float = 1.3  # the box side is more than this ratio larger or smaller than the mean box's: start over
     align_px: int = 2  # register each crop on the average within +-align_px at the model's scale
     change_ratio: float = 3.0  # a mean absolute difference above this many noise sigmas (min 2 grey levels) ...
     change_contrast: float = 0.35  # ... and above this share of the crop's grey-level spread: the face changed
@@ -103,9 +105,7 @@ class CropFuser:
         self._why = why
         self._boxes.append(box)
         self._last_t = t
-        n = len(self._boxes)
-        x, y, w, h = (round(sum(getattr(b, k) for b in self._boxes) / n) for k in ("x", "y", "w", "h"))
-        return Box(x, y, max(w, 1), max(h, 1))
+        return self._mean_box()
 
     def add(self, crop: np.ndarray) -> Fused:
         """The crop cut at `track`'s box, at the model's input size, joins the fusion."""
@@ -148,15 +148,21 @@ class CropFuser:
         p = self.params
         if not self._boxes or self._last_t is None or t - self._last_t > p.max_gap_s:
             return "new face"
-        return "jump" if self._jumped(self._boxes[-1], box) else None
+        return "jump" if self._jumped(self._mean_box(), box) else None
 
-    def _jumped(self, last: Box, box: Box) -> bool:
-        """`box` is not where `last` was: its centre moved by more than `max_jump` of the side, or its size changed
-        by more than `max_scale`."""
+    def _mean_box(self) -> Box:
+        """The mean of the track's recent boxes: where the face is, steadier than any one detection."""
+        n = len(self._boxes)
+        x, y, w, h = (round(sum(getattr(b, k) for b in self._boxes) / n) for k in ("x", "y", "w", "h"))
+        return Box(x, y, max(w, 1), max(h, 1))
+
+    def _jumped(self, was: Box, box: Box) -> bool:
+        """`box` is not where the face's box `was`: its centre lies more than `max_jump` of the side away, or its
+        size differs by more than `max_scale`."""
         p = self.params
-        side, last_side = max(box.w, box.h), max(last.w, last.h)
-        moved = max(abs((2 * box.x + box.w) - (2 * last.x + last.w)), abs((2 * box.y + box.h) - (2 * last.y + last.h))) / 2
-        return moved > p.max_jump * last_side or max(side / last_side, last_side / side) > p.max_scale
+        side, was_side = max(box.w, box.h), max(was.w, was.h)
+        moved = max(abs((2 * box.x + box.w) - (2 * was.x + was.w)), abs((2 * box.y + box.h) - (2 * was.y + was.h))) / 2
+        return moved > p.max_jump * was_side or max(side / was_side, was_side / side) > p.max_scale
 
     def _mean(self) -> np.ndarray:
         assert self._sum is not None
