@@ -239,6 +239,31 @@ def test_a_leaning_head_is_found_on_the_turned_frame_and_tracked_at_its_roll(fer
     assert all(len(boxes) == 1 and _on_face(boxes[0], 300, 180, side) for boxes in found[first:])
 
 
+def test_a_scheduled_scan_with_no_larger_face_keeps_the_tracked_one_without_searching_on(fer_tiny: Path) -> None:
+    """Every `full_every` frames the tracker's whole-frame scan looks for a larger face (the upright coarse pass); when
+    there is none, the tracked face found where it was ends the search: no turned or fine pass (3-7 times a tracked
+    search's cost, and a small box they found would have taken the face's place)."""
+    with np.load(fer_tiny / "val.npz") as data:
+        face = data["images"][1]
+    config = DetectorConfig(track=True)
+    detector = HaarFaceDetector(config)
+    seed = 0
+    while not detector.detect(_leaning(face, -15, seed, 80)):  # a leaning face: the upright coarse pass misses it
+        seed += 1
+    scans = []
+    scan = detector._scan
+
+    def logged(gray: np.ndarray, *args, **kwargs):
+        scans.append((gray.shape, args, kwargs))
+        return scan(gray, *args, **kwargs)
+
+    detector._scan = logged
+    for seed in range(seed + 1, seed + 1 + 3 * config.full_every):  # two scheduled scans
+        assert _on_face(detector.detect(_leaning(face, -15, seed, 80))[0], 300, 180, 80)
+    whole = [(args, kwargs) for shape, args, kwargs in scans if shape == (480, 640)]
+    assert len(whole) == 2 and all(len(args) == 2 and not kwargs for args, kwargs in whole)  # the coarse pass alone
+
+
 def test_a_point_of_the_turned_frame_maps_back_to_where_it_was() -> None:
     """The box of a face found on the turned frame is placed by `_unturned`, the inverse of the pixels `_turned_pixels`
     shows: a marked pixel, turned either way, maps back to within a pixel of where it was; the centre stays."""

@@ -7,7 +7,8 @@ at 640x480), on a copy enlarged by FINE_UPSCALE (bit-exact linear, so ARM and x8
 misses many faces near its window size and finds them once enlarged. With tracking on, the detector first
 searches a margin around the last face at nearby scales (a fraction of a full scan's cost) and scans the
 whole frame on a miss and every `full_every` frames, so a second, larger face entering the scene is found
-within that many frames; while nobody is in view the fine pass runs only every `fine_every` frames.
+within that many frames (when that scan's coarse pass finds none, the tracked face, found where it was, ends it);
+while nobody is in view the fine pass runs only every `fine_every` frames.
 
 A box that hangs below a face found in the last `full_every` frames, much larger than it and holding it in its
 upper half, is that face with the chin and neck under it (the cascade's answer to a lamp-lit face, every few
@@ -136,10 +137,7 @@ class HaarFaceDetector:
                 self._last = faces[0]
                 return faces
         self._since_full = 0
-        faces, turn = self._full(gray)
-        if not faces and scheduled and cfg.track and self._last is not None:  # the whole frame looked, upright and
-            # on one turn: the tracked face may still be where it was, at its own turn
-            faces, turn = self._around(gray, self._last, self._turn), self._turn
+        faces, turn = self._full(gray, self._last if scheduled and cfg.track else None)
         faces = self._plausible(faces)
         self._last, self._turn = (faces[0], turn) if faces else (None, 0)
         return faces
@@ -150,11 +148,11 @@ class HaarFaceDetector:
         self._recent += [(b, self._frame) for b in faces]
         return faces
 
-    def _full(self, gray: np.ndarray) -> tuple[list[Box], int]:
+    def _full(self, gray: np.ndarray, tracked: Box | None = None) -> tuple[list[Box], int]:
         """The faces and the turn they were found at. The upright coarse pass for faces of FINE_BELOW_PX and up;
-        only if it finds none (the largest face is the one that counts) and, while tracking finds nobody, every
-        `fine_every` frames: the coarse pass on the frame turned (`_turns`), then the fine pass for smaller faces,
-        upright and turned."""
+        only if it finds none (the largest face is the one that counts): the `tracked` face if it is still where it
+        was (a scheduled scan's), else, while tracking finds nobody, every `fine_every` frames: the coarse pass on the
+        frame turned (`_turns`), then the fine pass for smaller faces, upright and turned."""
         cfg = self.config
         short = min(gray.shape)
         lo, hi = max(round(short * cfg.min_size), CASCADE_WINDOW_PX), round(short * cfg.max_size)
@@ -164,6 +162,10 @@ class HaarFaceDetector:
         if faces:
             self._since_fine = 0
             return faces, 0
+        if tracked is not None:  # a scheduled scan found no larger face: the tracked one still there ends the search
+            faces = self._around(gray, tracked, self._turn)
+            if faces:
+                return faces, self._turn
         self._since_fine += 1
         if cfg.track and self._last is None and self._since_fine < cfg.fine_every:
             return faces, 0
