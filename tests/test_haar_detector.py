@@ -247,9 +247,9 @@ def test_a_scheduled_scan_with_no_larger_face_keeps_the_tracked_one_without_sear
         face = data["images"][1]
     config = DetectorConfig(track=True)
     detector = HaarFaceDetector(config)
-    seed = 0
-    while not detector.detect(_leaning(face, -15, seed, 80)):  # a leaning face: the upright coarse pass misses it
-        seed += 1
+    found_at = 0
+    while not detector.detect(_leaning(face, -15, found_at, 80)):  # a leaning face: the upright coarse pass misses it
+        found_at += 1
     scans = []
     scan = detector._scan
 
@@ -258,7 +258,7 @@ def test_a_scheduled_scan_with_no_larger_face_keeps_the_tracked_one_without_sear
         return scan(gray, *args, **kwargs)
 
     detector._scan = logged
-    for seed in range(seed + 1, seed + 1 + 3 * config.full_every):  # two scheduled scans
+    for seed in range(found_at + 1, found_at + 1 + 3 * config.full_every):  # two scheduled scans
         assert _on_face(detector.detect(_leaning(face, -15, seed, 80))[0], 300, 180, 80)
     whole = [(args, kwargs) for shape, args, kwargs in scans if shape == (480, 640)]
     assert len(whole) == 2 and all(len(args) == 2 and not kwargs for args, kwargs in whole)  # the coarse pass alone
