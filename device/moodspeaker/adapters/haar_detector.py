@@ -63,11 +63,12 @@ TURN_SIN, TURN_COS, TURN_HYP = 9, 40, 41  # the search's turn of the frame: sin 
 # added went to faces already reached, or to a face still found too seldom to hold a mood (seed 17's lamp-lit sad face,
 # 2 -> 23 of 40 frames). Whole 640x480 frames (`moodspeaker-train living-room`, 600 val faces in synthetic rooms,
 # tracking off: both turns): 120 px faces found 78% -> 86%, moods right 0.510 -> 0.565; 72 px 75% -> 85%, 0.472 -> 0.525;
-# still no face in empty rooms. The fine pass turned too (turned, then enlarged: 18 ms at 640x480 here, 0.7 ms a frame
-# on the demo clip), with small faces tracked enlarged: sofa clips seeds 17-20, full light 36 px faces reached 44 -> 47
-# of 64 (frames with the face boxed 1744 -> 1840), lamp-lit 48 px 39 -> 38 (1760 -> 1846), 72 px clips unchanged;
-# wrong moods 13 -> 13; boxes on no face 7 -> 14 of about 7,700 (a 26 px mouth inside a face the coarse pass lost,
-# tracked for 0.7 s at a clip's end, 1 frame of it counted)
+# still no face in empty rooms. The fine pass is turned too (turned, then enlarged: 18 ms at 640x480 here, 0.7 ms a
+# frame on the demo clip), small faces are tracked enlarged and a scheduled scan keeps its tracked face: sofa clips
+# seeds 17-20, full light 36 px faces reached 44 -> 47 of 64 (frames with the face boxed 1744 -> 1837), lamp-lit 48 px
+# 39 -> 41 (1760 -> 1885), 72 px clips unchanged; wrong moods 13 -> 12; boxes on no face 7 -> 15 of about 7,700
+# (26-33 px parts of faces the coarse pass lost, one frame of them counted). Whole frames: 36 px faces found 71% -> 78%,
+# moods right 0.433 -> 0.477; 30 px 65% -> 73%; still no face in empty rooms
 TURN_EVERY = 2  # every this many searches turn the frame: a turn costs what the upright coarse pass costs (10 ms at
 # 640x480 here); on the demo clip 0.35 ms a frame on average
 TRACK_SCALE_RANGE = 1.3  # the tracked search looks for faces between 1/1.3 and 1.3 times the last one: fusion
