@@ -240,9 +240,12 @@ def test_a_leaning_head_is_found_on_the_turned_frame_and_tracked_at_its_roll(fer
 
 
 def test_a_scheduled_scan_with_no_larger_face_keeps_the_tracked_one_without_searching_on(fer_tiny: Path) -> None:
-    """Every `full_every` frames the tracker's whole-frame scan looks for a larger face (the upright coarse pass); when
-    there is none, the tracked face found where it was ends the search: no turned or fine pass (3-7 times a tracked
-    search's cost, and a small box they found would have taken the face's place)."""
+    """Every `full_every` frames the tracker's whole-frame scan looks for a face as large as the tracked one or larger
+    (the upright coarse pass, from the tracked search's smallest size up: a smaller face would not count); when there
+    is none, the tracked face found where it was ends the search: no turned or fine pass (3-7 times a tracked search's
+    cost, and a small box they found would have taken the face's place)."""
+    import moodspeaker.adapters.haar_detector as haar
+
     with np.load(fer_tiny / "val.npz") as data:
         face = data["images"][1]
     config = DetectorConfig(track=True)
@@ -254,14 +257,15 @@ def test_a_scheduled_scan_with_no_larger_face_keeps_the_tracked_one_without_sear
     scan = detector._scan
 
     def logged(gray: np.ndarray, *args, **kwargs):
-        scans.append((gray.shape, args, kwargs))
+        scans.append((gray.shape, args, kwargs, detector._last))
         return scan(gray, *args, **kwargs)
 
     detector._scan = logged
     for seed in range(found_at + 1, found_at + 1 + 3 * config.full_every):  # two scheduled scans
         assert _on_face(detector.detect(_leaning(face, -15, seed, 80))[0], 300, 180, 80)
-    whole = [(args, kwargs) for shape, args, kwargs in scans if shape == (480, 640)]
-    assert len(whole) == 2 and all(len(args) == 2 and not kwargs for args, kwargs in whole)  # the coarse pass alone
+    whole = [(args, kwargs, last) for shape, args, kwargs, last in scans if shape == (480, 640)]
+    assert len(whole) == 2 and all(len(args) == 2 and not kwargs for args, kwargs, _ in whole)  # the coarse pass alone
+    assert all(args[0] == round(last.w / haar.TRACK_SCALE_RANGE) > haar.FINE_BELOW_PX for args, _, last in whole)
 
 
 def test_a_point_of_the_turned_frame_maps_back_to_where_it_was() -> None:

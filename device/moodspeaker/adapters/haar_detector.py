@@ -7,8 +7,9 @@ at 640x480), on a copy enlarged by FINE_UPSCALE (bit-exact linear, so ARM and x8
 misses many faces near its window size and finds them once enlarged. With tracking on, the detector first
 searches a margin around the last face at nearby scales (a fraction of a full scan's cost) and scans the
 whole frame on a miss and every `full_every` frames, so a second, larger face entering the scene is found
-within that many frames (when that scan's coarse pass finds none, the tracked face, found where it was, ends it);
-while nobody is in view the fine pass runs only every `fine_every` frames.
+within that many frames (that scan's coarse pass looks only for faces as large as the tracked one, as only such a face
+would count; when it finds none, the tracked face, found where it was, ends the scan); while nobody is in view the
+fine pass runs only every `fine_every` frames.
 
 A box that hangs below a face found in the last `full_every` frames, much larger than it and holding it in its
 upper half, is that face with the chin and neck under it (the cascade's answer to a lamp-lit face, every few
@@ -150,14 +151,18 @@ class HaarFaceDetector:
         return faces
 
     def _full(self, gray: np.ndarray, tracked: Box | None = None) -> tuple[list[Box], int]:
-        """The faces and the turn they were found at. The upright coarse pass for faces of FINE_BELOW_PX and up;
-        only if it finds none (the largest face is the one that counts): the `tracked` face if it is still where it
-        was (a scheduled scan's), else, while tracking finds nobody, every `fine_every` frames: the coarse pass on the
-        frame turned (`_turns`), then the fine pass for smaller faces, upright and turned."""
+        """The faces and the turn they were found at. The upright coarse pass for faces of FINE_BELOW_PX and up (as
+        large as the `tracked` face, on a scheduled scan); only if it finds none (the largest face is the one that
+        counts): the `tracked` face if it is still where it was, else, while tracking finds nobody, every `fine_every`
+        frames: the coarse pass on the frame turned (`_turns`), then the fine pass for smaller faces, upright and
+        turned."""
         cfg = self.config
         short = min(gray.shape)
         lo, hi = max(round(short * cfg.min_size), CASCADE_WINDOW_PX), round(short * cfg.max_size)
-        faces, near = self._scan(gray, max(lo, FINE_BELOW_PX), hi) if hi >= FINE_BELOW_PX else ([], [])
+        larger = max(lo, FINE_BELOW_PX)  # with a face tracked only one as large counts: smaller ones are not looked for
+        if tracked is not None:
+            larger = max(larger, round(max(tracked.w, tracked.h) / TRACK_SCALE_RANGE))
+        faces, near = self._scan(gray, larger, hi) if hi >= larger else ([], [])
         self._near = [(b, f) for b, f in self._near if self._frame - f <= cfg.fine_every]
         self._near += [(b, self._frame) for b in faces + near]
         if faces:
