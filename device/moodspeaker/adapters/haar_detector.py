@@ -69,8 +69,8 @@ TURN_SIN, TURN_COS, TURN_HYP = 9, 40, 41  # the search's turn of the frame: sin 
 # seeds 17-20, full light 36 px faces reached 44 -> 47 of 64 (frames with the face boxed 1744 -> 1837), lamp-lit 48 px
 # 39 -> 41 (1760 -> 1885), 72 px clips unchanged; wrong moods 13 -> 12; boxes on no face 7 -> 15 of about 7,700
 # (26-33 px parts of faces the coarse pass lost, one frame of them counted; 13 once the scheduled scan looked only for
-# faces as large as the tracked one, with reached 180 and wrong moods 13, the crops read differently). Whole frames: 36 px faces found 71% -> 78%,
-# moods right 0.433 -> 0.477; 30 px 65% -> 73%; still no face in empty rooms
+# faces as large as the tracked one, with reached 180 and wrong moods 13, the crops read differently). Whole frames:
+# 36 px faces found 71% -> 78%, moods right 0.433 -> 0.477; 30 px 65% -> 73%; still no face in empty rooms
 TURN_EVERY = 2  # every this many searches turn the frame: a turn costs what the upright coarse pass costs (10 ms at
 # 640x480 here); on the demo clip 0.35 ms a frame on average
 TRACK_SCALE_RANGE = 1.3  # the tracked search looks for faces between 1/1.3 and 1.3 times the last one: fusion
