@@ -71,8 +71,8 @@ TURN_SIN, TURN_COS, TURN_HYP = 9, 40, 41  # the search's turn of the frame: sin 
 # (26-33 px parts of faces the coarse pass lost, one frame of them counted; 13 once the scheduled scan looked only for
 # faces as large as the tracked one, with reached 180 and wrong moods 13, the crops read differently). Whole frames:
 # 36 px faces found 71% -> 78%, moods right 0.433 -> 0.477; 30 px 65% -> 73%; still no face in empty rooms
-TURN_EVERY = 2  # every this many searches turn the frame: a turn costs what the upright coarse pass costs (10 ms at
-# 640x480 here); on the demo clip 0.35 ms a frame on average
+TURN_EVERY = 2  # every this many searches turn the frame: a turn costs what the upright passes cost (10 ms at 640x480
+# here, and 18 ms when the fine pass runs); on the demo clip 0.35 + 0.7 ms a frame on average
 TRACK_SCALE_RANGE = 1.3  # the tracked search looks for faces between 1/1.3 and 1.3 times the last one: fusion
 # (core/fusion.py, max_scale) takes a box that much larger or smaller for another face anyway. At 1.5, on the demo clip
 # at 640x480 a tracked search took 4.1 ms, at 1.3 2.9 ms (detection 9.0 -> 8.0 ms a frame); sofa clips seeds 17-20,
@@ -160,10 +160,10 @@ class HaarFaceDetector:
         cfg = self.config
         short = min(gray.shape)
         lo, hi = max(round(short * cfg.min_size), CASCADE_WINDOW_PX), round(short * cfg.max_size)
-        larger = max(lo, FINE_BELOW_PX)  # with a face tracked only one as large counts: smaller ones are not looked for
-        if tracked is not None:
-            larger = max(larger, round(max(tracked.w, tracked.h) / TRACK_SCALE_RANGE))
-        faces, near = self._scan(gray, larger, hi) if hi >= larger else ([], [])
+        coarse_lo = max(lo, FINE_BELOW_PX)
+        if tracked is not None:  # a face smaller than the tracked one would not count: not looked for
+            coarse_lo = max(coarse_lo, round(max(tracked.w, tracked.h) / TRACK_SCALE_RANGE))
+        faces, near = self._scan(gray, coarse_lo, hi) if hi >= coarse_lo else ([], [])
         self._near = [(b, f) for b, f in self._near if self._frame - f <= cfg.fine_every]
         self._near += [(b, self._frame) for b in faces + near]
         if faces:
