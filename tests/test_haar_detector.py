@@ -268,6 +268,26 @@ def test_a_scheduled_scan_with_no_larger_face_keeps_the_tracked_one_without_sear
     assert all(args[0] == round(last.w / haar.TRACK_SCALE_RANGE) > haar.FINE_BELOW_PX for args, _, last in whole)
 
 
+def test_a_leaning_face_lost_for_a_moment_is_looked_for_at_its_turn_first(fer_tiny: Path) -> None:
+    """A leaning face the tracker loses (a hand passes, a frame the cascade misses) is still leaning: the next search
+    turns the frame its way, not the way the schedule says, so it is found again at the first search."""
+    from moodspeaker_train.scenes import room
+
+    with np.load(fer_tiny / "val.npz") as data:
+        face = data["images"][1]
+    empty = np.clip(np.rint(room(np.random.default_rng(1), 640, 480)), 0, 255).astype(np.uint8)
+    config = DetectorConfig(track=True)
+    for lost_frames in (1, 2, 3):
+        detector = HaarFaceDetector(config)
+        seed = 0
+        while not detector.detect(_leaning(face, -15, seed, 80)):
+            seed += 1
+        for _ in range(lost_frames):
+            assert detector.detect(empty) == []
+        back = [detector.detect(_leaning(face, -15, seed + 1 + i, 80)) for i in range(config.fine_every)]
+        assert back[-1] and _on_face(back[-1][0], 300, 180, 80), lost_frames
+
+
 def test_a_point_of_the_turned_frame_maps_back_to_where_it_was() -> None:
     """The box of a face found on the turned frame is placed by `_unturned`, the inverse of the pixels `_turned_pixels`
     shows: a marked pixel, turned either way, maps back to within a pixel of where it was; the centre stays."""

@@ -27,10 +27,10 @@ resting on a hand, looking down sideways; the tests' val face leaning 15 degrees
 upright passes find nobody, the search also scans the frame turned by 12.7 degrees (sin 9/41: the turn is integer
 arithmetic and the nearest pixel, so ARM and x86 turn the same pixels), one way then the other on every TURN_EVERY-th
 search (both, every time, with tracking off): the coarse pass, then, if it runs, the fine pass, each after its upright
-scan; the tracker follows a face found that way at its turn. Its box is the upright square around the turned one; the
-model reads tilted faces (it was trained on FER2013's). The tracker looks for a face smaller than FINE_BELOW_PX on its
-margin enlarged by FINE_UPSCALE, as the fine pass found it: at the frame's own size it lost the tests' leaning
-36 px face again within frames.
+scan; the tracker follows a face found that way at its turn, and if it loses it, the next search turns that way. Its
+box is the upright square around the turned one; the model reads tilted faces (it was trained on FER2013's). The
+tracker looks for a face smaller than FINE_BELOW_PX on its margin enlarged by FINE_UPSCALE, as the fine pass found it:
+at the frame's own size it lost the tests' leaning 36 px face again within frames.
 """
 
 from __future__ import annotations
@@ -116,6 +116,7 @@ class HaarFaceDetector:
             raise DetectorError(f"{self.cascade_path}: not a readable Haar cascade XML")
         self._last: Box | None = None
         self._turn = 0  # the way the last face was found: upright (0), on the frame turned one way (1) or the other (-1)
+        self._lost_turn = 0  # the turn of a tracked face just lost: the next search looks for it there first
         self._searches = 0  # searches for faces missed upright (every TURN_EVERY-th turns the frame, each way in turn)
         self._since_full = 0
         self._since_fine = 0
@@ -142,6 +143,8 @@ class HaarFaceDetector:
         self._since_full = 0
         faces, turn = self._full(gray, self._last if scheduled and cfg.track else None)
         faces = self._plausible(faces)
+        if not faces and self._turn:
+            self._lost_turn = self._turn
         self._last, self._turn = (faces[0], turn) if faces else (None, 0)
         return faces
 
@@ -194,10 +197,14 @@ class HaarFaceDetector:
 
     def _turns(self) -> tuple[int, ...]:
         """The ways this search turns the frame: every TURN_EVERY-th search one way, the next time the other;
-        both, every time, with tracking off."""
+        both, every time, with tracking off; the first search after a face tracked at a turn was lost, that turn
+        (sofa clips seeds 17-20: one more 36 px face reached, seed 17's neutral; nothing else changed)."""
         if not self.config.track:
             return 1, -1
         self._searches += 1
+        if self._lost_turn:
+            lost, self._lost_turn = self._lost_turn, 0
+            return (lost,)
         if self._searches % TURN_EVERY:
             return ()
         return ((-1) ** (self._searches // TURN_EVERY),)
