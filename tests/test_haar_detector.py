@@ -170,6 +170,33 @@ def test_a_part_of_a_face_the_coarse_pass_nearly_found_is_not_a_face(fer_tiny: P
     assert [box_placement(b, (300, 200, 72)) for b in found] == ["no face"] and found[0].w < 36
 
 
+
+def test_a_part_of_a_face_the_tracker_just_lost_is_not_a_face(fer_tiny: Path) -> None:
+    """A face tracked for five frames, then a frame where the coarse pass sees nothing there (near-faces turned off,
+    as when the cascade misses a face outright) and the fine pass finds a 27 px nose and mouth where the face was: that
+    part is dropped. Alone (tracking off) it is the only box."""
+    import moodspeaker.adapters.haar_detector as haar
+    from moodspeaker.dev.demo_clip import box_placement
+    from moodspeaker_train.scenes import paste_face, room
+
+    def frame(face: np.ndarray) -> np.ndarray:
+        rng = np.random.default_rng([70, 3])
+        scene = room(rng, 640, 480).astype(np.float32)
+        paste_face(scene, face, 300, 200, 72)
+        return np.clip(np.rint(scene + rng.normal(0, 2.0, scene.shape)), 0, 255).astype(np.uint8)
+
+    with np.load(fer_tiny / "val.npz") as data:
+        tracked, lost = frame(data["images"][1]), frame(data["images"][70])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(haar, "NEAR_NEIGHBORS", DetectorConfig().min_neighbors)
+        (part,) = HaarFaceDetector(DetectorConfig(track=False)).detect(lost)
+        detector = HaarFaceDetector()
+        followed = [detector.detect(tracked) for _ in range(5)]
+        after = detector.detect(lost)
+    assert box_placement(part, (300, 200, 72)) == "no face" and part.w < 36
+    assert all(box_placement(found[0], (300, 200, 72)) == "on face" for found in followed), followed
+    assert after == []
+
 def _scene(face: np.ndarray, x: int, y: int, side: int) -> np.ndarray:
     from moodspeaker_train.scenes import paste_face, room
 
