@@ -206,6 +206,27 @@ def _scene(face: np.ndarray, x: int, y: int, side: int) -> np.ndarray:
     return np.clip(np.rint(scene + rng.normal(0, 2, scene.shape)), 0, 255).astype(np.uint8)
 
 
+def test_a_face_inside_a_box_over_three_and_a_half_times_its_side_is_no_part_of_it(fer_tiny: Path) -> None:
+    """A 118 px face tracked for five frames, then a 31 px face at its centre (as after a scheduled scan's box around a
+    distant face and the sofa around it): the small face is found; a face that much larger has no parts that small.
+    Without the bound (PART_RATIO_MAX out of reach) it is dropped as a part."""
+    import moodspeaker.adapters.haar_detector as haar
+
+    with np.load(fer_tiny / "val.npz") as data:
+        face = data["images"][1]
+    large, small = _scene(face, 250, 150, 130), _scene(face, 297, 197, 36)
+
+    def after_the_large_face() -> list[Box]:
+        detector = HaarFaceDetector()
+        assert all(_on_face(detector.detect(large)[0], 250, 150, 130) for _ in range(5))
+        return detector.detect(small)
+
+    (found,) = after_the_large_face()
+    assert _on_face(found, 297, 197, 36) and found.w < 36
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(haar, "PART_RATIO_MAX", 1e9)
+        assert after_the_large_face() == []
+
 def test_a_box_hanging_below_a_face_just_found_is_not_a_face(fer_tiny: Path) -> None:
     """A face boxed at 58 px, then (as lamp-lit faces are, every few frames) a box 1.7 times larger holding it in its
     upper half: that box is the face with its chin and neck, not a face; the face where it was is still found. Alone,
