@@ -37,9 +37,11 @@ def test_the_table_is_written_for_the_readme_and_the_card(tmp_path: Path, fer_ti
     for side in ("ours", "peer"):
         assert full[side]["faces"] == 2 and 0 <= full[side]["faces_reached"] <= 2
         assert full[side]["boxes_on_no_face"] + full[side]["boxes_misframed"] <= full[side]["boxes"]
+        assert 0 <= full[side]["boxes_on_no_face_counted"] <= full[side]["boxes_on_no_face"]
     table = (out / "sofa_clips.md").read_text()
     row = next(line for line in table.splitlines() if line.startswith("| full light, face 72 px"))
     assert f"| {full['ours']['faces_reached']} / {full['ours']['wrong_moods']} of 2 |" in row
+    assert f"| {full['ours']['boxes_on_no_face']} ({full['ours']['boxes_on_no_face_counted']}) / " in row
     card = json.loads(model.with_suffix(".json").read_text())
     assert card["sofa_clips"]["clips"]["lamp72"]["peer"]["5"] == [result["clips"]["lamp72"]["seeds"]["5"]["peer"][k]
                                                                   for k in ("faces_reached", "wrong_moods")]
