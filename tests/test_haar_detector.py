@@ -170,7 +170,6 @@ def test_a_part_of_a_face_the_coarse_pass_nearly_found_is_not_a_face(fer_tiny: P
     assert [box_placement(b, (300, 200, 72)) for b in found] == ["no face"] and found[0].w < 36
 
 
-
 def test_a_part_of_a_face_the_tracker_just_lost_is_not_a_face(fer_tiny: Path) -> None:
     """A face tracked for five frames, then a frame where the coarse pass sees nothing there (near-faces turned off,
     as when the cascade misses a face outright) and the fine pass finds a 27 px nose and mouth where the face was: that
@@ -196,6 +195,7 @@ def test_a_part_of_a_face_the_tracker_just_lost_is_not_a_face(fer_tiny: Path) ->
     assert box_placement(part, (300, 200, 72)) == "no face" and part.w < 36
     assert all(box_placement(found[0], (300, 200, 72)) == "on face" for found in followed), followed
     assert after == []
+
 
 def _scene(face: np.ndarray, x: int, y: int, side: int) -> np.ndarray:
     from moodspeaker_train.scenes import paste_face, room
@@ -226,6 +226,7 @@ def test_a_face_inside_a_box_over_three_and_a_half_times_its_side_is_no_part_of_
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(haar, "PART_RATIO_MAX", 1e9)
         assert after_the_large_face() == []
+
 
 def test_a_box_hanging_below_a_face_just_found_is_not_a_face(fer_tiny: Path) -> None:
     """A face boxed at 58 px, then (as lamp-lit faces are, every few frames) a box 1.7 times larger holding it in its
