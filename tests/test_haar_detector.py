@@ -337,6 +337,43 @@ def test_a_leaning_face_lost_for_a_moment_is_looked_for_at_its_turn_first(fer_ti
         assert back[-1] and _on_face(back[-1][0], 300, 180, 80), lost_frames
 
 
+
+def test_an_empty_room_is_searched_for_small_faces_less_often_and_a_distant_listener_is_still_found(
+        fer_tiny: Path) -> None:
+    """After IDLE_AFTER frames with nobody in view, the fine pass (the costliest: the frame enlarged 2x, for faces under
+    48 px) runs IDLE_SLOWDOWN times less often. A 36 px listener who then sits down is found within that longer
+    interval, and once someone was found, an empty room is searched on the usual schedule again."""
+    import moodspeaker.adapters.haar_detector as haar
+    from moodspeaker_train.scenes import room
+
+    with np.load(fer_tiny / "val.npz") as data:
+        face = data["images"][1]
+    rng = np.random.default_rng(5)  # the room and noise of _scene, without the face
+    scene = room(rng, 640, 480).astype(np.float32)
+    empty = np.clip(np.rint(scene + rng.normal(0, 2, scene.shape)), 0, 255).astype(np.uint8)
+    listener = _scene(face, 297, 197, 36)
+    config = DetectorConfig(track=True)
+    detector = HaarFaceDetector(config)
+    scans: list[float | None] = []
+    scan = detector._scan
+
+    def logged(gray: np.ndarray, *args, **kwargs):
+        scans.append(args[2] if len(args) > 2 and not kwargs.get("turn") else None)
+        return scan(gray, *args, **kwargs)
+
+    def fine_passes(frames: int) -> int:
+        scans.clear()
+        assert all(detector.detect(empty) == [] for _ in range(frames))
+        return scans.count(haar.FINE_UPSCALE)
+
+    detector._scan = logged
+    idle_every = haar.IDLE_SLOWDOWN * config.fine_every
+    assert abs(fine_passes(haar.IDLE_AFTER) - haar.IDLE_AFTER / config.fine_every) <= 1
+    assert abs(fine_passes(10 * idle_every) - 10) <= 1
+    found = [detector.detect(listener) for _ in range(idle_every)]
+    assert any(boxes and _on_face(boxes[0], 297, 197, 36) for boxes in found)
+    assert fine_passes(haar.IDLE_AFTER - 1) >= (haar.IDLE_AFTER - 1) // config.fine_every  # not the idle 4
+
 def test_a_point_of_the_turned_frame_maps_back_to_where_it_was() -> None:
     """The box of a face found on the turned frame is placed by `_unturned`, the inverse of the pixels `_turned_pixels`
     shows: a marked pixel, turned either way, maps back to within a pixel of where it was; the centre stays."""

@@ -9,7 +9,8 @@ searches a margin around the last face at nearby scales (a fraction of a full sc
 whole frame on a miss and every `full_every` frames, so a second, larger face entering the scene is found
 within that many frames (that scan's coarse pass looks only for faces as large as the tracked one, as only such a face
 would count; when it finds none, the tracked face, found where it was, ends the scan); while nobody is in view the
-fine pass runs only every `fine_every` frames.
+fine pass runs only every `fine_every` frames, and IDLE_SLOWDOWN times less often once nobody has been in view for
+IDLE_AFTER frames (an empty room's cost, most of the day).
 
 A box that hangs below a face found in the last `full_every` frames, much larger than it and holding it in its
 upper half, is that face with the chin and neck under it (the cascade's answer to a lamp-lit face, every few
@@ -75,6 +76,14 @@ TURN_SIN, TURN_COS, TURN_HYP = 9, 40, 41  # the search's turn of the frame: sin 
 # 36 px faces found 71% -> 78%, moods right 0.433 -> 0.477; 30 px 65% -> 73%; still no face in empty rooms
 TURN_EVERY = 2  # every this many searches turn the frame: a turn costs what the upright passes cost (10 ms at 640x480
 # here, and 18 ms when the fine pass runs); on the demo clip 0.35 + 0.7 ms a frame on average
+IDLE_AFTER = 100  # frames in a row without a face (20 s at 5 fps): the room is empty, and ...
+IDLE_SLOWDOWN = 4  # ... the searches for small and leaning faces run this many times less often. They are most of an
+# empty room's cost: on the sofa clips' empty room at 640x480 here the upright coarse pass takes 8.8 ms, the turned one
+# 12.8, the fine pass (the frame enlarged 2x) 19.7 and the turned fine pass 23.2, so an empty sofa cost 19.0-21.2 ms a
+# frame; once idle, 10.5-11.9 (the peer's detector: 7.6-9.1, its one pass), three runs. A listener who sits down far
+# away or leaning is then found up to 12 frames later (2.4 s at 5 fps); one near and upright at once, by the coarse
+# pass. Sofa clips seeds 17-22: faces reached, wrong moods and boxes on no face unchanged (at 50 frames, 5 s of those
+# 10 fps clips, a 36 px face the fine pass found only after 4 s of search was lost: reached 265 -> 264)
 TRACK_SCALE_RANGE = 1.3  # the tracked search looks for faces between 1/1.3 and 1.3 times the last one: fusion
 # (core/fusion.py, max_scale) takes a box that much larger or smaller for another face anyway. At 1.5, on the demo clip
 # at 640x480 a tracked search took 4.1 ms, at 1.3 2.9 ms (detection 9.0 -> 8.0 ms a frame); sofa clips seeds 17-20,
@@ -130,6 +139,7 @@ class HaarFaceDetector:
         self._searches = 0  # searches for faces missed upright (every TURN_EVERY-th turns the frame, each way in turn)
         self._since_full = 0
         self._since_fine = 0
+        self._empty = 0  # frames in a row without a face (IDLE_AFTER)
         self._frame = 0
         self._near: list[tuple[Box, int]] = []  # near-faces of the coarse pass, with the frame they were seen in
         self._recent: list[tuple[Box, int]] = []  # the faces returned in the last `full_every` frames
@@ -148,7 +158,7 @@ class HaarFaceDetector:
             self._since_full += 1
             faces = self._plausible(self._around(gray, self._last, self._turn))
             if faces:
-                self._last = faces[0]
+                self._last, self._empty = faces[0], 0
                 return faces
         self._since_full = 0
         faces, turn = self._full(gray, self._last if scheduled and cfg.track else None)
@@ -156,6 +166,7 @@ class HaarFaceDetector:
         if not faces and self._turn:
             self._lost_turn = self._turn
         self._last, self._turn = (faces[0], turn) if faces else (None, 0)
+        self._empty = 0 if faces else self._empty + 1
         return faces
 
     def _plausible(self, faces: list[Box]) -> list[Box]:
@@ -187,7 +198,8 @@ class HaarFaceDetector:
             if faces:
                 return faces, self._turn
         self._since_fine += 1
-        if cfg.track and self._last is None and self._since_fine < cfg.fine_every:
+        fine_every = cfg.fine_every * (IDLE_SLOWDOWN if self._empty >= IDLE_AFTER else 1)
+        if cfg.track and self._last is None and self._since_fine < fine_every:
             return faces, 0
         self._since_fine = 0
         turns = self._turns()
