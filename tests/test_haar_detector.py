@@ -337,7 +337,6 @@ def test_a_leaning_face_lost_for_a_moment_is_looked_for_at_its_turn_first(fer_ti
         assert back[-1] and _on_face(back[-1][0], 300, 180, 80), lost_frames
 
 
-
 def test_an_empty_room_is_searched_for_small_faces_less_often_and_a_distant_listener_is_still_found(
         fer_tiny: Path) -> None:
     """After IDLE_AFTER frames with nobody in view, the fine pass (the costliest: the frame enlarged 2x, for faces under

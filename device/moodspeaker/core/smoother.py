@@ -16,7 +16,7 @@ A single frame's prediction flickers; a speaker that changes playlist on every f
   does not pay: on seeds 17-20 (256 faces), 0.1 more confidence, a lead of 0.3 over the runner-up, or a dwell
   three times as long (each scaled by `low_light`) took faces reached from 181 to 175, 176 and 170 and wrong moods
   from 13 to 9, 9 and 7, about a face lost for each wrong mood removed: the wrong moods left are the model's
-  confident misreads (smoothed probability 0.45-0.85 when they took over);
+  confident misreads (smoothed probability 0.41-0.79 when they took over);
 - after `no_face_after_s` without a face the mood becomes NO_FACE and the average starts afresh;
 - a heartbeat carrying the current mood every `heartbeat_s`, so a listener knows the sender is alive.
 """
