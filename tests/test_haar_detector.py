@@ -155,14 +155,10 @@ def test_a_part_of_a_face_the_coarse_pass_nearly_found_is_not_a_face(fer_tiny: P
     boxed as a face; without the near-face check (INNER_RATIO out of reach) it is the only box."""
     import moodspeaker.adapters.haar_detector as haar
     from moodspeaker.dev.demo_clip import box_placement
-    from moodspeaker_train.scenes import paste_face, room
 
     with np.load(fer_tiny / "val.npz") as data:
         face = data["images"][70]
-    rng = np.random.default_rng([70, 3])
-    scene = room(rng, 640, 480).astype(np.float32)
-    paste_face(scene, face, 300, 200, 72)
-    frame = np.clip(np.rint(scene + rng.normal(0, 2.0, scene.shape)), 0, 255).astype(np.uint8)
+    frame = _scene(face, 300, 200, 72, seed=[70, 3])
     assert HaarFaceDetector(DetectorConfig(track=False)).detect(frame) == []
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(haar, "INNER_RATIO", 1e9)
@@ -176,16 +172,9 @@ def test_a_part_of_a_face_the_tracker_just_lost_is_not_a_face(fer_tiny: Path) ->
     part is dropped. Alone (tracking off) it is the only box."""
     import moodspeaker.adapters.haar_detector as haar
     from moodspeaker.dev.demo_clip import box_placement
-    from moodspeaker_train.scenes import paste_face, room
-
-    def frame(face: np.ndarray) -> np.ndarray:
-        rng = np.random.default_rng([70, 3])
-        scene = room(rng, 640, 480).astype(np.float32)
-        paste_face(scene, face, 300, 200, 72)
-        return np.clip(np.rint(scene + rng.normal(0, 2.0, scene.shape)), 0, 255).astype(np.uint8)
 
     with np.load(fer_tiny / "val.npz") as data:
-        tracked, lost = frame(data["images"][1]), frame(data["images"][70])
+        tracked, lost = (_scene(data["images"][i], 300, 200, 72, seed=[70, 3]) for i in (1, 70))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(haar, "NEAR_NEIGHBORS", DetectorConfig().min_neighbors)
         (part,) = HaarFaceDetector(DetectorConfig(track=False)).detect(lost)
@@ -197,12 +186,16 @@ def test_a_part_of_a_face_the_tracker_just_lost_is_not_a_face(fer_tiny: Path) ->
     assert after == []
 
 
-def _scene(face: np.ndarray, x: int, y: int, side: int) -> np.ndarray:
+def _scene(face: np.ndarray | None = None, x: int = 0, y: int = 0, side: int = 0,
+           seed: int | list[int] = 5) -> np.ndarray:
+    """A synthetic 640x480 room with sensor noise σ2, the face pasted at (x, y) `side` px wide; without one, the same
+    room and noise empty."""
     from moodspeaker_train.scenes import paste_face, room
 
-    rng = np.random.default_rng(5)
+    rng = np.random.default_rng(seed)
     scene = room(rng, 640, 480).astype(np.float32)
-    paste_face(scene, face, x, y, side)
+    if face is not None:
+        paste_face(scene, face, x, y, side)
     return np.clip(np.rint(scene + rng.normal(0, 2, scene.shape)), 0, 255).astype(np.uint8)
 
 
@@ -343,14 +336,10 @@ def test_an_empty_room_is_searched_for_small_faces_less_often_and_a_distant_list
     48 px) runs IDLE_SLOWDOWN times less often. A 36 px listener who then sits down is found within that longer
     interval, and once someone was found, an empty room is searched on the usual schedule again."""
     import moodspeaker.adapters.haar_detector as haar
-    from moodspeaker_train.scenes import room
 
     with np.load(fer_tiny / "val.npz") as data:
         face = data["images"][1]
-    rng = np.random.default_rng(5)  # the room and noise of _scene, without the face
-    scene = room(rng, 640, 480).astype(np.float32)
-    empty = np.clip(np.rint(scene + rng.normal(0, 2, scene.shape)), 0, 255).astype(np.uint8)
-    listener = _scene(face, 297, 197, 36)
+    empty, listener = _scene(), _scene(face, 297, 197, 36)
     config = DetectorConfig(track=True)
     detector = HaarFaceDetector(config)
     scans: list[float | None] = []
