@@ -143,3 +143,21 @@ def test_a_small_crop_is_enlarged_the_cards_way(model_copy, fer_tiny):
     model_copy.with_suffix(".json").write_text(json.dumps(card))
     with pytest.raises(ModelError, match="enlarge"):
         LiteRTClassifier(model_copy)
+
+
+def test_flip_averaging_reads_a_face_and_its_mirror_image_alike(model_copy, fer_tiny):
+    """The shipped card averages each crop's logits with its mirror image's (report keeps that unless it costs val):
+    a face and its mirror then read exactly alike, where one inference alone reads them apart."""
+    with np.load(fer_tiny / "val.npz") as d:
+        faces = d["images"][:20]
+    averaged = LiteRTClassifier(model_copy)
+    assert averaged.card.preprocessing.flip_tta  # the shipped card
+    card = json.loads(model_copy.with_suffix(".json").read_text())
+    card["preprocessing"]["device"]["flip_tta"] = False
+    model_copy.with_suffix(".json").write_text(json.dumps(card))
+    single = LiteRTClassifier(model_copy)
+    for face in faces:
+        np.testing.assert_allclose(averaged.classify(face), averaged.classify(face[:, ::-1].copy()), atol=1e-6)
+        halfway = (single.logits(single.prepare(face)) + single.logits(single.prepare(face[:, ::-1].copy()))) / 2
+        np.testing.assert_allclose(averaged.classify(face), np.exp(halfway) / np.exp(halfway).sum(), atol=1e-5)
+    assert max(np.abs(single.classify(f) - single.classify(f[:, ::-1].copy())).max() for f in faces) > 0.01
