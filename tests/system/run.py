@@ -521,23 +521,31 @@ class SystemTest:
 
     def check_21_a_reload_that_fails_half_way_keeps_the_old_setup(self) -> str:
         config = "/etc/moodspeaker/config.toml"
-        self.sh(f"cp -p {config} /root/config.good && printf '\\n[mqtt]\\nhost = \"127.0.0.1\"\\ntls = true\\n"
-                f"ca_file = \"/nonexistent/ca.pem\"\\n' >> {config}")  # the bridge fails as the new setup swaps in
         pid = self.active("moodspeaker-player")["MainPID"]
-        song, t0 = self.elapsed()
-        try:
-            started = time.monotonic()
-            out = self.sh("systemctl reload moodspeaker-player", check=False, timeout=120)
-            took = time.monotonic() - started
-            text = self.sh("moodspeaker status", check=False)
-            why = out.stderr + text.stdout + text.stderr
-        finally:
-            self.sh(f"cp -p /root/config.good {config}")
-        expect(out.returncode != 0, "systemctl reload returned 0 for a setup that failed half-way")
-        expect(took < 15, f"systemctl reload took {took:.0f} s")
-        expect("ca.pem" in why or "ca file" in why.lower(), f"neither systemctl nor status says why:\n{why[-1500:]}")
-        expect(self.active("moodspeaker-player")["MainPID"] == pid, "the player restarted")
-        song2, t1 = self.elapsed()
+        # As in check 04: a mood change of the clip during the reload cuts the track rightly; that try proves
+        # nothing about the music and is made again.
+        for _ in range(3):
+            self.sh(f"cp -p {config} /root/config.good && printf '\\n[mqtt]\\nhost = \"127.0.0.1\"\\ntls = true\\n"
+                    f"ca_file = \"/nonexistent/ca.pem\"\\n' >> {config}")  # the bridge fails as the new setup swaps in
+            since = self.sh("date '+%Y-%m-%d %H:%M:%S'").stdout.strip()
+            song, t0 = self.elapsed()
+            try:
+                started = time.monotonic()
+                out = self.sh("systemctl reload moodspeaker-player", check=False, timeout=120)
+                took = time.monotonic() - started
+                text = self.sh("moodspeaker status", check=False)
+                why = out.stderr + text.stdout + text.stderr
+            finally:
+                self.sh(f"cp -p /root/config.good {config}")
+            expect(out.returncode != 0, "systemctl reload returned 0 for a setup that failed half-way")
+            expect(took < 15, f"systemctl reload took {took:.0f} s")
+            expect("ca.pem" in why or "ca file" in why.lower(), f"neither systemctl nor status says why:\n{why[-1500:]}")
+            expect(self.active("moodspeaker-player")["MainPID"] == pid, "the player restarted")
+            song2, t1 = self.elapsed()
+            if "mood: " not in self.journal("moodspeaker-player", f"--since '{since}'"):
+                break
+        else:
+            raise Failed("the player logged a mood change during each of 3 failed reloads")
         expect(song2 == song and t1 >= t0, f"music interrupted: {song}@{t0}s -> {song2}@{t1}s")
         out = self.sh("systemctl reload moodspeaker-player", check=False, timeout=120)
         expect(out.returncode == 0, f"the good reload failed: {out.stderr}")
