@@ -215,24 +215,31 @@ class SystemTest:
         expect("video file source stopped" not in self.journal("moodspeaker-vision"), "the clip ended instead of looping")
         return f"{clip_s:.0f} s clip, vision up {up + 3:.0f} s on one PID, {later} frames analysed and counting"
 
-    def check_04_reload_keeps_pids_and_music(self) -> str:
-        # The clip's mood changes every few seconds and the config cuts tracks at once (switch = "at_once"): a
-        # reload during which the player logged a mood change proves nothing either way and is tried again.
+    def _music_across(self, reload: Callable[[], None], what: str) -> tuple[str, int, str, int]:
+        """The song and its elapsed seconds before and after `reload`. The clip's mood changes every few seconds and
+        the config cuts tracks at once (switch = "at_once"): a try during which the player logged a mood change
+        proves nothing about the music either way and is made again, 3 tries in all."""
         for _ in range(3):
-            before = {n: self.active(n)["MainPID"] for n in UNITS}
             since = self.sh("date '+%Y-%m-%d %H:%M:%S'").stdout.strip()
             song, t0 = self.elapsed()
+            reload()
+            song2, t1 = self.elapsed()
+            if "mood: " not in self.journal("moodspeaker-player", f"--since '{since}'"):
+                return song, t0, song2, t1
+        raise Failed(f"the player logged a mood change during each of 3 {what}")
+
+    def check_04_reload_keeps_pids_and_music(self) -> str:
+        before = {n: self.active(n)["MainPID"] for n in UNITS}
+
+        def reload() -> None:
             # procps's kill hidden for the reload: minimal images lack it, and the units must not need it
             out = self.sh("mv /usr/bin/kill /usr/bin/kill.hidden; systemctl reload " + " ".join(UNITS) + "; rc=$?; "
                           "mv /usr/bin/kill.hidden /usr/bin/kill; exit $rc", check=False, timeout=200)
             expect(out.returncode == 0, f"systemctl reload (without /usr/bin/kill) exited {out.returncode}: {out.stderr}")
             after = {n: self.active(n)["MainPID"] for n in UNITS}
             expect(before == after, f"PIDs changed: {before} -> {after}")
-            song2, t1 = self.elapsed()
-            if "mood: " not in self.journal("moodspeaker-player", f"--since '{since}'"):
-                break
-        else:
-            raise Failed("the player logged a mood change during each of 3 reloads")
+
+        song, t0, song2, t1 = self._music_across(reload, "reloads")
         expect(song2 == song and t1 >= t0, f"music interrupted: {song}@{t0}s -> {song2}@{t1}s")
         st = self.status()["services"]
         expect(all(st[n]["reload_error"] is None for n in ("vision", "player")), f"reload errors: {st}")
@@ -522,13 +529,12 @@ class SystemTest:
     def check_21_a_reload_that_fails_half_way_keeps_the_old_setup(self) -> str:
         config = "/etc/moodspeaker/config.toml"
         pid = self.active("moodspeaker-player")["MainPID"]
-        # As in check 04: a mood change of the clip during the reload cuts the track rightly; that try proves
-        # nothing about the music and is made again.
-        for _ in range(3):
+        took = 0.0
+
+        def failing_reload() -> None:
+            nonlocal took
             self.sh(f"cp -p {config} /root/config.good && printf '\\n[mqtt]\\nhost = \"127.0.0.1\"\\ntls = true\\n"
                     f"ca_file = \"/nonexistent/ca.pem\"\\n' >> {config}")  # the bridge fails as the new setup swaps in
-            since = self.sh("date '+%Y-%m-%d %H:%M:%S'").stdout.strip()
-            song, t0 = self.elapsed()
             try:
                 started = time.monotonic()
                 out = self.sh("systemctl reload moodspeaker-player", check=False, timeout=120)
@@ -541,11 +547,8 @@ class SystemTest:
             expect(took < 15, f"systemctl reload took {took:.0f} s")
             expect("ca.pem" in why or "ca file" in why.lower(), f"neither systemctl nor status says why:\n{why[-1500:]}")
             expect(self.active("moodspeaker-player")["MainPID"] == pid, "the player restarted")
-            song2, t1 = self.elapsed()
-            if "mood: " not in self.journal("moodspeaker-player", f"--since '{since}'"):
-                break
-        else:
-            raise Failed("the player logged a mood change during each of 3 failed reloads")
+
+        song, t0, song2, t1 = self._music_across(failing_reload, "failed reloads")
         expect(song2 == song and t1 >= t0, f"music interrupted: {song}@{t0}s -> {song2}@{t1}s")
         out = self.sh("systemctl reload moodspeaker-player", check=False, timeout=120)
         expect(out.returncode == 0, f"the good reload failed: {out.stderr}")
