@@ -362,6 +362,7 @@ def test_an_empty_room_is_searched_for_small_faces_less_often_and_a_distant_list
     assert any(boxes and _on_face(boxes[0], 297, 197, 36) for boxes in found)
     assert fine_passes(haar.IDLE_AFTER - 1) >= (haar.IDLE_AFTER - 1) // config.fine_every  # not the idle 4
 
+
 def test_a_point_of_the_turned_frame_maps_back_to_where_it_was() -> None:
     """The box of a face found on the turned frame is placed by `_unturned`, the inverse of the pixels `_turned_pixels`
     shows: a marked pixel, turned either way, maps back to within a pixel of where it was; the centre stays."""
