@@ -73,6 +73,15 @@ def test_a_tiny_face_counts_less_as_too_far(faces: np.ndarray) -> None:
     assert assess(cv2.resize(faces[0], (16, 16), interpolation=cv2.INTER_AREA)).weight == 0.0
 
 
+def test_far_follows_the_faces_side_in_the_image_it_was_cut_from(faces: np.ndarray) -> None:
+    """`far` (the smoother asks such a crop for more confidence) is 1 for a 36 px face, 0 from 60 px on, and
+    comes from the side the face had in the frame, not from the fused crop's (always the model's size)."""
+    sides = {side: assess(cv2.resize(faces[0], (side, side), interpolation=cv2.INTER_AREA)).far
+             for side in (30, 36, 48, 60, 96)}
+    assert sides == {30: 1.0, 36: 1.0, 48: 0.5, 60: 0.0, 96: 0.0}
+    assert assess(faces[0], side_px=36).far == 1.0 and assess(faces[0], side_px=120).far == 0.0
+
+
 def test_flat_crop_is_skipped_and_every_reason_is_known() -> None:
     q = assess(np.full((48, 48), 90, np.uint8))
     assert q.weight == 0.0 and q.reason in REASONS

@@ -285,16 +285,17 @@ def test_init_from_starts_the_student_from_those_weights(distilled, fer_tiny, tm
 
 
 def test_the_committed_float_weights_compute_what_the_shipped_int8_model_does(fer_tiny, shipped_model):
+    """The shipped model is the int8 export of the committed camera fine-tune's float weights."""
     from moodspeaker_train import dequantise
     from moodspeaker_train.distill import build
     from moodspeaker_train.recipe import load_recipe
 
     artifacts = Path(__file__).resolve().parents[1] / "training" / "artifacts"
-    twin = build(load_recipe(artifacts.parents[1] / "training" / "configs" / "xception80-kd.toml")).eval()
-    with np.load(artifacts / "xception80-kd.weights.npz") as saved:
-        torch_models.load_keras_weights(twin, {k: saved[k] for k in saved.files}, "xception80-kd.weights.npz")
-    provenance = json.loads((artifacts / "xception80-kd.weights.json").read_text())
-    assert provenance["from_model_sha256"] == sha256_file(shipped_model)
+    provenance = json.loads((artifacts / "xception80-camera-ft.weights.json").read_text())
+    assert provenance["shipped_int8_sha256"] == sha256_file(shipped_model)
+    twin = build(load_recipe(artifacts.parents[1] / provenance["recipe"])).eval()
+    with np.load(artifacts / "xception80-camera-ft.weights.npz") as saved:
+        torch_models.load_keras_weights(twin, {k: saved[k] for k in saved.files}, "xception80-camera-ft.weights.npz")
     faces = np.load(fer_tiny / "val.npz")["images"]
     x = torch.from_numpy(faces[:, None].astype(np.float32))
     with torch.no_grad():

@@ -166,24 +166,50 @@ def test_a_part_of_a_face_the_coarse_pass_nearly_found_is_not_a_face(fer_tiny: P
     assert [box_placement(b, (300, 200, 72)) for b in found] == ["no face"] and found[0].w < 36
 
 
-def test_a_part_of_a_face_the_tracker_just_lost_is_not_a_face(fer_tiny: Path) -> None:
-    """A face tracked for five frames, then a frame where the coarse pass sees nothing there (near-faces turned off,
-    as when the cascade misses a face outright) and the fine pass finds a 27 px nose and mouth where the face was: that
-    part is dropped. Alone (tracking off) it is the only box."""
+@pytest.mark.parametrize("empty_frames", [0, 30])
+def test_a_part_of_a_face_the_tracker_just_lost_is_not_a_face(fer_tiny: Path, empty_frames: int) -> None:
+    """A face tracked for five frames, then (at once, or after 3 s of an empty sofa at 10 fps, as between two
+    listeners) a frame where the coarse pass sees nothing there (near-faces turned off, as when the cascade misses a
+    face outright) and the fine pass finds a 27 px nose and mouth where the face was: that part is dropped. Alone
+    (tracking off) it is the only box."""
     import moodspeaker.adapters.haar_detector as haar
     from moodspeaker.dev.demo_clip import box_placement
 
     with np.load(fer_tiny / "val.npz") as data:
         tracked, lost = (_scene(data["images"][i], 300, 200, 72, seed=[70, 3]) for i in (1, 70))
+    empty = _scene(seed=[70, 3])
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(haar, "NEAR_NEIGHBORS", DetectorConfig().min_neighbors)
         (part,) = HaarFaceDetector(DetectorConfig(track=False)).detect(lost)
         detector = HaarFaceDetector()
         followed = [detector.detect(tracked) for _ in range(5)]
+        assert all(detector.detect(empty) == [] for _ in range(empty_frames))
         after = detector.detect(lost)
     assert box_placement(part, (300, 200, 72)) == "no face" and part.w < 36
     assert all(box_placement(found[0], (300, 200, 72)) == "on face" for found in followed), followed
     assert after == []
+
+
+def test_a_distant_face_at_the_centre_of_a_box_just_returned_is_no_part_of_it(fer_tiny: Path) -> None:
+    """The same spot boxed at over twice a distant face's side for five frames (as the cascade boxes a distant face
+    with the sofa around it, now and then), then the distant face alone: it is found, at the centre of that box, where
+    no eye or mouth lies. Counting centred boxes as parts too (PART_OFF_CENTRE 0), it is dropped."""
+    import moodspeaker.adapters.haar_detector as haar
+
+    with np.load(fer_tiny / "val.npz") as data:
+        face = data["images"][1]
+    small, large = _scene(face, 297, 197, 36), _scene(face, 273, 173, 84)
+
+    def after_the_large_box() -> list[Box]:
+        detector = HaarFaceDetector()
+        assert all(_on_face(detector.detect(large)[0], 273, 173, 84) for _ in range(5))
+        return detector.detect(small)
+
+    (found,) = after_the_large_box()
+    assert _on_face(found, 297, 197, 36)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(haar, "PART_OFF_CENTRE", 0.0)
+        assert after_the_large_box() == []
 
 
 def _scene(face: np.ndarray | None = None, x: int = 0, y: int = 0, side: int = 0,
@@ -202,7 +228,8 @@ def _scene(face: np.ndarray | None = None, x: int = 0, y: int = 0, side: int = 0
 def test_a_face_inside_a_box_over_three_and_a_half_times_its_side_is_no_part_of_it(fer_tiny: Path) -> None:
     """A 118 px face tracked for five frames, then a 31 px face at its centre (as after a scheduled scan's box around a
     distant face and the sofa around it): the small face is found; a face that much larger has no parts that small.
-    Without the bound (PART_RATIO_MAX out of reach) it is dropped as a part."""
+    Without the bound (PART_RATIO_MAX out of reach; and PART_OFF_CENTRE 0, as it lies at the large face's centre) it is
+    dropped as a part."""
     import moodspeaker.adapters.haar_detector as haar
 
     with np.load(fer_tiny / "val.npz") as data:
@@ -217,6 +244,9 @@ def test_a_face_inside_a_box_over_three_and_a_half_times_its_side_is_no_part_of_
     (found,) = after_the_large_face()
     assert _on_face(found, 297, 197, 36) and found.w < 36
     with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(haar, "PART_OFF_CENTRE", 0.0)
+        (kept,) = after_the_large_face()  # the ratio bound alone keeps it
+        assert _on_face(kept, 297, 197, 36)
         patch.setattr(haar, "PART_RATIO_MAX", 1e9)
         assert after_the_large_face() == []
 

@@ -90,7 +90,8 @@ def test_below_the_confidence_threshold_nothing_takes_over() -> None:
 
 def test_a_low_light_crop_needs_more_confidence_to_set_the_mood() -> None:
     """On dim crops the model leans towards "sad": what would set it in full light does not in a lamp-lit room."""
-    params = SmootherParams(ema_tau_s=0.0, dwell_s=0.5, min_confidence=0.4, low_light_confidence=0.2, heartbeat_s=100)
+    params = SmootherParams(ema_tau_s=0.0, dwell_s=0.5, min_confidence=0.4, dim_confidence=0.0, low_light_confidence=0.2,
+                            heartbeat_s=100)
     full, lamp, half = Smoother(EMOTIONS, params), Smoother(EMOTIONS, params), Smoother(EMOTIONS, params)
     sad = peaked("sad", p=0.55)
     for i in range(30):
@@ -103,6 +104,36 @@ def test_a_low_light_crop_needs_more_confidence_to_set_the_mood() -> None:
     happy = Smoother(EMOTIONS, params)  # a class the model does not over-call on dim crops needs no more
     assert changes([e for i in range(30) if (e := happy.update(i * DT, peaked("happy", p=0.55), low_light=1.0))]) \
         == ["happy"]
+
+
+def test_a_dim_or_distant_crop_needs_more_confidence_for_every_mood() -> None:
+    """What the model reads from a dim or a small crop is less often right, whatever it reads: a mood needs
+    dim_confidence times low_light and far_confidence times far more, the two added up."""
+    params = SmootherParams(ema_tau_s=0.0, dwell_s=0.5, min_confidence=0.4, dim_confidence=0.15, far_confidence=0.1,
+                            low_light_confidence=0.0, heartbeat_s=100)
+
+    def mood_after(p: float, **crop: float) -> str:
+        s = Smoother(EMOTIONS, params)
+        for i in range(30):
+            s.update(i * DT, peaked("happy", p=p), **crop)
+        return s.mood
+
+    assert mood_after(0.45) == "happy"  # needs 0.4
+    assert mood_after(0.45, far=1.0) == NO_FACE  # needs 0.5
+    assert mood_after(0.52, far=1.0) == "happy"
+    assert mood_after(0.52, low_light=1.0) == NO_FACE  # needs 0.55
+    assert mood_after(0.6, low_light=1.0) == "happy"
+    assert mood_after(0.6, low_light=1.0, far=1.0) == NO_FACE  # needs 0.65
+    assert mood_after(0.6, low_light=0.5, far=0.5) == "happy"  # needs 0.525
+    with pytest.raises(ValueError, match="far"):
+        Smoother(EMOTIONS, params).update(0.0, peaked("happy"), far=1.5)
+
+
+def test_confidence_extras_that_ask_for_more_than_certainty_are_refused() -> None:
+    with pytest.raises(ValueError, match="must not exceed 1"):
+        SmootherParams(min_confidence=0.6, dim_confidence=0.2, far_confidence=0.1, low_light_confidence=0.2)
+    with pytest.raises(ValueError, match="far_confidence must be >= 0"):
+        SmootherParams(far_confidence=-0.1)
 
 
 def test_the_average_filters_single_frame_noise() -> None:

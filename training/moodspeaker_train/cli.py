@@ -15,7 +15,7 @@ from moodspeaker_train.data import DEFAULT_DATA, DataError, load_split
 from moodspeaker_train.recipe import RecipeError, load_recipe
 
 REPO = Path(__file__).resolve().parents[2]
-SHIPPED_RUN = REPO / "runs/xception80-kd"  # the shipped model's run (`distill`, then `import`): export and report read it
+SHIPPED_RUN = REPO / "runs/xception80-camera-ft"  # the shipped model's run (`distill`, then `import`): export and report read it
 RUNS = REPO / "runs"  # distill writes runs/<recipe name> unless told --out
 DATA_HELP = (
     "data set: a directory with train.npz/val.npz (shared/data/fer2013 layout), Kaggle's fer2013.csv, "
@@ -213,12 +213,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dequantise", help="float weights (best.weights.npz layout) from a shipped int8 model, "
                        "with their val accuracy: a start for fine-tuning when the float run is lost")
-    p.add_argument("--model", type=Path, default=REPO / "models/emotion.tflite")
+    p.add_argument("--model", type=Path, required=True, help="the int8 .tflite (e.g. an earlier models/emotion.tflite "
+                   "from git: `git show b1ffa57:models/emotion.tflite > kd.tflite` is xception80-kd)")
     p.add_argument("--config", type=Path, default=REPO / "training/configs/xception80-kd.toml",
                    help="the recipe the model was trained with (its architecture)")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help=DATA_HELP)
     p.add_argument("--calibration", type=int, default=4096, help="train faces for the batch-norm statistics")
-    p.add_argument("--out", type=Path, default=REPO / "training/artifacts/xception80-kd.weights.npz")
+    p.add_argument("--out", type=Path, required=True, help="FILE.weights.npz; its provenance goes to FILE.weights.json "
+                   "(training/artifacts/xception80-kd.weights.npz came from xception80-kd)")
     p.set_defaults(func=_cmd_dequantise)
 
     p = sub.add_parser("logits", help="flip-averaged logits on every train and val face (float16), the soft "

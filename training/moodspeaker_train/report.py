@@ -24,10 +24,10 @@ from moodspeaker_train.plots import plot_confusion
 GOLDEN_FILE = "golden_faces.npz"
 GOLDEN_N = 210  # 30 per class where val has them: `moodspeaker model install` re-checks a model on these
 FLIP_VAL_TOLERANCE = 0.003  # averaging a crop with its mirror image is kept unless it costs val more than this ...
-# The shipped model loses 0.1 points of clean val with it but reads the camera's crops better: the living room's
+# xception80-kd lost 0.1 points of clean val with it but read the camera's crops better: the living room's
 # darkened, noisy, blurred, distant, covered and tilted val crops +0.2 to +1.3 points (blur σ1 -0.2), its whole
 # frames +0.1 to +2.9 (24 px faces -1.2); on the sofa clips (seeds 17-22, 384 faces) wrong moods 23 -> 15, faces
-# reached 265 -> 261
+# reached 265 -> 261. The camera fine-tune gains 1.3 points of clean val with it
 FLIP_MAX_MS_PER_FACE = 2.0  # ... or the face more than this (1% of a core at 5 fps). The shipped model's second
 # inference: 0.89 -> 0.92 ms a face here in eval, classify 0.35 -> 0.62 ms a frame in `moodspeaker bench` (640x480)
 

@@ -118,7 +118,8 @@ class VisionPipeline:
             self.fuser.miss(frame.t)
         self.last_quality = quality
         event = self.smoother.update(frame.t, probs, fps, weight=1.0 if quality is None else quality.weight,
-                                     low_light=0.0 if quality is None else quality.low_light)
+                                     low_light=0.0 if quality is None else quality.low_light,
+                                     far=0.0 if quality is None else quality.far)
         if event is not None:
             self.sink.send(event)
         t4 = time.perf_counter()

@@ -37,11 +37,12 @@ class QualityParams:
     sharpness: tuple[float, float] = (0.02, 0.06)  # detail at half the model's scale / contrast
     dark_below: float = 70.0  # mean grey level under which low signal-to-noise is reported as "face too dark"
     low_light: tuple[float, float] = (12.0, 25.0)  # contrast: `low_light` is 1 at the first, 0 from the second on
+    far: tuple[float, float] = (36.0, 60.0)  # face side in the image cut from, px: `far` is 1 at the first, 0 from the second on
     skip_below: float = 0.25  # a crop whose weight is below this is not averaged at all
     scale_px: int = 48  # the scale the measures are taken at (the model's input side)
 
     def __post_init__(self) -> None:
-        for name in ("side_px", "contrast", "noise", "sharpness", "low_light"):
+        for name in ("side_px", "contrast", "noise", "sharpness", "low_light", "far"):
             poor, good = getattr(self, name)
             if poor == good or min(poor, good) < 0:
                 raise ValueError(f"{name}: need two different non-negative thresholds, got ({poor}, {good})")
@@ -62,6 +63,8 @@ class CropQuality:
     reason: str | None  # the weakest factor when the weight is below 1 (one of REASONS)
     low_light: float = 0.0  # 0..1: how far the face's contrast lies below full light's (lamp-lit sofa clips: most crops 0.5-1,
     # full light: 0, val faces: 0 for 99%); the smoother asks such a crop for more confidence (core.smoother)
+    far: float = 0.0  # 0..1: how far the face's side lies below what the model reads as well as a near face (a 36 px
+    # face: 1, 48 px: 0.5, 60 px and larger: 0); the smoother asks such a crop for more confidence too
 
 
 def _ramp(value: float, poor_good: tuple[float, float]) -> float:
@@ -119,4 +122,4 @@ def assess(crop: np.ndarray, params: QualityParams | None = None, side_px: int |
         weight = 0.0
     return CropQuality(side_px=side, brightness=round(brightness, 2), contrast=round(contrast, 2), noise=round(noise, 3),
                        sharpness=round(sharpness, 4), weight=round(weight, 4), reason=reason,
-                       low_light=round(1.0 - _ramp(contrast, p.low_light), 4))
+                       low_light=round(1.0 - _ramp(contrast, p.low_light), 4), far=round(1.0 - _ramp(side, p.far), 4))

@@ -8,15 +8,17 @@ A single frame's prediction flickers; a speaker that changes playlist on every f
   still counts as a face being there);
 - a challenger emotion replaces the current mood only when its smoothed probability reaches the confidence
   threshold, beats the current mood's by a margin (hysteresis), and has done both without a break for the
-  dwell time; from a low-light crop (core.crop_quality's `low_light`) the classes the model over-calls on dim
-  crops need more: on val faces ×0.3 with σ6 noise, fused as on the sofa, "sad" is 22% of its answers for 18%
-  of the faces ("neutral" 22% for 17%). On the sofa clips (scripts/make_sofa_clips.py, seeds 17 and 18) every
-  wrong "sad" came from a lamp-lit crop: asking "sad" for 0.2 more removed them and cost no face reached;
-  asking "neutral" too cost 2 faces and removed no wrong mood. Asking more of every class from a low-light crop
-  does not pay: on seeds 17-20 (256 faces), 0.1 more confidence, a lead of 0.3 over the runner-up, or a dwell
-  three times as long (each scaled by `low_light`) took faces reached from 181 to 175, 176 and 170 and wrong moods
-  from 13 to 9, 9 and 7, about a face lost for each wrong mood removed: the wrong moods left are the model's
-  confident misreads (smoothed probability 0.41-0.79 when they took over);
+  dwell time;
+- a dim or a distant crop (core.crop_quality's `low_light` and `far`, 0..1) needs more confidence, whatever the
+  model reads in it: it misreads such crops more often, and confidently (the wrong moods on the sofa clips took over
+  at smoothed probabilities of 0.43-0.82). On the sofa clips (scripts/make_sofa_clips.py; chosen on seeds 17-22,
+  checked on 23-25), with the camera-tuned model, `dim_confidence` 0.15 and `far_confidence` 0.1 took the wrong
+  moods of the lamp-lit and distant clips from 11 to 5 for 8 of 202 faces fewer reached (seeds 23-25: 9 to 2, for
+  10 of 95); 0.2 and 0.15 removed 3 more for 7 more faces (seeds 17-22). With the model before it (not tuned for the
+  camera) it did not pay: about a face lost for each wrong mood removed;
+- the classes the model over-calls on dim crops need more again (`low_light_classes`, `low_light_confidence`):
+  on val faces ×0.3 with σ6 noise, fused as on the sofa, "sad" is 22% of the earlier model's answers for 18% of the
+  faces; on the sofa clips (seeds 17-22) it still removes 2 wrong moods for 2 faces;
 - after `no_face_after_s` without a face the mood becomes NO_FACE and the average starts afresh;
 - a heartbeat carrying the current mood every `heartbeat_s`, so a listener knows the sender is alive.
 """
@@ -37,7 +39,9 @@ from moodspeaker.core.mood import NO_FACE, MoodEvent
 class SmootherParams:
     ema_tau_s: float = 0.5  # EMA time constant: a frame dt seconds after the last one gets weight 1 - exp(-dt/tau)
     min_confidence: float = 0.4  # a challenger's smoothed probability must reach this to become the mood
-    low_light_confidence: float = 0.2  # ... plus this much from a low-light crop (times its low_light, 0..1) ...
+    dim_confidence: float = 0.15  # ... plus this much from a low-light crop (times its low_light, 0..1) ...
+    far_confidence: float = 0.1  # ... plus this much from a distant face's crop (times its far, 0..1) ...
+    low_light_confidence: float = 0.2  # ... plus this much more from a low-light crop (times its low_light) ...
     low_light_classes: tuple[str, ...] = ("sad",)  # ... for these classes (the model over-calls them on dim crops)
     margin: float = 0.1  # ... and beat the current mood's smoothed probability by this much (hysteresis)
     dwell_s: float = 1.0  # ... and keep doing both for this long before the mood changes
@@ -48,10 +52,15 @@ class SmootherParams:
         problems = []
         if self.ema_tau_s < 0:
             problems.append("ema_tau_s must be >= 0 (0 = no averaging)")
+        extras = {"dim_confidence": self.dim_confidence, "far_confidence": self.far_confidence,
+                  "low_light_confidence": self.low_light_confidence}
         if not 0.0 <= self.min_confidence <= 1.0:
             problems.append("min_confidence must be between 0 and 1")
-        elif not 0.0 <= self.low_light_confidence <= 1.0 - self.min_confidence:
-            problems.append("low_light_confidence must be between 0 and 1 - min_confidence")
+        elif negative := [name for name, extra in extras.items() if extra < 0]:
+            problems.append(f"{', '.join(negative)} must be >= 0")
+        elif self.min_confidence + sum(extras.values()) > 1.0:
+            problems.append("min_confidence + dim_confidence + far_confidence + low_light_confidence must not exceed 1 "
+                            "(a mood that needs more than certainty never comes)")
         if unknown := [c for c in self.low_light_classes if c not in EMOTIONS]:
             problems.append(f"low_light_classes: unknown emotions {unknown} (known: {', '.join(EMOTIONS)})")
         if not 0.0 <= self.margin < 1.0:
@@ -85,6 +94,7 @@ class Smoother:
         self._last_event_t: float | None = None
         self._seq = 0
         self._low_light = 0.0  # the last trusted crop's
+        self._far = 0.0  # the last trusted crop's
 
     @property
     def mood(self) -> str:
@@ -104,14 +114,16 @@ class Smoother:
         return {lab: float(p) for lab, p in zip(self.labels, self._avg, strict=True)}
 
     def update(self, t: float, probs: np.ndarray | None, fps: float = 0.0, weight: float = 1.0,
-               low_light: float = 0.0) -> MoodEvent | None:
+               low_light: float = 0.0, far: float = 0.0) -> MoodEvent | None:
         """One analysed frame captured at `t` seconds (monotonic): class probabilities, or None for no face.
 
         `weight` (0..1) is the crop's quality: it scales the frame's share of the average; 0 skips the
-        frame's probabilities (a face is there, but what it shows is not trusted). `low_light` (0..1): how dim
-        the crop is; a challenger among `low_light_classes` needs `low_light_confidence` times it more."""
-        if not 0.0 <= weight <= 1.0 or not 0.0 <= low_light <= 1.0:
-            raise ValueError(f"weight and low_light must be between 0 and 1, got {weight} and {low_light}")
+        frame's probabilities (a face is there, but what it shows is not trusted). `low_light` and `far` (0..1,
+        core.crop_quality): how dim and how distant the face is; a challenger needs `dim_confidence` times the
+        first and `far_confidence` times the second more, one among `low_light_classes` `low_light_confidence`
+        times the first more again."""
+        if not (0.0 <= weight <= 1.0 and 0.0 <= low_light <= 1.0 and 0.0 <= far <= 1.0):
+            raise ValueError(f"weight, low_light and far must be between 0 and 1, got {weight}, {low_light} and {far}")
         if probs is None:
             changed = self._no_face(t)
         elif weight == 0.0:
@@ -122,7 +134,7 @@ class Smoother:
             changed = False
         else:
             self._average(t, np.asarray(probs, np.float64), weight)
-            self._low_light = low_light
+            self._low_light, self._far = low_light, far
             changed = self._contest(t)
         if changed:
             return self._event("mood", t, fps)
@@ -148,7 +160,8 @@ class Smoother:
         best = int(np.argmax(self._avg))
         leader, p = self.labels[best], float(self._avg[best])
         current = 0.0 if self._mood == NO_FACE else float(self._avg[self.labels.index(self._mood)])
-        needed = self.params.min_confidence
+        needed = (self.params.min_confidence + self.params.dim_confidence * self._low_light
+                  + self.params.far_confidence * self._far)
         if leader in self.params.low_light_classes:
             needed += self.params.low_light_confidence * self._low_light
         if leader == self._mood or p < needed or p < current + self.params.margin:
