@@ -190,28 +190,6 @@ def test_a_part_of_a_face_the_tracker_just_lost_is_not_a_face(fer_tiny: Path, em
     assert after == []
 
 
-def test_a_distant_face_at_the_centre_of_a_box_just_returned_is_no_part_of_it(fer_tiny: Path) -> None:
-    """The same spot boxed at over twice a distant face's side for five frames (as the cascade boxes a distant face
-    with the sofa around it, now and then), then the distant face alone: it is found, at the centre of that box, where
-    no eye or mouth lies. Counting centred boxes as parts too (PART_OFF_CENTRE 0), it is dropped."""
-    import moodspeaker.adapters.haar_detector as haar
-
-    with np.load(fer_tiny / "val.npz") as data:
-        face = data["images"][1]
-    small, large = _scene(face, 297, 197, 36), _scene(face, 273, 173, 84)
-
-    def after_the_large_box() -> list[Box]:
-        detector = HaarFaceDetector()
-        assert all(_on_face(detector.detect(large)[0], 273, 173, 84) for _ in range(5))
-        return detector.detect(small)
-
-    (found,) = after_the_large_box()
-    assert _on_face(found, 297, 197, 36)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(haar, "PART_OFF_CENTRE", 0.0)
-        assert after_the_large_box() == []
-
-
 def _scene(face: np.ndarray | None = None, x: int = 0, y: int = 0, side: int = 0,
            seed: int | list[int] = 5) -> np.ndarray:
     """A synthetic 640x480 room with sensor noise σ2, the face pasted at (x, y) `side` px wide; without one, the same
@@ -225,30 +203,34 @@ def _scene(face: np.ndarray | None = None, x: int = 0, y: int = 0, side: int = 0
     return np.clip(np.rint(scene + rng.normal(0, 2, scene.shape)), 0, 255).astype(np.uint8)
 
 
-def test_a_face_inside_a_box_over_three_and_a_half_times_its_side_is_no_part_of_it(fer_tiny: Path) -> None:
-    """A 118 px face tracked for five frames, then a 31 px face at its centre (as after a scheduled scan's box around a
-    distant face and the sofa around it): the small face is found; a face that much larger has no parts that small.
-    Without the bound (PART_RATIO_MAX out of reach; and PART_OFF_CENTRE 0, as it lies at the large face's centre) it is
-    dropped as a part."""
+@pytest.mark.parametrize(("x", "side", "bounds"), [(273, 84, ("PART_OFF_CENTRE",)),
+                                                  (250, 130, ("PART_OFF_CENTRE", "PART_RATIO_MAX"))])
+def test_a_distant_face_at_the_centre_of_a_larger_box_just_returned_is_no_part_of_it(
+        fer_tiny: Path, x: int, side: int, bounds: tuple[str, ...]) -> None:
+    """A box over twice (84 px) or over three and a half times (130 px) a distant face's side for five frames (as the
+    cascade boxes a distant face with the sofa around it now and then, or a scheduled scan's box around it), then
+    the distant face alone at the box's centre: it is found. An eye or a mouth lies off a face's centre
+    (PART_OFF_CENTRE), and a face that much larger has no parts that small (PART_RATIO_MAX): with the `bounds` that
+    keep it all out of reach it is dropped as a part, with all but the last it is still found."""
     import moodspeaker.adapters.haar_detector as haar
 
+    out_of_reach = {"PART_OFF_CENTRE": 0.0, "PART_RATIO_MAX": 1e9}
     with np.load(fer_tiny / "val.npz") as data:
         face = data["images"][1]
-    large, small = _scene(face, 250, 150, 130), _scene(face, 297, 197, 36)
+    large, small = _scene(face, x, x - 100, side), _scene(face, 297, 197, 36)
 
-    def after_the_large_face() -> list[Box]:
+    def after_the_large_box() -> list[Box]:
         detector = HaarFaceDetector()
-        assert all(_on_face(detector.detect(large)[0], 250, 150, 130) for _ in range(5))
+        assert all(_on_face(detector.detect(large)[0], x, x - 100, side) for _ in range(5))
         return detector.detect(small)
 
-    (found,) = after_the_large_face()
-    assert _on_face(found, 297, 197, 36) and found.w < 36
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(haar, "PART_OFF_CENTRE", 0.0)
-        (kept,) = after_the_large_face()  # the ratio bound alone keeps it
-        assert _on_face(kept, 297, 197, 36)
-        patch.setattr(haar, "PART_RATIO_MAX", 1e9)
-        assert after_the_large_face() == []
+        for name in bounds[:-1]:
+            patch.setattr(haar, name, out_of_reach[name])
+        (found,) = after_the_large_box()
+        assert _on_face(found, 297, 197, 36) and found.w < 36
+        patch.setattr(haar, bounds[-1], out_of_reach[bounds[-1]])
+        assert after_the_large_box() == []
 
 
 def test_a_box_hanging_below_a_face_just_found_is_not_a_face(fer_tiny: Path) -> None:
