@@ -127,6 +127,49 @@ def test_the_pipeline_counts_a_face_once_confirmed_and_says_so_meanwhile(shipped
     assert pipeline.face_status() == "none"
 
 
+class _Cushion:
+    """A detector that boxes the same patch of an empty room every seventh frame: each box is a new track."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def detect(self, gray: np.ndarray) -> list[Box]:
+        self.calls += 1
+        return [BOX] if self.calls % 7 == 1 else []
+
+
+def test_a_box_never_confirmed_is_not_read_and_lets_the_mood_decay(shipped_model: Path, faces: np.ndarray) -> None:
+    """A cushion boxed now and then is no listener: its crop is never classified, and the mood an earlier listener
+    left decays to no_face on time. Before, each box kept the smoother's face clock running, so a room with such a
+    cushion never went empty."""
+    from moodspeaker.adapters.litert_classifier import LiteRTClassifier
+    from moodspeaker.app.vision import VisionPipeline
+    from moodspeaker.core.crop_quality import QualityParams
+    from moodspeaker.core.domain import Frame
+    from moodspeaker.core.mood import NO_FACE
+    from moodspeaker.core.smoother import Smoother
+    from moodspeaker.dev.benchmark import EventLog
+
+    classifier = LiteRTClassifier(shipped_model)
+    smoother, sink = Smoother(classifier.labels), EventLog()
+    happy = np.eye(len(classifier.labels))[classifier.labels.index("happy")]
+    for i in range(20):  # the listener who was there: two seconds of a happy face
+        smoother.update(i / 10, happy)
+    assert smoother.mood == "happy"
+    pipeline = VisionPipeline(_Cushion(), classifier, smoother, sink, quality=QualityParams(),
+                              fusion=FusionParams(confirm_frames=3))
+    room = np.full((240, 320), 60, np.uint8)
+    room[BOX.y:BOX.y + BOX.h, BOX.x:BOX.x + BOX.w] = faces[0][::2, ::2].repeat(3, 0).repeat(3, 1)
+    after = smoother.params.no_face_after_s
+    boxed = []
+    for i in range(20, 20 + int(10 * (after + 1))):
+        result = pipeline.process(Frame(room, i / 10))
+        if result.face is not None:
+            boxed.append((result.probs, pipeline.face_status(), result.quality.weight))
+    assert len(boxed) >= 5 and all(item == (None, "new face", 0.0) for item in boxed)
+    assert [(e.mood, e.t) for e in sink.events if e.kind == "mood"] == [(NO_FACE, pytest.approx(1.9 + after))]
+
+
 def test_a_face_that_changes_in_place_stays_confirmed(faces: np.ndarray) -> None:
     """A change restarts the average, not the confirmation: the box never left (a confirmed face that turns, or
     a distant face whose box jitters in size, goes on counting)."""

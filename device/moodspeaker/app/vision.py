@@ -39,7 +39,7 @@ STATUS_DURING_WAIT_S = 1.0  # while waiting to reopen the camera, report (and so
 @dataclass(frozen=True)
 class FrameResult:
     face: Box | None  # the largest face, if any
-    probs: np.ndarray | None  # its probabilities in the classifier's label order
+    probs: np.ndarray | None  # its probabilities in the classifier's label order; None while it is not confirmed
     quality: CropQuality | None  # its crop's quality; its weight is the frame's weight in the smoother
     event: MoodEvent | None  # what was sent to the sink for this frame, if anything
     ms: dict[str, float]  # milliseconds per stage (STAGES); preprocess and classify are 0 without a face
@@ -96,6 +96,7 @@ class VisionPipeline:
         boxes = self.detector.detect(frame.gray)
         t1 = t2 = t3 = time.perf_counter()
         face, probs, quality = (boxes[0], None, None) if boxes else (None, None, None)
+        confirmed = face is not None
         if face is not None:
             # Found in the small picture; cut from the same moment's larger one where the camera gives one.
             image = frame.gray if frame.main is None else frame.main
@@ -106,13 +107,15 @@ class VisionPipeline:
                 box = scale_box(self.fuser.track(frame.t, face), frame.gray.shape, image.shape)
                 cut = crop_face(image, box, self.face_margin)
                 fused = self.fuser.add(self.classifier.resize(cut))
-                crop = fused.crop
+                crop, confirmed = fused.crop, fused.confirmed
                 quality = assess(crop, self.quality, side_px=min(cut.shape)) if self.quality is not None else None
-                if quality is not None and not fused.confirmed:
+                if quality is not None and not confirmed:
                     quality = replace(quality, weight=0.0, reason=UNCONFIRMED)
-            prepared = self.classifier.prepare(crop)
+            # A box not yet confirmed is no face yet: it is not read, and the smoother sees nobody (a cushion the
+            # cascade boxes now and then does not keep an empty room's mood from decaying to no_face).
+            prepared = self.classifier.prepare(crop) if confirmed else None
             t2 = time.perf_counter()
-            probs = self.classifier.classify_prepared(prepared)
+            probs = None if prepared is None else self.classifier.classify_prepared(prepared)
             t3 = time.perf_counter()
         elif self.fuser is not None:
             self.fuser.miss(frame.t)
