@@ -32,9 +32,33 @@ def test_fullframe_eval_reports_detection_and_counts_missed_frames_as_wrong(
     assert set(result["per_class_recall"]) == {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
 
 
+def test_fullframe_eval_counts_the_boxes_that_lie_on_no_face(shipped_model: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """With each frame's face given (`boxes`), eval counts the boxes off it: here one frame's face is said to be
+    elsewhere, so the box found on the real face lies on no face; without `boxes` only the boxes are counted."""
+    with np.load(FULLFRAME) as data:
+        frames, labels, boxes = data["images"], data["labels"], data["boxes"]
+    moved = boxes.copy()
+    first = int(np.flatnonzero(boxes[:, 0] >= 0)[0])
+    moved[first, 0] = (boxes[first, 0] + frames.shape[2] // 2) % (frames.shape[2] - boxes[first, 2])
+    for name, faces, off in (("as_made", boxes, 0), ("moved", moved, 1)):
+        np.savez(tmp_path / f"{name}.npz", images=frames, labels=labels, boxes=faces)
+        assert main(["eval", "--fullframe", "--model", str(shipped_model), "--data", str(tmp_path / f"{name}.npz"),
+                     "--json"]) == 0
+        result = json.loads(capsys.readouterr().out)
+        assert result["boxes"] == int((boxes[:, 0] >= 0).sum()) and result["boxes_on_no_face"] == off
+    np.savez(tmp_path / "plain.npz", images=frames, labels=labels)
+    assert main(["eval", "--fullframe", "--model", str(shipped_model), "--data", str(tmp_path / "plain.npz"), "--json"]) == 0
+    assert "boxes_on_no_face" not in json.loads(capsys.readouterr().out)
+    np.savez(tmp_path / "bad.npz", images=frames, labels=labels, boxes=boxes[:, :3])
+    assert main(["eval", "--fullframe", "--model", str(shipped_model), "--data", str(tmp_path / "bad.npz")]) == 2
+    assert "boxes must be integers (N,4)" in capsys.readouterr().err
+
+
 def test_fullframe_eval_text_output_names_detection(shipped_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["eval", "--fullframe", "--model", str(shipped_model), "--data", str(FULLFRAME)]) == 0
-    assert "faces found in" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "faces found in" in out and "boxes lie on no face" in out
 
 
 def test_fullframe_eval_rejects_a_bad_data_file(shipped_model: Path, tmp_path: Path,

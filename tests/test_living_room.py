@@ -55,6 +55,10 @@ def test_benchmark_writes_table_plots_and_card_summary(fer_tiny: Path, shipped_m
     assert result["sets"]["blur2"]["ours"]["accuracy"] < clean["ours"]["accuracy"]
     table = (out / "living_room.md").read_text()
     assert "| frame320_face72 |" in table and "| blur2 | 99% |" in table  # blur σ2: the gate skips nearly every crop
+    for who in ("ours", "peer"):  # every box counted, those on no face among them
+        counted = frames[who]
+        assert counted["boxes"] >= round(12 * counted["detected"]) and 0 <= counted["boxes_on_no_face"] <= counted["boxes"]
+    assert f"| frame320_face72 | {frames['ours']['boxes_on_no_face']} / {frames['ours']['boxes']} |" in table
     false = result["false_faces"]["640x480"]
     assert false["empty_rooms"] == 5 and false["demo_clip_face_free_frames"] == 110
     assert false["ours_demo_clip_false_frames"] == 0.0

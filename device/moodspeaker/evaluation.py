@@ -36,17 +36,22 @@ Crop = Callable[[np.ndarray, Box], np.ndarray]
 
 
 def evaluate_frames(detect: Detect, crop: Crop, classify: Classify, model_labels: tuple[str, ...], frames: np.ndarray,
-                    labels: np.ndarray) -> dict:
+                    labels: np.ndarray, faces: np.ndarray | None = None) -> dict:
     """Whole frames through detector (largest face), crop and classifier; a frame with no face found is wrong.
 
-    Returns the eval object of `evaluate_crops` plus `detected` (frames with a face found), `ms_detect`
-    (per frame) and `ms_per_face` (crop + classify, per face found). `confusion` gets an eighth column:
-    frames of each true class where no face was found.
+    Returns the eval object of `evaluate_crops` plus `detected` (frames with a face found), `boxes` (every box
+    the detector returned), `ms_detect` (per frame) and `ms_per_face` (crop + classify, per face found).
+    `confusion` gets an eighth column: frames of each true class where no face was found. Given `faces` (N,4:
+    each frame's face as x, y, w, h, -1s for none), also `boxes_on_no_face`: boxes in a frame with nobody, off
+    the face, or under half its side (an eye, a mouth; dev.demo_clip.box_placement, as the sofa clips count them).
     """
+    if faces is not None:
+        from moodspeaker.dev.demo_clip import box_placement
     to_fer = np.array([EMOTIONS.index(lab) for lab in model_labels])
     no_face = len(EMOTIONS)
     preds = np.full(len(frames), no_face, np.int64)
     detect_s = classify_s = 0.0
+    boxes_found = boxes_on_no_face = 0
     for i, frame in enumerate(frames):
         t0 = time.perf_counter()
         boxes = detect(frame)
@@ -55,6 +60,11 @@ def evaluate_frames(detect: Detect, crop: Crop, classify: Classify, model_labels
         if boxes:
             preds[i] = to_fer[int(np.argmax(classify(crop(frame, boxes[0]))))]
             classify_s += time.perf_counter() - t1
+        boxes_found += len(boxes)
+        if faces is not None:
+            x, y, w, h = (int(v) for v in faces[i])
+            face = None if w <= 0 else (x, y, max(w, h))
+            boxes_on_no_face += sum(box_placement(box, face) == "no face" for box in boxes)
     conf = confusion_matrix(labels, preds, no_face + 1)
     out = summarize(conf, (*EMOTIONS, "no_face"))
     for key in ("per_class_recall", "per_class_precision", "per_class_f1"):
@@ -62,6 +72,9 @@ def evaluate_frames(detect: Detect, crop: Crop, classify: Classify, model_labels
     detected = int((preds != no_face).sum())
     out["confusion"] = conf[:no_face].tolist()
     out["detected"] = detected
+    out["boxes"] = boxes_found
+    if faces is not None:
+        out["boxes_on_no_face"] = boxes_on_no_face
     out["ms_detect"] = round(1000 * detect_s / max(len(frames), 1), 4)
     out["ms_per_face"] = round(1000 * classify_s / max(detected, 1), 4)
     return out

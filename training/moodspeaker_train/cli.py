@@ -148,7 +148,8 @@ def _cmd_living_room(args: argparse.Namespace) -> int:
     result["mood_gate"] = living_room.mood_gate_study(val, args.model, args.seed, crop_sets)
     result["false_faces"] = living_room.false_faces(args.seed, rooms=args.rooms)
     args.out.mkdir(parents=True, exist_ok=True)
-    table = "\n".join((living_room.markdown_table(result), living_room.markdown_false_faces(result["false_faces"]),
+    table = "\n".join((living_room.markdown_table(result), living_room.markdown_boxes_on_no_face(result),
+                       living_room.markdown_false_faces(result["false_faces"]),
                        living_room.markdown_gate_table(result["mood_gate"])))
     (args.out / "living_room.md").write_text(table)
     (args.out / "living_room.json").write_text(json.dumps(result, indent=1))

@@ -282,6 +282,7 @@ def _summary(result: dict, fullframe: bool) -> dict:
     if fullframe:
         out["detected"] = round(result["detected"] / max(result["n"], 1), 4)
         out["ms_detect"] = result["ms_detect"]
+        out["boxes"], out["boxes_on_no_face"] = result["boxes"], result["boxes_on_no_face"]
     return out
 
 
@@ -303,11 +304,13 @@ def benchmark(val: FaceSet, work: Path, *, model: Path | None = None, frames: in
         t0 = time.monotonic()
         if spec is None:
             images, labels, what = crop_set(name, val.images, seed), val.labels, CROP_SETS[name][0]
+            faces = None
         else:
-            images, _ = frame_set(spec, val.images[subset], seed)
+            images, placed = frame_set(spec, val.images[subset], seed)
             labels, what = val.labels[subset], spec.description
+            faces = np.column_stack((placed, placed[:, 2]))  # x, y, w, h: eval counts the boxes on no face
         path = work / f"{name}.npz"
-        np.savez(path, images=images, labels=labels)
+        np.savez(path, images=images, labels=labels, **({} if faces is None else {"boxes": faces}))
         fullframe = spec is not None
         row = {"set": name, "what": what, "kind": "frames" if fullframe else "crops", "n": len(labels)}
         if spec is not None:
@@ -350,6 +353,27 @@ def markdown_false_faces(false: dict) -> str:
         lines.append(f"| {size} | {row['empty_rooms']} | {100 * row['ours_false_frames']:.1f}% "
                      f"| {100 * row['peer_false_frames']:.1f}% | {row['demo_clip_face_free_frames']} "
                      f"| {100 * row['ours_demo_clip_false_frames']:.1f}% |")
+    return "\n".join(lines) + "\n"
+
+
+def markdown_boxes_on_no_face(result: dict) -> str:
+    """Every box each detector returned on the frame sets (single frames, no tracking), and those on no face."""
+    rows = [r for r in result["sets"].values() if r["kind"] == "frames"]
+    lines = ["Boxes on no face in the frame sets: every box the detector returned on these single frames (no "
+             "tracking, as `eval --fullframe` runs), and those off the face or under half its side (an eye, a mouth).",
+             "", "| set | ours: on no face / boxes | peer |", "|---|---|---|"]
+    total = {"ours": [0, 0], "peer": [0, 0]}
+    for row in rows:
+        cells = [row["set"]]
+        for who in ("ours", "peer"):
+            r = row[who]
+            total[who][0] += r["boxes_on_no_face"]
+            total[who][1] += r["boxes"]
+            cells.append(f"{r['boxes_on_no_face']} / {r['boxes']}")
+        lines.append("| " + " | ".join(cells) + " |")
+    if rows:
+        lines.append("| all | " + " | ".join(f"{bad} / {n} ({100 * bad / max(n, 1):.1f}%)" for bad, n in total.values())
+                     + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -427,7 +451,8 @@ def card_summary(result: dict, table: str) -> dict:  # table: where the full tab
     """What the model card carries: per set, ours and the peer (accuracy, top wrong class share, faces found)."""
     sets = {}
     for name, row in result["sets"].items():
-        sets[name] = {who: {k: row[who][k] for k in ("accuracy", "top_wrong_class", "top_wrong_share", "detected")
+        sets[name] = {who: {k: row[who][k] for k in ("accuracy", "top_wrong_class", "top_wrong_share", "detected",
+                                                     "boxes_on_no_face", "boxes")
                             if k in row[who]} for who in ("ours", "peer")}
     gate = {name: {start: {"wrong_mood_time": [row[start][arm]["wrong_mood_time"] for arm in ("without_gate", "with_gate")]}
                    for start in ("warm", "cold")} for name, row in result.get("mood_gate", {}).items()}
